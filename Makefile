@@ -1,0 +1,46 @@
+# Two set-up commands for users: `make demo` and `make test`. Both create everything they need
+# (.venv with the Python packages, node_modules with the pinned Anvil and solc) on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: demo test lint typecheck unit bench clean setup
+
+setup: $(PY_STAMP) $(NODE_STAMP)
+
+$(PY_STAMP): pyproject.toml
+	@echo ">> creating $(VENV) and installing the gateway with its test extras"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	@echo ">> installing pinned npm packages (anvil, solc)"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+demo: setup
+	@$(BIN)/gateway demo
+
+lint: $(PY_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(PY_STAMP)
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/python -m pytest
+
+# pytest exits 5 when it collected no test; make treats any non-zero exit as failure.
+test: lint typecheck unit
+
+bench: setup
+	$(BIN)/python -m bench.verifier
+
+clean:
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,35 @@
+"""Shared fixtures: the real-chain vectors in ../shared/vectors, read at test time."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# tests/conftest.py -> parents[1] is the checkout, parents[2] the folder that holds shared/
+SHARED_VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+
+VectorLoader = Callable[[str], Any]
+
+
+@functools.cache
+def _parse(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_shared_vector(rel: str) -> Any:
+    """Parse ../shared/vectors/<rel> (cached; deep-copy before changing it), or skip the test."""
+    path = SHARED_VECTORS / rel
+    if not path.is_file():
+        pytest.skip(f"shared vector not available: {path} (the ../shared/vectors folder is absent)")
+    return _parse(path)
+
+
+@pytest.fixture(name="shared_vector")
+def _shared_vector() -> VectorLoader:
+    """Return a loader for ../shared/vectors/<rel>; skips the calling test if the file is absent."""
+    return load_shared_vector

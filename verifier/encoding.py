@@ -1,0 +1,92 @@
+"""Strict parsing of the JSON values found in chain RPC output.
+
+Every parser takes the field's path so that a failure says exactly which field is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from verifier.errors import MalformedEvidence
+
+_HEX = re.compile(r"[0-9a-fA-F]*")
+_QUANTITY = re.compile(r"0x(0|[1-9a-fA-F][0-9a-fA-F]*)")
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+
+Prefix = Literal["required", "optional", "forbidden"]
+
+
+def parse_hex(
+    value: object, field: str, *, length: int | None = None, prefix: Prefix = "required"
+) -> bytes:
+    """Decode a hex string of bytes; ``length`` is in bytes."""
+    if not isinstance(value, str):
+        raise MalformedEvidence(f"expected a hex string, got {type(value).__name__}", field=field)
+    text = value
+    if text[:2] in ("0x", "0X"):
+        if prefix == "forbidden":
+            raise MalformedEvidence("hex must not start with 0x here", field=field)
+        text = text[2:]
+    elif prefix == "required":
+        raise MalformedEvidence("hex must start with 0x", field=field)
+    if len(text) % 2 or not _HEX.fullmatch(text):
+        raise MalformedEvidence(f"not an even-length hex string: {_preview(value)}", field=field)
+    data = bytes.fromhex(text)
+    if length is not None and len(data) != length:
+        raise MalformedEvidence(f"expected {length} bytes, got {len(data)}", field=field)
+    return data
+
+
+def parse_quantity(value: object, field: str) -> int:
+    """Decode an Ethereum JSON-RPC quantity: ``0x``-hex, no leading zeros."""
+    if not isinstance(value, str) or not _QUANTITY.fullmatch(value):
+        raise MalformedEvidence(f"expected a hex quantity like 0x1a, got {_preview(value)}", field=field)
+    return int(value, 16)
+
+
+def parse_int(value: object, field: str, *, minimum: int = 0, bits: int = 64) -> int:
+    """A JSON integer (not a bool, not a string) within ``[minimum, 2**(bits-1))``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedEvidence(f"expected an integer, got {_preview(value)}", field=field)
+    if value < minimum or value >= 1 << (bits - 1):
+        raise MalformedEvidence(f"integer {value} out of range", field=field)
+    return value
+
+
+def parse_decimal_string(value: object, field: str) -> str:
+    """A non-negative integer written as a decimal string, as FISCO prints ``gasUsed``."""
+    if not isinstance(value, str) or not _DECIMAL.fullmatch(value):
+        raise MalformedEvidence(f"expected a decimal string, got {_preview(value)}", field=field)
+    return value
+
+
+def parse_str(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise MalformedEvidence(f"expected a string, got {_preview(value)}", field=field)
+    return value
+
+
+def parse_list(value: object, field: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise MalformedEvidence(f"expected a list, got {_preview(value)}", field=field)
+    return value
+
+
+def parse_object(value: object, field: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise MalformedEvidence(f"expected an object, got {_preview(value)}", field=field)
+    return value
+
+
+def require(obj: Mapping[str, Any], key: str, path: str) -> Any:
+    """``obj[key]``, or a MalformedEvidence naming ``path.key``."""
+    if key not in obj:
+        raise MalformedEvidence("missing field", field=f"{path}.{key}" if path else key)
+    return obj[key]
+
+
+def _preview(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
