@@ -42,7 +42,9 @@ def parse_hex(
 def parse_quantity(value: object, field: str) -> int:
     """Decode an Ethereum JSON-RPC quantity: ``0x``-hex, no leading zeros."""
     if not isinstance(value, str) or not _QUANTITY.fullmatch(value):
-        raise MalformedEvidence(f"expected a hex quantity like 0x1a, got {_preview(value)}", field=field)
+        raise MalformedEvidence(
+            f"expected a hex quantity like 0x1a, got {_preview(value)}", field=field
+        )
     return int(value, 16)
 
 

@@ -56,9 +56,7 @@ class ProofMismatch(VerificationError):
         index: int | None = None,
     ) -> None:
         where = f" at proof item {index}" if index is not None else ""
-        super().__init__(
-            f"{message}{where}: expected {expected}, computed {computed}", check=check
-        )
+        super().__init__(f"{message}{where}: expected {expected}, computed {computed}", check=check)
         self.expected = expected
         self.computed = computed
         self.index = index

@@ -34,7 +34,8 @@ class CryptoSuite(StrEnum):
 
 def keccak256(data: bytes) -> bytes:
     """Ethereum's Keccak-256 (the pre-standard padding, not SHA3-256)."""
-    return bytes(_keccak_256(data).digest())
+    digest: bytes = _keccak_256(data).digest()
+    return digest
 
 
 _SM3: Final = _hashes.SM3()
