@@ -1,0 +1,233 @@
+"""Build the example evidence bundles in docs/examples/ from this project's own data.
+
+Each example is a multi-receipt block made here: receipts with a cross-chain message log, the
+project's own trie / Merkle builders for the proof, and (FISCO) headers signed by sealer keys
+derived from a fixed seed. Deterministic except for SM2 signatures, which are randomised.
+
+    python -m devnet.examples [--out docs/examples]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from verifier.evm.header import compute_block_hash
+from verifier.evm.receipt import encode_receipt, receipt_key
+from verifier.fisco.header import compute_header_hash
+from verifier.fisco.receipt import compute_receipt_hash
+from verifier.hashing import CryptoSuite, Hasher, hasher_for, keccak256
+from verifier.merkle.fisco import compute_merkle_proof, compute_merkle_root
+from verifier.merkle.mpt import compute_mpt_proof, compute_mpt_root
+from verifier.signatures import secp256k1, sm2
+
+SEED = b"interop-gateway examples v1"
+EVENT = "CrossChainMessage(uint64,string,bytes)"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "examples"
+
+
+def _derive(label: str) -> bytes:
+    return hashlib.sha256(SEED + label.encode()).digest()
+
+
+def _word(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+def _message_data(seq: int, dst_chain: str, payload: bytes) -> bytes:
+    """ABI encoding of (uint64 seq, string dst, bytes payload) for the event's data."""
+
+    def dyn(b: bytes) -> bytes:
+        return _word(len(b)) + b + b"\0" * (-len(b) % 32)
+
+    head_dst = dyn(dst_chain.encode())
+    return _word(seq) + _word(96) + _word(96 + len(head_dst)) + head_dst + dyn(payload)
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+def evm_example() -> dict[str, Any]:
+    """A Cancun-style block of 7 receipts; the proven one (index 5) carries the message log."""
+    topic0 = keccak256(EVENT.encode())
+    contract = _derive("evm-contract")[:20]
+    receipts: list[dict[str, Any]] = []
+    cumulative = 0
+    for i in range(7):
+        cumulative += 21000 + 1000 * i
+        logs = []
+        if i % 2 == 1:
+            data = _message_data(i, "fisco-demo", f"hello from evm #{i}".encode())
+            logs.append(
+                {
+                    "address": _hex(contract),
+                    "topics": [_hex(topic0), _hex(_word(i))],
+                    "data": _hex(data),
+                    "logIndex": hex(len(receipts)),
+                }
+            )
+        receipts.append(
+            {
+                "type": "0x2" if i % 3 else "0x0",
+                "status": "0x1" if i != 2 else "0x0",
+                "cumulativeGasUsed": hex(cumulative),
+                "logsBloom": _hex(bytes(256)),
+                "logs": logs,
+                "transactionIndex": hex(i),
+                "transactionHash": _hex(_derive(f"evm-tx-{i}")),
+                "gasUsed": hex(21000 + 1000 * i),
+            }
+        )
+    items = {receipt_key(i): encode_receipt(r) for i, r in enumerate(receipts)}
+    header: dict[str, Any] = {
+        "parentHash": _hex(_derive("evm-parent")),
+        "sha3Uncles": "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347",
+        "miner": _hex(_derive("evm-miner")[:20]),
+        "stateRoot": _hex(_derive("evm-state")),
+        "transactionsRoot": _hex(_derive("evm-txroot")),
+        "receiptsRoot": _hex(compute_mpt_root(items)),
+        "logsBloom": _hex(bytes(256)),
+        "difficulty": "0x0",
+        "number": "0x1a2b",
+        "gasLimit": "0x1c9c380",
+        "gasUsed": hex(cumulative),
+        "timestamp": "0x6700a1b2",
+        "extraData": "0x",
+        "mixHash": _hex(_derive("evm-mix")),
+        "nonce": "0x0000000000000000",
+        "baseFeePerGas": "0x7",
+        "withdrawalsRoot": "0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421",
+        "blobGasUsed": "0x0",
+        "excessBlobGas": "0x0",
+        "parentBeaconBlockRoot": _hex(_derive("evm-beacon")),
+    }
+    block_hash = compute_block_hash(header)
+    header["hash"] = _hex(block_hash)
+    index = 5
+    receipt = dict(receipts[index], blockHash=header["hash"], blockNumber=header["number"])
+    proof = compute_mpt_proof(items, receipt_key(index))
+    return {
+        "format": "interop-evidence/1",
+        "family": "evm",
+        "chain_id": "anvil-demo",
+        "crypto": "keccak256-secp256k1",
+        "block": header,
+        "receipt": receipt,
+        "proof": [_hex(node) for node in proof],
+        "log_index": 0,
+        "trust": {"block_hash": header["hash"]},
+    }
+
+
+def _fisco_receipts(hasher: Hasher, number: int, count: int) -> list[dict[str, Any]]:
+    topic0 = hasher(EVENT.encode())
+    contract = _derive(f"fisco-contract-{number}")[:20].hex()
+    out = []
+    for i in range(count):
+        logs = []
+        if i % 2 == 0:
+            data = _message_data(i, "anvil-demo", f"hello from fisco #{i}".encode())
+            logs.append(
+                {"address": contract, "topics": [_hex(topic0), _hex(_word(i))], "data": _hex(data)}
+            )
+        receipt = {
+            "version": 0,
+            "contractAddress": "",
+            "checksumContractAddress": "",
+            "gasUsed": str(20000 + 17 * i),
+            "status": 0,
+            "output": "0x",
+            "logEntries": logs,
+            "blockNumber": number,
+            "message": "",
+            "extraData": "",
+            "transactionHash": _hex(_derive(f"fisco-tx-{number}-{i}")),
+            "to": "0x" + contract,
+            "from": "0x" + _derive(f"fisco-from-{i}")[:20].hex(),
+        }
+        receipt["hash"] = _hex(compute_receipt_hash(receipt, hasher))
+        out.append(receipt)
+    return out
+
+
+def fisco_example(suite: CryptoSuite, chain_id: str) -> dict[str, Any]:
+    """A 5-receipt FISCO BCOS 3.x block signed by 3 of 4 sealers (the quorum)."""
+    hasher = hasher_for(suite.hash_scheme)
+    sm = suite is CryptoSuite.SM3_SM2
+    keys = [_derive(f"{chain_id}-sealer-{i}") for i in range(4)]
+    pubs = [sm2.public_key(k) if sm else secp256k1.public_key(k) for k in keys]
+    number = 42
+    receipts = _fisco_receipts(hasher, number, 5)
+    leaves = [bytes.fromhex(r["hash"][2:]) for r in receipts]
+    block: dict[str, Any] = {
+        "version": 50528256,
+        "number": number,
+        "gasUsed": str(sum(20000 + 17 * i for i in range(5))),
+        "timestamp": 1764300000000,
+        "sealer": 1,
+        "extraData": "0x",
+        "parentInfo": [
+            {"blockNumber": number - 1, "blockHash": _hex(_derive(f"{chain_id}-parent"))}
+        ],
+        "txsRoot": _hex(compute_merkle_root([hasher(leaf) for leaf in leaves], hasher)),
+        "receiptsRoot": _hex(compute_merkle_root(leaves, hasher)),
+        "stateRoot": _hex(_derive(f"{chain_id}-state")),
+        "sealerList": [_hex(p) for p in pubs],
+        "consensusWeights": [1, 1, 1, 1],
+    }
+    header_hash = compute_header_hash(block, hasher)
+    block["hash"] = _hex(header_hash)
+    signers = (0, 1, 3)
+    block["signatureList"] = [
+        {
+            "sealerIndex": i,
+            "signature": _hex(
+                sm2.sign(keys[i], header_hash) if sm else secp256k1.sign(keys[i], header_hash)
+            ),
+        }
+        for i in signers
+    ]
+    index = 2
+    return {
+        "format": "interop-evidence/1",
+        "family": "fisco-bcos-3",
+        "chain_id": chain_id,
+        "crypto": suite.value,
+        "block": block,
+        "receipt": receipts[index],
+        "proof": compute_merkle_proof(leaves, index, hasher),
+        "log_index": 0,
+        "trust": {"sealers": [{"node_id": p.hex(), "weight": 1} for p in pubs]},
+    }
+
+
+def build_examples() -> dict[str, dict[str, Any]]:
+    return {
+        "evm-receipt-with-log.json": evm_example(),
+        "fisco-keccak-receipt-with-log.json": fisco_example(
+            CryptoSuite.KECCAK256_SECP256K1, "fisco-demo"
+        ),
+        "fisco-sm-receipt-with-log.json": fisco_example(CryptoSuite.SM3_SM2, "fisco-sm-demo"),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, bundle in build_examples().items():
+        path = args.out / name
+        path.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
+        sys.stdout.write(f"wrote {path}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""`gateway verify` and `gateway demo` behave as documented on valid, tampered and bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import gateway
+
+EXAMPLES = Path(gateway.__file__).resolve().parent / "docs" / "examples"
+EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json"))
+
+
+def _load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def _write(tmp_path: Path, doc: object, name: str = "bundle.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def test_examples_exist() -> None:
+    """The shipped examples cover both families and both FISCO crypto suites."""
+    docs = [_load(p) for p in EXAMPLE_FILES]
+    assert {(d["family"], d["crypto"]) for d in docs} == {
+        ("evm", "keccak256-secp256k1"),
+        ("fisco-bcos-3", "keccak256-secp256k1"),
+        ("fisco-bcos-3", "sm3-sm2"),
+    }
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+def test_verify_example_json(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each example verifies: exit 0 and a JSON result with the decoded log."""
+    assert gateway.main(["verify", str(path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    doc = _load(path)
+    assert result["valid"] is True
+    assert result["reason"] is None
+    assert result["family"] == doc["family"]
+    assert result["block_hash"] == doc["block"]["hash"]
+    assert result["log"]["topics"]
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+def test_verify_tampered_example_exits_1(
+    path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A one-byte change to the receipt's log data makes verify exit 1 naming the check."""
+    doc = _load(path)
+    logs = doc["receipt"].get("logs") or doc["receipt"]["logEntries"]
+    data = bytearray.fromhex(logs[0]["data"][2:])
+    data[-1] ^= 0x01
+    logs[0]["data"] = "0x" + data.hex()
+    assert gateway.main(["verify", str(_write(tmp_path, doc))]) == 1
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("INVALID [")
+    assert len(out.splitlines()) == 1
+
+
+def test_verify_reads_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-` reads the bundle from standard input."""
+    raw = EXAMPLE_FILES[0].read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    assert gateway.main(["verify", "-"]) == 0
+    assert capsys.readouterr().out.startswith("VALID ")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"\xff\xfe", b"[]", b'{"format": "interop-evidence/9"}', b"{}"],
+    ids=["bad-json", "not-utf8", "array", "unknown-format", "empty-object"],
+)
+def test_verify_unusable_input_exits_2(
+    content: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Unreadable or non-bundle input exits 2 with a one-line error, never a traceback."""
+    path = tmp_path / "x.json"
+    path.write_bytes(content)
+    assert gateway.main(["verify", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
+
+
+def test_verify_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing file is reported as unreadable."""
+    assert gateway.main(["verify", str(tmp_path / "nope.json"), "--json"]) == 2
+    result = json.loads(capsys.readouterr().out)
+    assert result["valid"] is False
+    assert "cannot read" in result["reason"]
+
+
+def test_verify_failure_json_names_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json on a failed check gives valid=false, the check and a reason."""
+    doc = _load(next(p for p in EXAMPLE_FILES if "evm" in p.name))
+    doc["trust"]["block_hash"] = "0x" + "00" * 32
+    assert gateway.main(["verify", str(_write(tmp_path, doc)), "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result == {
+        "valid": False,
+        "family": "evm",
+        "block_number": None,
+        "block_hash": None,
+        "check": "header_trust",
+        "reason": result["reason"],
+    }
+    assert "trusted 0x0000" in result["reason"]
+
+
+def test_demo_verifies_examples_and_rejects_tampering(capsys: pytest.CaptureFixture[str]) -> None:
+    """`gateway demo` verifies every example and shows each tampered copy rejected."""
+    assert gateway.main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("  valid: ") == len(EXAMPLE_FILES)
+    assert out.count("tampered copy (one receipt byte changed) rejected") == len(EXAMPLE_FILES)
+
+
+def test_console_script_runs_as_a_user_would() -> None:
+    """The installed `gateway` command verifies an example in a separate process."""
+    script = Path(sys.executable).parent / "gateway"
+    proc = subprocess.run(
+        [str(script), "verify", str(EXAMPLE_FILES[0])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("VALID ")
