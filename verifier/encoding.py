@@ -82,6 +82,21 @@ def parse_object(value: object, field: str) -> Mapping[str, Any]:
     return value
 
 
+def utf8_bytes(value: object, field: str) -> bytes:
+    """A string's UTF-8 bytes, as FISCO hashes its text fields."""
+    try:
+        return parse_str(value, field).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedEvidence("not encodable as UTF-8", field=field) from exc
+
+
+def raw_bytes(value: object, field: str) -> bytes:
+    """``value`` itself, if it is bytes: for callers that pass typed fields, not JSON."""
+    if not isinstance(value, bytes | bytearray):
+        raise MalformedEvidence(f"expected bytes, got {type(value).__name__}", field=field)
+    return bytes(value)
+
+
 def require(obj: Mapping[str, Any], key: str, path: str) -> Any:
     """``obj[key]``, or a MalformedEvidence naming ``path.key``."""
     if key not in obj:

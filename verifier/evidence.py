@@ -29,7 +29,7 @@ from verifier.fisco.receipt import compute_receipt_hash, decode_log_entries
 from verifier.hashing import CryptoSuite, hasher_for, keccak256
 from verifier.merkle.fisco import verify_merkle_proof
 from verifier.signatures.quorum import verify_signature_list
-from verifier.types import DecodedLog, Family, SignatureQuorum, VerifiedEvidence
+from verifier.types import DecodedLog, Family, VerifiedEvidence
 
 FORMAT_V1: Final = "interop-evidence/1"
 MAX_PROOF_ITEMS: Final = 256
@@ -123,7 +123,6 @@ def _verify_evm(bundle: EvidenceBundle) -> VerifiedEvidence:
     )
     _check_number_claim(bundle.receipt.get("blockNumber"), header.number, quantity=True)
     receipt: EvmReceipt = verify_receipt_proof(header.receipts_root, bundle.receipt, bundle.proof)
-    logs = tuple(DecodedLog(log.address, log.topics, log.data) for log in receipt.logs)
     return VerifiedEvidence(
         family=bundle.family,
         chain_id=bundle.chain_id,
@@ -132,7 +131,7 @@ def _verify_evm(bundle: EvidenceBundle) -> VerifiedEvidence:
         block_hash=header.hash,
         receipt_hash=keccak256(receipt.encoded),
         log_index=bundle.log_index,
-        log=_select_log(logs, bundle.log_index),
+        log=_select_log(receipt.logs, bundle.log_index),
         quorum=None,
     )
 
@@ -142,7 +141,7 @@ def _verify_fisco(bundle: EvidenceBundle) -> VerifiedEvidence:
     header = parse_fisco_header(bundle.block, hasher)
     _check_claim(bundle.block, "hash", header.hash, check="header_hash", field="block.hash")
     trusted = _parse_sealers(bundle.trust)
-    result = verify_signature_list(
+    quorum = verify_signature_list(
         header.hash, header.sealer_list, header.signatures, trusted, bundle.crypto
     )
     _check_number_claim(bundle.receipt.get("blockNumber"), header.number, quantity=False)
@@ -155,9 +154,7 @@ def _verify_fisco(bundle: EvidenceBundle) -> VerifiedEvidence:
     verify_merkle_proof(
         bundle.proof, receipt_hash, header.receipts_root, hasher, check="receipt_proof"
     )
-    logs = tuple(
-        DecodedLog(log.address, log.topics, log.data) for log in decode_log_entries(bundle.receipt)
-    )
+    logs = decode_log_entries(bundle.receipt)
     return VerifiedEvidence(
         family=bundle.family,
         chain_id=bundle.chain_id,
@@ -167,7 +164,7 @@ def _verify_fisco(bundle: EvidenceBundle) -> VerifiedEvidence:
         receipt_hash=receipt_hash,
         log_index=bundle.log_index,
         log=_select_log(logs, bundle.log_index),
-        quorum=SignatureQuorum(result.have, result.need, result.total, result.signers),
+        quorum=quorum,
     )
 
 

@@ -28,6 +28,7 @@ from verifier.evm.fields import UINT64_BYTES, data_bytes, is_absent, quantity, q
 from verifier.hashing import keccak256
 from verifier.merkle.mpt import parse_proof_nodes, verify_mpt_proof
 from verifier.rlp import Decoded, decode, decode_uint, encode, encode_uint
+from verifier.types import DecodedLog
 
 RECEIPT_TYPES: Final = frozenset({0x01, 0x02, 0x03, 0x04})
 """Typed receipts this codec knows (EIP-2930, EIP-1559, EIP-4844, EIP-7702); 0 is legacy."""
@@ -39,11 +40,7 @@ _CHECK: Final = "receipt_encoding"
 _PATH: Final = "receipt"
 
 
-@dataclass(frozen=True, slots=True)
-class EvmLog:
-    address: bytes
-    topics: tuple[bytes, ...]
-    data: bytes
+EvmLog = DecodedLog  # one log type for both families: address, topics, data
 
 
 @dataclass(frozen=True, slots=True)

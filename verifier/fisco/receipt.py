@@ -27,7 +27,9 @@ from verifier.encoding import (
     parse_list,
     parse_object,
     parse_str,
+    raw_bytes,
     require,
+    utf8_bytes,
 )
 from verifier.errors import MalformedEvidence
 from verifier.hashing import Hasher
@@ -97,10 +99,10 @@ def compute_receipt_hash_from_fields(  # noqa: PLR0917 - the TransactionReceiptD
         gas_used.encode("ascii"),
         contract_address.encode("ascii"),
         parse_int(status, "status", bits=32).to_bytes(4, "big"),
-        _raw(output, "output"),
+        raw_bytes(output, "output"),
     ]
     if version >= 1:
-        parts.append(_text(effective_gas_price, "effective_gas_price"))
+        parts.append(utf8_bytes(effective_gas_price, "effective_gas_price"))
     elif effective_gas_price != "":
         raise MalformedEvidence("only hashed from version 1", field="effective_gas_price")
     for i, log in enumerate(logs):
@@ -131,7 +133,7 @@ def _log_parts(log: LogFields, i: int) -> list[bytes]:
         if not isinstance(topic, bytes) or len(topic) != 32:
             raise MalformedEvidence("topic must be 32 bytes", field=f"logs[{i}].topics[{k}]")
         parts.append(topic)
-    parts.append(_raw(data, f"logs[{i}].data"))
+    parts.append(raw_bytes(data, f"logs[{i}].data"))
     return parts
 
 
@@ -161,16 +163,3 @@ def _parse_logs(receipt: Mapping[str, Any]) -> list[LogFields]:
         ]
         logs.append((address, topics, parse_hex(require(entry, "data", path), f"{path}.data")))
     return logs
-
-
-def _text(value: object, field: str) -> bytes:
-    try:
-        return parse_str(value, field).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise MalformedEvidence("not encodable as UTF-8", field=field) from exc
-
-
-def _raw(value: object, field: str) -> bytes:
-    if not isinstance(value, bytes | bytearray):
-        raise MalformedEvidence(f"expected bytes, got {type(value).__name__}", field=field)
-    return bytes(value)

@@ -33,7 +33,9 @@ from verifier.encoding import (
     parse_list,
     parse_object,
     parse_str,
+    raw_bytes,
     require,
+    utf8_bytes,
 )
 from verifier.errors import MalformedEvidence, VerificationError
 from verifier.hashing import CryptoSuite, Hasher, keccak256, sm3
@@ -111,24 +113,24 @@ def compute_transaction_hash_from_fields(  # noqa: PLR0917 - the TransactionData
     version = parse_int(version, "version", bits=32)
     parts = [
         version.to_bytes(4, "big"),
-        _text(chain_id, "chain_id"),
-        _text(group_id, "group_id"),
+        utf8_bytes(chain_id, "chain_id"),
+        utf8_bytes(group_id, "group_id"),
         parse_int(block_limit, "block_limit").to_bytes(8, "big"),
-        _raw(nonce, "nonce"),
-        _text(to, "to"),
-        _raw(input, "input"),
-        _text(abi, "abi"),
+        raw_bytes(nonce, "nonce"),
+        utf8_bytes(to, "to"),
+        raw_bytes(input, "input"),
+        utf8_bytes(abi, "abi"),
     ]
     v1 = (value, gas_price, gas_limit, max_fee_per_gas, max_priority_fee_per_gas)
     if version >= 1:
-        parts += (_text(value, "value"), _text(gas_price, "gas_price"))
+        parts += (utf8_bytes(value, "value"), utf8_bytes(gas_price, "gas_price"))
         parts.append(parse_int(gas_limit, "gas_limit").to_bytes(8, "big"))
-        parts += (_text(max_fee_per_gas, "max_fee_per_gas"),)
-        parts += (_text(max_priority_fee_per_gas, "max_priority_fee_per_gas"),)
+        parts += (utf8_bytes(max_fee_per_gas, "max_fee_per_gas"),)
+        parts += (utf8_bytes(max_priority_fee_per_gas, "max_priority_fee_per_gas"),)
     elif v1 != ("", "", 0, "", ""):
         raise MalformedEvidence("value/gas fields are only hashed from version 1", field="version")
     if version >= 2:
-        parts.append(_raw(extension, "extension"))
+        parts.append(raw_bytes(extension, "extension"))
     elif extension:
         raise MalformedEvidence("extension is only hashed from version 2", field="version")
     return hasher(b"".join(parts))
@@ -170,7 +172,7 @@ def _parse_nonce(value: object, encoding: NonceEncoding) -> bytes:
     if encoding == "hex":
         return parse_hex(value, "tx.nonce", prefix="forbidden")
     if encoding == "decimal":
-        return _text(value, "tx.nonce")
+        return utf8_bytes(value, "tx.nonce")
     raise MalformedEvidence(f"unknown nonce encoding {encoding!r}", field="nonce_encoding")
 
 
@@ -183,18 +185,5 @@ def _parse_extension(value: object) -> bytes:
 
 def _json_str(tx: Mapping[str, Any], key: str) -> str:
     value = parse_str(require(tx, key, "tx"), f"tx.{key}")
-    _text(value, f"tx.{key}")
+    utf8_bytes(value, f"tx.{key}")
     return value
-
-
-def _text(value: object, field: str) -> bytes:
-    try:
-        return parse_str(value, field).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise MalformedEvidence("not encodable as UTF-8", field=field) from exc
-
-
-def _raw(value: object, field: str) -> bytes:
-    if not isinstance(value, bytes | bytearray):
-        raise MalformedEvidence(f"expected bytes, got {type(value).__name__}", field=field)
-    return bytes(value)
