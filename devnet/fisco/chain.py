@@ -1,0 +1,295 @@
+"""Block production: admission like the node's txpool, execution, roots, PBFT signatures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from coincurve import PublicKey
+
+from devnet.fisco.errors import (
+    MSG_HASH_MISMATCH,
+    MalformedTransaction,
+    RpcError,
+    TransactionStatus,
+    rejected,
+)
+from devnet.fisco.evm import BlockExecution, EvmExecutor
+from devnet.fisco.hashing import (
+    ReceiptData,
+    TransactionData,
+    merkle_root,
+    receipt_hash,
+    transaction_hash,
+)
+from devnet.fisco.keys import SealerKey, derive_private_key, recover_public_key, sealer_keys
+from devnet.fisco.ledger import Ledger, Record, block_hash_of, receipt_record
+from devnet.fisco.store import KeyValueStore
+from devnet.fisco.tars import WireTransaction, decode_transaction
+from verifier.hashing import keccak256
+
+COMPATIBILITY_VERSION = 0x03030000  # 3.3.0: tx JSON nonce is hex of the nonce bytes
+BLOCK_LIMIT_RANGE = 1000
+TX_COUNT_LIMIT = 1000
+
+
+def _wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    chain_id: str = "chain0"
+    group_id: str = "group0"
+    sealers: int = 4
+    seed: str = "devnode"
+    clock: Callable[[], int] = field(default=_wall_clock_ms)
+
+
+@dataclass
+class _Pending:
+    tx: Record
+    done: asyncio.Future[Record]
+
+
+def genesis_text(config: ChainConfig, keys: tuple[SealerKey, ...]) -> str:
+    admin = keccak256(bytes.fromhex(derive_private_key(config.seed, "admin").hex()))[12:].hex()
+    nodes = "".join(f"node.{i}:{k.node_id},1\n" for i, k in enumerate(keys))
+    return (
+        f"[chain]\nsm_crypto:0\nchainID: {config.chain_id}\ngrouID: {config.group_id}\n"
+        "[consensys]\nconsensus_type: pbft\nblock_tx_count_limit:1000\nleader_period:1\n"
+        "[version]\ncompatibility_version:3.3.0\n[tx]\ngaslimit:3000000000\n"
+        f"[executor]\niswasm: 0\nisAuthCheck:0\nauthAdminAccount:0x{admin}\n"
+        f"isSerialExecute:1\n{nodes}"
+    )
+
+
+def quorum(count: int) -> int:
+    return count - (count - 1) // 3
+
+
+class Chain:
+    def __init__(self, config: ChainConfig, store: KeyValueStore) -> None:
+        self.config = config
+        self.keys = sealer_keys(config.seed, config.sealers)
+        self.ledger = Ledger(store)
+        root = self.ledger.meta["stateRoot"]
+        self.evm = EvmExecutor(store, bytes.fromhex(root) if root else None)
+        self._pool: list[_Pending] = []
+        self._pool_nonces: set[str] = set()
+        self._pool_hashes: set[str] = set()
+        if self.ledger.number < 0:
+            self._write_genesis()
+        genesis = self.ledger.block(0)
+        if (
+            genesis is None
+            or genesis["extraData"] != genesis_text(config, self.keys).encode().hex()
+        ):
+            raise RpcError(-1, "data dir holds a different chain (seed, sealers or ids differ)")
+
+    @property
+    def block_number(self) -> int:
+        return self.ledger.number
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pool)
+
+    def _write_genesis(self) -> None:
+        block: Record = {
+            "version": COMPATIBILITY_VERSION,
+            "parent": [],
+            "txsRoot": "",
+            "receiptsRoot": "",
+            "stateRoot": "",
+            "number": 0,
+            "gasUsed": "",
+            "timestamp": 0,
+            "sealer": 0,
+            "sealerList": [],
+            "weights": [],
+            "signatures": [],
+            "txs": [],
+            "extraData": genesis_text(self.config, self.keys).encode().hex(),
+        }
+        block["hash"] = block_hash_of(block).hex()
+        self.ledger.commit_block(block, [], [], {})
+
+    # ---- admission -------------------------------------------------------------------------
+    def admit(self, raw: bytes) -> Record:
+        """Check a TARS transaction like the node's txpool; the record to queue, or RpcError."""
+        try:
+            wire = decode_transaction(raw)
+        except MalformedTransaction as exc:
+            raise RpcError(-1, f"std::exception::what: {exc}\n") from exc
+        data = TransactionData(
+            wire.version,
+            wire.chain_id,
+            wire.group_id,
+            wire.block_limit,
+            wire.nonce,
+            wire.to,
+            wire.input,
+            wire.abi,
+        )
+        tx_hash = transaction_hash(data)
+        if wire.data_hash and wire.data_hash != tx_hash:
+            raise RpcError(-1, MSG_HASH_MISMATCH)
+        hex_hash = tx_hash.hex()
+        if hex_hash in self._pool_hashes:
+            raise rejected(TransactionStatus.ALREADY_IN_TX_POOL)
+        if wire.group_id != self.config.group_id:
+            raise rejected(TransactionStatus.INVALID_GROUP_ID)
+        if wire.chain_id != self.config.chain_id:
+            raise rejected(TransactionStatus.INVALID_CHAIN_ID)
+        sender = self._recover_sender(tx_hash, wire)
+        if wire.nonce in self._pool_nonces or self.ledger.has_nonce(wire.nonce):
+            raise rejected(TransactionStatus.NONCE_CHECK_FAIL)
+        current = self.block_number
+        if not current < wire.block_limit <= current + BLOCK_LIMIT_RANGE:
+            raise rejected(TransactionStatus.BLOCK_LIMIT_CHECK_FAIL)
+        return {
+            "version": wire.version,
+            "chainID": wire.chain_id,
+            "groupID": wire.group_id,
+            "blockLimit": wire.block_limit,
+            "nonce": wire.nonce,
+            "to": wire.to,
+            "input": wire.input.hex(),
+            "abi": wire.abi,
+            "signature": wire.signature.hex(),
+            "importTime": self.config.clock(),
+            "extraData": wire.extra_data,
+            "from": sender.hex(),
+            "hash": hex_hash,
+        }
+
+    @staticmethod
+    def _recover_sender(tx_hash: bytes, wire: WireTransaction) -> bytes:
+        signature = wire.signature
+        if len(signature) != 65 or signature[64] > 1:
+            raise rejected(TransactionStatus.INVALID_SIGNATURE)
+        try:
+            public = recover_public_key(tx_hash, signature)
+            PublicKey(b"\x04" + public)
+        except ValueError as exc:
+            raise rejected(TransactionStatus.INVALID_SIGNATURE) from exc
+        return keccak256(public)[12:]
+
+    def enqueue(self, tx: Record) -> asyncio.Future[Record]:
+        """Put an admitted transaction in the pool; the future resolves with its receipt."""
+        future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
+        self._pool.append(_Pending(tx, future))
+        self._pool_nonces.add(tx["nonce"])
+        self._pool_hashes.add(tx["hash"])
+        return future
+
+    # ---- sealing ---------------------------------------------------------------------------
+    def seal(self) -> Record | None:
+        """Execute every pooled transaction (up to the block limit) into one signed block."""
+        if not self._pool:
+            return None
+        batch, self._pool = self._pool[:TX_COUNT_LIMIT], self._pool[TX_COUNT_LIMIT:]
+        number = self.block_number + 1
+        timestamp = self.config.clock()
+        parent = self.ledger.block(number - 1)
+        assert parent is not None
+        execution = self.evm.block(number, timestamp)
+        txs: list[Record] = []
+        receipts: list[Record] = []
+        abis: dict[str, str] = {}
+        for index, pending in enumerate(batch):
+            tx = dict(pending.tx, blockNumber=number, index=index)
+            receipt = self._execute(execution, tx, number, index, abis)
+            txs.append(tx)
+            receipts.append(receipt)
+        state_root = execution.finish()
+        tx_hashes = [bytes.fromhex(t["hash"]) for t in txs]
+        receipt_hashes = [bytes.fromhex(r["hash"]) for r in receipts]
+        leader = number % len(self.keys)
+        block: Record = {
+            "version": COMPATIBILITY_VERSION,
+            "parent": [[number - 1, parent["hash"]]],
+            "txsRoot": merkle_root(tx_hashes).hex(),
+            "receiptsRoot": merkle_root(receipt_hashes).hex(),
+            "stateRoot": state_root.hex(),
+            "number": number,
+            "gasUsed": str(sum(int(r["gasUsed"]) for r in receipts)),
+            "timestamp": timestamp,
+            "sealer": leader,
+            "sealerList": [k.public_key.hex() for k in self.keys],
+            "extraData": "",
+            "weights": [1] * len(self.keys),
+            "txs": [t["hash"] for t in txs],
+        }
+        digest = block_hash_of(block)
+        block["hash"] = digest.hex()
+        signers = sorted((leader + k) % len(self.keys) for k in range(quorum(len(self.keys))))
+        block["signatures"] = [[i, self.keys[i].sign(digest).hex()] for i in signers]
+        self.ledger.commit_block(block, txs, receipts, abis)
+        for pending, receipt in zip(batch, receipts, strict=True):
+            self._pool_nonces.discard(pending.tx["nonce"])
+            self._pool_hashes.discard(pending.tx["hash"])
+            if not pending.done.done():
+                pending.done.set_result(receipt)
+        return block
+
+    def _execute(
+        self, execution: BlockExecution, tx: Record, number: int, index: int, abis: dict[str, str]
+    ) -> Record:
+        sender = bytes.fromhex(tx["from"])
+        data = bytes.fromhex(tx["input"])
+        contract = ""
+        if tx["to"] == "":
+            address = keccak256(f"{number}_{index}_0".encode())[:20]
+            result = execution.apply(sender, None, data, address)
+            if result.status == TransactionStatus.NONE:
+                contract = address.hex()
+                abis[contract] = tx["abi"]
+            output = b""
+        else:
+            to = _parse_address(tx["to"])
+            if to is None:
+                result = None
+                output = b""
+            else:
+                result = execution.apply(sender, to, data, b"")
+                output = result.output
+        status = TransactionStatus.CALL_ADDRESS_ERROR if result is None else result.status
+        receipt = ReceiptData(
+            version=0,
+            gas_used=str(0 if result is None else result.gas_used),
+            contract_address=contract,
+            status=int(status),
+            output=output
+            if status in (TransactionStatus.NONE, TransactionStatus.REVERT_INSTRUCTION)
+            else b"",
+            logs=() if result is None else result.logs,
+            block_number=number,
+        )
+        record = receipt_record(receipt)
+        record["hash"] = receipt_hash(receipt).hex()
+        return record
+
+    def call(self, to: str, data: bytes) -> tuple[int, bytes]:
+        address = _parse_address(to)
+        if address is None:
+            return int(TransactionStatus.CALL_ADDRESS_ERROR), b""
+        result = self.evm.call(address, data, self.block_number, self.config.clock())
+        return int(result.status), result.output
+
+    def get_code(self, to: str) -> bytes:
+        address = _parse_address(to)
+        return b"" if address is None else self.evm.get_code(address)
+
+
+def _parse_address(text: str) -> bytes | None:
+    body = text[2:] if text[:2] in ("0x", "0X") else text
+    if len(body) != 40:
+        return None
+    try:
+        return bytes.fromhex(body)
+    except ValueError:
+        return None

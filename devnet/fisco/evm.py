@@ -1,0 +1,142 @@
+"""Contract execution with py-evm (London rules: no PUSH0, as FISCO BCOS 3.x's evmone).
+
+The state lives in the node's key-value store, so with ``--data-dir`` contract storage survives
+a restart; the block's state root goes into the header's ``stateRoot``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth.constants import BLANK_ROOT_HASH, CREATE_CONTRACT_ADDRESS, ZERO_ADDRESS
+from eth.db.atomic import AtomicDB
+from eth.exceptions import (
+    ContractCreationCollision,
+    FullStack,
+    InsufficientStack,
+    InvalidInstruction,
+    InvalidJumpDestination,
+    OutOfGas,
+    Revert,
+    StackDepthLimit,
+)
+from eth.vm.execution_context import ExecutionContext
+from eth.vm.forks.london import LondonVM
+from eth.vm.message import Message
+from eth_typing import Address, BlockNumber, Hash32
+
+from devnet.fisco.errors import TransactionStatus
+from devnet.fisco.hashing import LogEntry
+from devnet.fisco.store import KeyValueStore
+
+TX_GAS_LIMIT = 3_000_000_000  # genesis ``[tx] gaslimit``
+
+_ERROR_STATUS: tuple[tuple[type[BaseException], TransactionStatus], ...] = (
+    (Revert, TransactionStatus.REVERT_INSTRUCTION),
+    (OutOfGas, TransactionStatus.OUT_OF_GAS),
+    (InvalidJumpDestination, TransactionStatus.BAD_JUMP_DESTINATION),
+    (InvalidInstruction, TransactionStatus.BAD_INSTRUCTION),
+    (InsufficientStack, TransactionStatus.STACK_UNDERFLOW),
+    (FullStack, TransactionStatus.OUT_OF_STACK),
+    (StackDepthLimit, TransactionStatus.OUT_OF_STACK),
+    (ContractCreationCollision, TransactionStatus.CONTRACT_ADDRESS_ALREADY_USED),
+)
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    status: TransactionStatus
+    output: bytes
+    gas_used: int
+    logs: tuple[LogEntry, ...]
+
+
+def _status_of(error: BaseException) -> TransactionStatus:
+    for kind, status in _ERROR_STATUS:
+        if isinstance(error, kind):
+            return status
+    return TransactionStatus.UNKNOWN
+
+
+class BlockExecution:
+    """One block's state: execute transactions in order, then ``finish`` for the state root."""
+
+    def __init__(self, executor: EvmExecutor, number: int, timestamp_ms: int) -> None:
+        self._executor = executor
+        context = ExecutionContext(
+            coinbase=ZERO_ADDRESS,
+            timestamp=timestamp_ms // 1000,
+            block_number=BlockNumber(number),
+            difficulty=0,
+            mix_hash=Hash32(b"\x00" * 32),
+            gas_limit=TX_GAS_LIMIT,
+            prev_hashes=(),
+            chain_id=1,
+            base_fee_per_gas=0,
+        )
+        state_class: Any = LondonVM.get_state_class()
+        self.state: Any = state_class(executor.db, context, executor.state_root)
+
+    def apply(
+        self, sender: bytes, to: bytes | None, data: bytes, create_address: bytes
+    ) -> ExecutionResult:
+        state = self.state
+        snapshot = state.snapshot()
+        tx_context = state.get_transaction_context_class()(gas_price=0, origin=sender)
+        if to is None:
+            message = Message(
+                gas=TX_GAS_LIMIT,
+                to=CREATE_CONTRACT_ADDRESS,
+                sender=Address(sender),
+                value=0,
+                data=b"",
+                code=data,
+                create_address=Address(create_address),
+            )
+            computation = state.computation_class.apply_create_message(state, message, tx_context)
+        else:
+            message = Message(
+                gas=TX_GAS_LIMIT,
+                to=Address(to),
+                sender=Address(sender),
+                value=0,
+                data=data,
+                code=state.get_code(to),
+                code_address=Address(to),
+            )
+            computation = state.computation_class.apply_message(state, message, tx_context)
+        gas_used = TX_GAS_LIMIT - computation.get_gas_remaining()
+        if computation.is_error:
+            state.revert(snapshot)
+            return ExecutionResult(_status_of(computation.error), computation.output, gas_used, ())
+        state.commit(snapshot)
+        logs = tuple(
+            LogEntry(address.hex(), tuple(t.to_bytes(32, "big") for t in topics), bytes(data))
+            for address, topics, data in computation.get_log_entries()
+        )
+        return ExecutionResult(TransactionStatus.NONE, computation.output, gas_used, logs)
+
+    def finish(self) -> bytes:
+        self.state.persist()
+        root: bytes = self.state.state_root
+        self._executor.state_root = root
+        return root
+
+
+class EvmExecutor:
+    def __init__(self, store: KeyValueStore, state_root: bytes | None) -> None:
+        self.db = AtomicDB(store)
+        self.state_root: bytes = state_root or BLANK_ROOT_HASH
+
+    def block(self, number: int, timestamp_ms: int) -> BlockExecution:
+        return BlockExecution(self, number, timestamp_ms)
+
+    def call(self, to: bytes, data: bytes, number: int, timestamp_ms: int) -> ExecutionResult:
+        """Execute against the latest state and throw the changes away."""
+        block = BlockExecution(self, number, timestamp_ms)
+        return block.apply(ZERO_ADDRESS, to, data, b"")
+
+    def get_code(self, address: bytes) -> bytes:
+        code: bytes = BlockExecution(self, 0, 0).state.get_code(address)
+        return code
