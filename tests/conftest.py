@@ -9,6 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests must not fail because a shared 2-core machine is busy: no per-example deadline
+# and no "input generation is slow" health check. Examples stay bounded by each test's settings.
+settings.register_profile(
+    "gateway", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("gateway")
 
 # tests/conftest.py -> parents[1] is the checkout, parents[2] the folder that holds shared/
 SHARED_VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,20 +15,19 @@ from tests.integration.devnet.client import RpcClient
 pytestmark = pytest.mark.integration
 
 
-def test_cli_runs_and_stops() -> None:
-    """The CLI serves JSON-RPC on the printed URL and exits 0 on SIGINT."""
+GATEWAY = [str(Path(sys.executable).parent / "gateway"), "devnet", "fisco"]
+MODULE = [sys.executable, "-m", "devnet.fisco.cli"]
+
+
+@pytest.mark.parametrize(
+    ("command", "stop"),
+    [(GATEWAY, signal.SIGTERM), (MODULE, signal.SIGINT)],
+    ids=["gateway-devnet-fisco-sigterm", "module-sigint"],
+)
+def test_cli_runs_and_stops(command: list[str], stop: signal.Signals) -> None:
+    """The CLI serves JSON-RPC on the printed URL and exits 0 on SIGINT or SIGTERM."""
     with subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devnet.fisco.cli",
-            "--port",
-            "0",
-            "--sealers",
-            "4",
-            "--seed",
-            "cli",
-        ],
+        [*command, "--port", "0", "--sealers", "4", "--seed", "cli"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -40,7 +40,7 @@ def test_cli_runs_and_stops() -> None:
         assert lines[2].strip() == "group id: group0"
         assert all(len(line.split()[-1]) == 128 for line in lines[3:7])
         assert RpcClient(url).call("getBlockNumber") == 0
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         assert proc.wait(timeout=15) == 0
 
 
