@@ -41,6 +41,8 @@ test: lint typecheck unit
 
 bench: setup
 	$(BIN)/python -m bench.verifier
+	@echo
+	$(BIN)/python -m bench.devnode
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
