@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from verifier.errors import VerificationError
+from verifier.encoding import load_json
+from verifier.errors import MalformedEvidence, VerificationError
 from verifier.evidence import BundleFormatError, verify_bundle
 from verifier.types import VerifiedEvidence
 
@@ -144,15 +145,9 @@ def _read_bundle(source: str) -> Any:
     if len(raw) > MAX_BUNDLE_BYTES:
         raise BundleReadError(f"{source} is larger than {MAX_BUNDLE_BYTES} bytes")
     try:
-        return json.loads(raw)
-    except UnicodeDecodeError as exc:
-        raise BundleReadError(f"{source} is not UTF-8 text: {exc.reason}") from exc
-    except json.JSONDecodeError as exc:
-        raise BundleReadError(
-            f"{source} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from exc
-    except RecursionError as exc:
-        raise BundleReadError(f"{source} is nested too deeply") from exc
+        return load_json(raw, what=source)
+    except MalformedEvidence as exc:
+        raise BundleReadError(str(exc)) from exc
 
 
 def _report_unusable(out: TextIO, as_json: bool, message: str) -> int:

@@ -5,12 +5,16 @@ Every parser takes the field's path so that a failure says exactly which field i
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from verifier.errors import MalformedEvidence
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKETS = re.compile(rb"[\[\]{}]")
+MAX_JSON_DEPTH = 64
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _QUANTITY = re.compile(r"0x(0|[1-9a-fA-F][0-9a-fA-F]*)")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
@@ -95,6 +99,29 @@ def raw_bytes(value: object, field: str) -> bytes:
     if not isinstance(value, bytes | bytearray):
         raise MalformedEvidence(f"expected bytes, got {type(value).__name__}", field=field)
     return bytes(value)
+
+
+def load_json(raw: bytes, *, what: str = "document", max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON text whose nesting is at most ``max_depth``, whatever the recursion limit.
+
+    ``json.loads`` recurses on the C stack once per nesting level and relies on the
+    interpreter's recursion limit to stop; a library that raises that limit (py-evm does) turns
+    a deeply nested document into a crash. The depth is therefore counted first.
+    """
+    depth = deepest = 0
+    for bracket in _JSON_BRACKETS.findall(_JSON_STRING.sub(b"", raw)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    if deepest > max_depth:
+        raise MalformedEvidence(f"nested more than {max_depth} levels deep", field=what)
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise MalformedEvidence(f"not UTF-8 text: {exc.reason}", field=what) from exc
+    except json.JSONDecodeError as exc:
+        raise MalformedEvidence(
+            f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field=what
+        ) from exc
 
 
 def require(obj: Mapping[str, Any], key: str, path: str) -> Any:

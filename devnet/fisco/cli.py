@@ -8,9 +8,12 @@ import errno
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devnet.fisco.errors import RpcError
-from devnet.fisco.node import DevNode, DevNodeOptions
+
+if TYPE_CHECKING:  # the node pulls in py-evm, which takes a second to import: only on `run`
+    from devnet.fisco.node import DevNodeOptions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _serve(options: DevNodeOptions) -> int:
+    from devnet.fisco.node import DevNode
+
     node = DevNode(options)
     try:
         await node.start()
@@ -57,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from devnet.fisco.node import DevNodeOptions
+
     options = DevNodeOptions(
         host=args.host,
         port=args.port,

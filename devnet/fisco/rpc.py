@@ -24,6 +24,8 @@ from devnet.fisco.errors import (
 )
 from devnet.fisco.logs import get_logs
 from devnet.fisco.params import as_bool, as_int64, as_str, decode_hex
+from verifier.encoding import load_json
+from verifier.errors import MalformedEvidence
 
 _log = logging.getLogger(__name__)
 
@@ -240,8 +242,8 @@ async def _bounded(future: Awaitable[dict[str, Any]], timeout_s: float) -> dict[
 def _parse_request(body: bytes) -> dict[str, Any]:
     """``parseRpcRequestJson``: any defect is -32600 with one fixed message."""
     try:
-        root = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        root = load_json(body, what="request")
+    except MalformedEvidence as exc:
         raise RpcError(INVALID_REQUEST, MSG_INVALID_REQUEST) from exc
     if not isinstance(root, dict) or "jsonrpc" not in root or "method" not in root:
         raise RpcError(INVALID_REQUEST, MSG_INVALID_REQUEST)

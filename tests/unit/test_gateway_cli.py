@@ -79,8 +79,15 @@ def test_verify_reads_stdin(
 
 @pytest.mark.parametrize(
     "content",
-    [b"{not json", b"\xff\xfe", b"[]", b'{"format": "interop-evidence/9"}', b"{}"],
-    ids=["bad-json", "not-utf8", "array", "unknown-format", "empty-object"],
+    [
+        b"{not json",
+        b"\xff\xfe",
+        b"[]",
+        b'{"format": "interop-evidence/9"}',
+        b"{}",
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["bad-json", "not-utf8", "array", "unknown-format", "empty-object", "nested-100k"],
 )
 def test_verify_unusable_input_exits_2(
     content: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -117,3 +117,11 @@ def test_envelope_errors(client: RpcClient) -> None:
     assert (code, message) == (-32600, "Value is not convertible to Int64.")
     missing = client.request("getTransactionReceipt", ["group0", "", "0x" + "00" * 32, False])
     assert _error(missing)[0] == 3008
+
+
+def test_deeply_nested_request_is_an_error_not_a_crash(client: RpcClient) -> None:
+    """A request nested 100,000 levels deep gets -32600 and the node keeps serving."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    body = b'{"jsonrpc":"2.0","method":"getBlockNumber","id":1,"params":' + deep + b"}"
+    assert _error(client.raw(body)) == (-32600, "The JSON sent is not a valid Request object.")
+    assert isinstance(client.call("getBlockNumber"), int)
