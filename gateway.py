@@ -14,6 +14,7 @@ import copy
 import json
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -53,6 +54,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Cross-chain interoperability gateway for FISCO BCOS 3.x and "
         "Ethereum-compatible chains. Acts on a message only when its evidence verifies.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     verify = sub.add_parser(
@@ -76,7 +78,10 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--examples", type=Path, default=EXAMPLES_DIR, help="folder of bundles")
     demo.set_defaults(handler=_cmd_demo)
 
-    devnet = sub.add_parser("devnet", help="run a local development chain")
+    devnet = sub.add_parser(
+        "devnet", help="run a local development chain", description="Local development chains."
+    )
+    devnet.set_defaults(handler=lambda _args: _print_help(devnet))
     devnet_sub = devnet.add_subparsers(title="chains", metavar="CHAIN")
     fisco = devnet_sub.add_parser(
         "fisco",
@@ -86,6 +91,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_devnet_fisco_arguments(fisco)
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("interop-gateway")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return EXIT_USAGE
 
 
 def _add_devnet_fisco_arguments(parser: argparse.ArgumentParser) -> None:

@@ -148,3 +148,15 @@ def test_console_script_runs_as_a_user_would() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("VALID ")
+
+
+def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version prints the installed version; a bare group command prints its help, exit 2."""
+    with pytest.raises(SystemExit) as info:
+        gateway.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("gateway 0.1.0")
+    assert gateway.main(["devnet"]) == 2
+    assert "fisco" in capsys.readouterr().out
+    assert gateway.main([]) == 2
+    assert "verify" in capsys.readouterr().out
