@@ -16,7 +16,13 @@ from devnet.fisco.errors import (
     TransactionStatus,
     rejected,
 )
-from devnet.fisco.evm import BlockExecution, EvmExecutor
+from devnet.fisco.evm import (
+    CALL_ADDRESS_ERROR,
+    BlockExecution,
+    EvmExecutor,
+    ExecutionResult,
+    error_output,
+)
 from devnet.fisco.hashing import (
     ReceiptData,
     TransactionData,
@@ -90,6 +96,11 @@ class Chain:
             raise RpcError(-1, "data dir holds a different chain (seed, sealers or ids differ)")
 
     @property
+    def local_key(self) -> SealerKey:
+        """The sealer this devnode answers as (the first in consensus order)."""
+        return self.keys[0]
+
+    @property
     def block_number(self) -> int:
         return self.ledger.number
 
@@ -119,7 +130,11 @@ class Chain:
 
     # ---- admission -------------------------------------------------------------------------
     def admit(self, raw: bytes) -> Record:
-        """Check a TARS transaction like the node's txpool; the record to queue, or RpcError."""
+        """Check a TARS transaction like the node's txpool; the record to queue, or RpcError.
+
+        Order of MemoryStorage::verifyAndSubmitTransaction and TxValidator::verify (v3.3.0):
+        pool hash, group, chain, pool nonce, ledger nonce, blockLimit, signature.
+        """
         try:
             wire = decode_transaction(raw)
         except MalformedTransaction as exc:
@@ -144,12 +159,14 @@ class Chain:
             raise rejected(TransactionStatus.INVALID_GROUP_ID)
         if wire.chain_id != self.config.chain_id:
             raise rejected(TransactionStatus.INVALID_CHAIN_ID)
-        sender = self._recover_sender(tx_hash, wire)
+        # TxValidator::verify: pool nonce, then LedgerNonceChecker (ledger nonce, blockLimit),
+        # and only then the signature.
         if wire.nonce in self._pool_nonces or self.ledger.has_nonce(wire.nonce):
             raise rejected(TransactionStatus.NONCE_CHECK_FAIL)
         current = self.block_number
         if not current < wire.block_limit <= current + BLOCK_LIMIT_RANGE:
             raise rejected(TransactionStatus.BLOCK_LIMIT_CHECK_FAIL)
+        sender = self._recover_sender(tx_hash, wire)
         return {
             "version": wire.version,
             "chainID": wire.chain_id,
@@ -242,30 +259,28 @@ class Chain:
         sender = bytes.fromhex(tx["from"])
         data = bytes.fromhex(tx["input"])
         contract = ""
+        result: ExecutionResult | None
         if tx["to"] == "":
             address = keccak256(f"{number}_{index}_0".encode())[:20]
             result = execution.apply(sender, None, data, address)
+            output = result.output
             if result.status == TransactionStatus.NONE:
                 contract = address.hex()
                 abis[contract] = tx["abi"]
-            output = b""
+                output = b""  # a deploy clears the data (the code is stored, not returned)
         else:
             to = _parse_address(tx["to"])
-            if to is None:
-                result = None
-                output = b""
-            else:
-                result = execution.apply(sender, to, data, b"")
-                output = result.output
-        status = TransactionStatus.CALL_ADDRESS_ERROR if result is None else result.status
+            # A ``to`` that is no address names no contract table: the no-code path.
+            result = None if to is None else execution.apply(sender, to, data, b"")
+            output = _call_address_error() if result is None else result.output
+        # Receipt ``message`` stays "": v3.3.0's BlockExecutive::onTxFinish builds the receipt
+        # without the executive's message (createReceipt takes none).
         receipt = ReceiptData(
             version=0,
             gas_used=str(0 if result is None else result.gas_used),
             contract_address=contract,
-            status=int(status),
-            output=output
-            if status in (TransactionStatus.NONE, TransactionStatus.REVERT_INSTRUCTION)
-            else b"",
+            status=int(TransactionStatus.CALL_ADDRESS_ERROR if result is None else result.status),
+            output=output,
             logs=() if result is None else result.logs,
             block_number=number,
         )
@@ -276,13 +291,17 @@ class Chain:
     def call(self, to: str, data: bytes) -> tuple[int, bytes]:
         address = _parse_address(to)
         if address is None:
-            return int(TransactionStatus.CALL_ADDRESS_ERROR), b""
+            return int(TransactionStatus.CALL_ADDRESS_ERROR), _call_address_error()
         result = self.evm.call(address, data, self.block_number, self.config.clock())
         return int(result.status), result.output
 
     def get_code(self, to: str) -> bytes:
         address = _parse_address(to)
         return b"" if address is None else self.evm.get_code(address)
+
+
+def _call_address_error() -> bytes:
+    return error_output(CALL_ADDRESS_ERROR)
 
 
 def _parse_address(text: str) -> bytes | None:

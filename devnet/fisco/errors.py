@@ -55,8 +55,12 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+NODE_NOT_EXIST = -32000  # JsonRpcError::NodeNotExistOrNotStarted
 GROUP_NOT_EXIST = -32005
-GET_STORAGE_ERROR = 3008  # ledger: LedgerError::GetStorageError
+# bcos-ledger/src/libledger/utilities/Common.h: LedgerError
+ERROR_ARGUMENT = 3003
+COLLECT_ASYNC_CALLBACK_ERROR = 3006
+GET_STORAGE_ERROR = 3008
 
 MSG_INVALID_REQUEST = "The JSON sent is not a valid Request object."
 MSG_METHOD_NOT_FOUND = "The method does not exist/is not available."
@@ -89,8 +93,15 @@ def rejected(status: TransactionStatus) -> RpcError:
     return RpcError(int(status), STATUS_NAMES.get(status, "Unknown"))
 
 
-def group_not_exist(chain_id: str, group: str, command: str) -> RpcError:
+def node_not_exist(command: str, chain_id: str, group: str, node: str) -> RpcError:
+    """``JsonRpcImpl_2_0::getNodeService``: the message is LOG_DESC plus ``,key=value`` pairs."""
     return RpcError(
-        GROUP_NOT_EXIST,
-        f"group not exist,chain={chain_id},group={group},commandType={command}",
+        NODE_NOT_EXIST,
+        "Invalid request for the specified node of doesn't exist or doesn't started!"
+        f",request={command},chain={chain_id},group={group},node={node}",
     )
+
+
+def group_not_exist(group: str) -> RpcError:
+    """The ``getGroupInfo`` check of sendTransaction, getTransactionReceipt, getCode, getABI."""
+    return RpcError(GROUP_NOT_EXIST, f"The group {group} does not exist!")

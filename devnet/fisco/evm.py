@@ -17,9 +17,11 @@ from eth.exceptions import (
     InsufficientStack,
     InvalidInstruction,
     InvalidJumpDestination,
+    OutOfBoundsRead,
     OutOfGas,
     Revert,
     StackDepthLimit,
+    WriteProtection,
 )
 from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.london import LondonVM
@@ -29,19 +31,46 @@ from eth_typing import Address, BlockNumber, Hash32
 from devnet.fisco.errors import TransactionStatus
 from devnet.fisco.hashing import LogEntry
 from devnet.fisco.store import KeyValueStore
+from verifier.hashing import keccak256
 
 TX_GAS_LIMIT = 3_000_000_000  # genesis ``[tx] gaslimit``
 
-_ERROR_STATUS: tuple[tuple[type[BaseException], TransactionStatus], ...] = (
-    (Revert, TransactionStatus.REVERT_INSTRUCTION),
-    (OutOfGas, TransactionStatus.OUT_OF_GAS),
-    (InvalidJumpDestination, TransactionStatus.BAD_JUMP_DESTINATION),
-    (InvalidInstruction, TransactionStatus.BAD_INSTRUCTION),
-    (InsufficientStack, TransactionStatus.STACK_UNDERFLOW),
-    (FullStack, TransactionStatus.OUT_OF_STACK),
-    (StackDepthLimit, TransactionStatus.OUT_OF_STACK),
-    (ContractCreationCollision, TransactionStatus.CONTRACT_ADDRESS_ALREADY_USED),
+# ``TransactionExecutive::parseEVMCResult`` (v3.3.0): the status of each EVMC failure and the
+# Error(string) text it writes to the output for block version >= 3.1 (a revert keeps its data).
+_STATIC_MODE = "Execution tried to execute an operation which is restricted in static mode."
+_ERROR_STATUS: tuple[tuple[type[BaseException], TransactionStatus, str], ...] = (
+    (Revert, TransactionStatus.REVERT_INSTRUCTION, ""),
+    (OutOfGas, TransactionStatus.OUT_OF_GAS, "Execution out of gas."),
+    (
+        InvalidJumpDestination,
+        TransactionStatus.BAD_JUMP_DESTINATION,
+        "Execution has violated the jump destination restrictions.",
+    ),
+    (InvalidInstruction, TransactionStatus.BAD_INSTRUCTION, "Execution invalid/undefined opcode."),
+    (
+        InsufficientStack,
+        TransactionStatus.STACK_UNDERFLOW,
+        "Execution needs more items on EVM stack.",
+    ),
+    (
+        OutOfBoundsRead,
+        TransactionStatus.STACK_UNDERFLOW,
+        "Execution tried to read outside memory bounds.",
+    ),
+    (FullStack, TransactionStatus.OUT_OF_STACK, "Execution stack overflow."),
+    (StackDepthLimit, TransactionStatus.OUT_OF_STACK, "Execution stack overflow."),
+    (WriteProtection, TransactionStatus.UNKNOWN, _STATIC_MODE),
+    (ContractCreationCollision, TransactionStatus.CONTRACT_ADDRESS_ALREADY_USED, ""),
 )
+CALL_ADDRESS_ERROR = "Call address error."
+
+
+def error_output(message: str) -> bytes:
+    """``writeErrInfoToOutput``: ABI ``Error(string)`` (selector 0x08c379a0)."""
+    text = message.encode()
+    padded = text + b"\x00" * (-len(text) % 32)
+    head = (32).to_bytes(32, "big") + len(text).to_bytes(32, "big")
+    return keccak256(b"Error(string)")[:4] + head + padded
 
 
 @dataclass(frozen=True)
@@ -52,11 +81,11 @@ class ExecutionResult:
     logs: tuple[LogEntry, ...]
 
 
-def _status_of(error: BaseException) -> TransactionStatus:
-    for kind, status in _ERROR_STATUS:
+def _failure(error: BaseException, output: bytes) -> tuple[TransactionStatus, bytes]:
+    for kind, status, message in _ERROR_STATUS:
         if isinstance(error, kind):
-            return status
-    return TransactionStatus.UNKNOWN
+            return status, (error_output(message) if message else output)
+    return TransactionStatus.UNKNOWN, b""
 
 
 class BlockExecution:
@@ -96,6 +125,10 @@ class BlockExecution:
             )
             computation = state.computation_class.apply_create_message(state, message, tx_context)
         else:
+            if not state.get_code(to):  # no contract table: CallAddressError, nothing executed
+                return ExecutionResult(
+                    TransactionStatus.CALL_ADDRESS_ERROR, error_output(CALL_ADDRESS_ERROR), 0, ()
+                )
             message = Message(
                 gas=TX_GAS_LIMIT,
                 to=Address(to),
@@ -109,7 +142,8 @@ class BlockExecution:
         gas_used = TX_GAS_LIMIT - computation.get_gas_remaining()
         if computation.is_error:
             state.revert(snapshot)
-            return ExecutionResult(_status_of(computation.error), computation.output, gas_used, ())
+            status, output = _failure(computation.error, computation.output)
+            return ExecutionResult(status, output, gas_used, ())
         state.commit(snapshot)
         logs = tuple(
             LogEntry(address.hex(), tuple(t.to_bytes(32, "big") for t in topics), bytes(data))

@@ -23,8 +23,9 @@ _SERVICES = [
 ]
 
 
-def node_info(chain: Chain, index: int) -> dict[str, Any]:
-    node_id = chain.keys[index].node_id
+def node_info(chain: Chain) -> dict[str, Any]:
+    """The local node's ChainNodeInfo (an Air node's group info knows no other node)."""
+    node_id = chain.local_key.node_id
     ini = {
         "binaryInfo": _BINARY_INFO,
         "chainID": chain.config.chain_id,
@@ -66,7 +67,7 @@ def group_info(chain: Chain) -> dict[str, Any]:
         "genesisConfig": node_json_string(genesis),
         "groupID": chain.config.group_id,
         "iniConfig": "",
-        "nodeList": [node_info(chain, i) for i in range(len(chain.keys))],
+        "nodeList": [node_info(chain)],
     }
 
 
@@ -92,7 +93,7 @@ def consensus_status(chain: Chain) -> str:
         "leaderIndex": (number + 1) % count,
         "maxFaultyQuorum": (count - 1) // 3,
         "minRequiredQuorum": quorum(count),
-        "nodeID": chain.keys[0].node_id,
+        "nodeID": chain.local_key.node_id,
         "timeout": False,
         "view": 0,
     }
@@ -108,6 +109,7 @@ def sync_status(chain: Chain) -> str:
 
     def peer(index: int) -> dict[str, Any]:
         return {
+            "archivedBlockNumber": 0,
             "blockNumber": number,
             "genesisHash": genesis_hash,
             "latestHash": latest_hash,
@@ -125,17 +127,16 @@ def sync_status(chain: Chain) -> str:
 
 
 def peers(chain: Chain) -> dict[str, Any]:
+    """``gatewayInfoToJson``: each Air gateway hosts one node of the group."""
     ids = [k.node_id for k in chain.keys]
-    group_ids = [{"group": chain.config.group_id, "nodeIDList": ids}]
-    return {
-        "endPoint": "0.0.0.0:30300",
-        "groupNodeIDInfo": group_ids,
-        "nodeID": ids[0],
-        "peers": [
-            {"endPoint": f"127.0.0.1:{30300 + i}", "groupNodeIDInfo": group_ids, "nodeID": ids[i]}
-            for i in range(1, len(ids))
-        ],
-    }
+
+    def gateway(index: int, end_point: str) -> dict[str, Any]:
+        hosted = [{"group": chain.config.group_id, "nodeIDList": [ids[index]]}]
+        return {"endPoint": end_point, "groupNodeIDInfo": hosted, "p2pNodeID": ids[index]}
+
+    local = gateway(0, "0.0.0.0:30300")
+    local["peers"] = [gateway(i, f"127.0.0.1:{30300 + i}") for i in range(1, len(ids))]
+    return local
 
 
 SYSTEM_CONFIG = {

@@ -36,12 +36,15 @@ def derive_private_key(seed: str, label: str) -> bytes:
 
 
 def sealer_keys(seed: str, count: int) -> tuple[SealerKey, ...]:
+    """``count`` keys derived from ``seed``, in the node's consensus order (by node ID)."""
     keys = []
     for index in range(count):
         private = derive_private_key(seed, f"sealer/{index}")
         public = PrivateKey(private).public_key.format(compressed=False)[1:]
         keys.append(SealerKey(private_key=private, public_key=public))
-    return tuple(keys)
+    # ConsensusConfig::setConsensusNodeList sorts by node ID: header sealerList, sealer
+    # indexes, getSealerList and consensusNodeList all use this order.
+    return tuple(sorted(keys, key=lambda k: k.public_key))
 
 
 def recover_public_key(message_hash: bytes, signature: bytes) -> bytes:

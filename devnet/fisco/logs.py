@@ -1,62 +1,105 @@
-"""``getLogs``: eth-style log objects filtered like ``bcos-rpc/filter/LogMatcher.cpp``."""
+"""``getLogs`` (JSON-RPC, 3.9+): parameters and matching of the node's filter system.
+
+Sources (FISCO-BCOS v3.9.0): ``bcos-rpc/filter/FilterRequest.cpp::fromJson`` (required keys,
+``blockhash``, at most 4 topics), ``bcos-rpc/util.cpp::getBlockNumberByTag`` (tags or 0x-hex),
+``bcos-rpc/filter/FilterSystem.cpp::getLogsImpl`` (range check, clamping to the head) and
+``bcos-rpc/filter/LogMatcher.cpp`` (exact string comparison of ``0x``-prefixed address/topics).
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from devnet.fisco.chain import Chain
-from devnet.fisco.errors import INVALID_PARAMS, RpcError
+from devnet.fisco.errors import GROUP_NOT_EXIST, INVALID_PARAMS, INVALID_REQUEST, RpcError
+from devnet.fisco.params import as_string, hash_param
 from devnet.fisco.views import log_json
 
-MAX_RANGE = 5000
+MAX_TOPICS = 4  # EVENT_LOG_TOPICS_MAX_INDEX
+_LATEST_TAGS = ("latest", "safe", "finalized", "pending")
+_QUANTITY = re.compile(r"0x[0-9a-fA-F]+")
+_NOT_OBJECT = "in Json::Value::find(begin, end): requires objectValue or nullValue"
+_NOT_ARRAY = "in Json::Value::operator[](ArrayIndex)const: requires arrayValue"
 
 
-def _block_number(value: Any, latest: int) -> int:
-    if value is None or value in ("latest", "pending", ""):
-        return latest
-    if value == "earliest":
-        return 0
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value, 16) if value.startswith("0x") else int(value)
-        except ValueError:
-            pass
-    raise RpcError(INVALID_PARAMS, "invalid block number")
+def _block_tag(value: Any, latest: int) -> tuple[int, bool]:
+    """(block number, is-latest) of a tag or a 0x-hex quantity."""
+    tag = as_string(value)
+    if tag == "earliest":
+        return 0, False
+    if tag in _LATEST_TAGS:
+        return latest, True
+    if _QUANTITY.fullmatch(tag):
+        return int(tag, 16), False
+    raise RpcError(INVALID_PARAMS, f"Invalid Block Number: {tag}")
 
 
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value.lower()]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return [v.lower() for v in value]
-    raise RpcError(INVALID_PARAMS, "invalid filter")
+def _strings(value: Any) -> set[str]:
+    if isinstance(value, list):
+        return {as_string(v) for v in value}
+    return {as_string(value)}
 
 
-def get_logs(chain: Chain, query: Any) -> list[dict[str, Any]]:
-    if not isinstance(query, dict):
-        raise RpcError(INVALID_PARAMS, "invalid filter params")
+def _topics(value: Any) -> list[set[str]]:
+    size = len(value) if isinstance(value, list | dict) else 0  # size() of a scalar is 0
+    if size > MAX_TOPICS:
+        raise RpcError(INVALID_PARAMS, "exceed max topics")
+    if isinstance(value, dict) and size:
+        raise RpcError(INVALID_REQUEST, _NOT_ARRAY)
+    items = value if isinstance(value, list) else []
+    return [set() if item is None else _strings(item) for item in items]
+
+
+def _require(query: dict[str, Any], key: str) -> Any:
+    if query.get(key) is None:
+        raise RpcError(INVALID_PARAMS, f"{key} is null")
+    return query[key]
+
+
+def get_logs(chain: Chain, group: str, query: Any) -> list[dict[str, Any]]:
+    if query is not None and not isinstance(query, dict):
+        raise RpcError(INVALID_REQUEST, _NOT_OBJECT)
+    query = query or {}
+    for key in ("fromBlock", "toBlock", "address", "topics"):
+        _require(query, key)
     latest = chain.block_number
-    if query.get("blockHash"):
-        number = chain.ledger.number_by_hash(str(query["blockHash"]).lower().removeprefix("0x"))
-        if number is None:
-            return []
-        start = end = number
+    start, start_latest = _block_tag(query["fromBlock"], latest)
+    end, end_latest = _block_tag(query["toBlock"], latest)
+    addresses = _strings(query["address"])
+    topics = _topics(query["topics"])
+    block_hash = as_string(query.get("blockhash"))
+    if group and group != chain.config.group_id:
+        raise RpcError(
+            GROUP_NOT_EXIST,
+            f"group not exist,chain={chain.config.chain_id},group={group},commond=getLogsImpl",
+        )
+    if block_hash:
+        numbers = [_block_by_hash(chain, block_hash)]
     else:
-        start = _block_number(query.get("fromBlock"), latest)
-        end = min(_block_number(query.get("toBlock"), latest), latest)
-    if end - start > MAX_RANGE:
-        raise RpcError(INVALID_PARAMS, "exceed max block range")
-    addresses = [a.removeprefix("0x") for a in _as_list(query.get("address"))]
-    raw_topics = query.get("topics") or []
-    if not isinstance(raw_topics, list):
-        raise RpcError(INVALID_PARAMS, "invalid topics")
-    topics = [_as_list(t) for t in raw_topics]
+        if not start_latest and not end_latest and end < start:
+            raise RpcError(INVALID_PARAMS, "invalid block range params")
+        if start_latest and not end_latest:
+            raise RpcError(INVALID_PARAMS, "invalid block range params")
+        numbers = list(range(start, min(end, latest) + 1))
+    return _collect(chain, numbers, addresses, topics)
+
+
+def _block_by_hash(chain: Chain, text: str) -> int:
+    try:
+        number = chain.ledger.number_by_hash(hash_param(text).hex())
+    except RpcError:
+        number = None
+    if number is None:
+        raise RpcError(INVALID_PARAMS, "unknown block")
+    return number
+
+
+def _collect(
+    chain: Chain, numbers: list[int], addresses: set[str], topics: list[set[str]]
+) -> list[dict[str, Any]]:
     result = []
-    for number in range(max(start, 1), end + 1):
+    for number in numbers:
         block = chain.ledger.block(number)
         if block is None:
             continue
@@ -69,13 +112,11 @@ def get_logs(chain: Chain, query: Any) -> list[dict[str, Any]]:
     return result
 
 
-def _matches(log: list[Any], addresses: list[str], topics: list[list[str]]) -> bool:
+def _matches(log: list[Any], addresses: set[str], topics: list[set[str]]) -> bool:
     address, log_topics, _ = log
-    if addresses and address not in addresses:
+    if addresses and "0x" + address not in addresses:
         return False
     if len(topics) > len(log_topics):
         return False
-    for wanted, have in zip(topics, log_topics, strict=False):
-        if wanted and "0x" + have not in wanted:
-            return False
-    return True
+    pairs = zip(topics, log_topics, strict=False)
+    return all(not wanted or "0x" + have in wanted for wanted, have in pairs)

@@ -12,6 +12,8 @@ from typing import Any
 from devnet.fisco import info, views
 from devnet.fisco.chain import Chain
 from devnet.fisco.errors import (
+    COLLECT_ASYNC_CALLBACK_ERROR,
+    ERROR_ARGUMENT,
     GET_STORAGE_ERROR,
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -21,9 +23,18 @@ from devnet.fisco.errors import (
     PARSE_ERROR,
     RpcError,
     group_not_exist,
+    node_not_exist,
 )
 from devnet.fisco.logs import get_logs
-from devnet.fisco.params import as_bool, as_int64, as_str, decode_hex
+from devnet.fisco.params import (
+    as_bool,
+    as_int64,
+    as_str,
+    as_string,
+    decode_call_data,
+    decode_hex,
+    hash_param,
+)
 from verifier.encoding import load_json
 from verifier.errors import MalformedEvidence
 
@@ -59,9 +70,17 @@ class RpcDispatcher:
         return json.dumps(response, sort_keys=True, separators=(",", ":")).encode()
 
     def _group(self, params: list[Any], command: str) -> None:
+        """``getNodeService`` of an Air node: ``""`` is the default group, others must match."""
+        group = as_str(params, 0)
+        if group and group != self.chain.config.group_id:
+            config = self.chain.config
+            raise node_not_exist(command, config.chain_id, group, as_str(params, 1))
+
+    def _group_info(self, params: list[Any]) -> None:
+        """``m_groupManager->getGroupInfo``: an exact match, so ``""`` is no group here."""
         group = as_str(params, 0)
         if group != self.chain.config.group_id:
-            raise group_not_exist(self.chain.config.chain_id, group, command)
+            raise group_not_exist(group)
 
     # ---- ledger --------------------------------------------------------------------------
     async def rpc_getBlockNumber(self, params: list[Any]) -> Any:
@@ -72,22 +91,24 @@ class RpcDispatcher:
         self._group(params, "getBlockByNumber")
         number = as_int64(params, 2)
         only_header, only_hash = as_bool(params, 3, True), as_bool(params, 4, True)
+        return self._block_by_number(number, only_header, only_hash)
+
+    def _block_by_number(self, number: int, only_header: bool, only_hash: bool) -> Any:
+        """``Ledger::asyncGetBlockDataByNumber``'s errors."""
+        if number < 0:
+            raise RpcError(ERROR_ARGUMENT, "Wrong argument")
         block = self.chain.ledger.block(number)
         if block is None:
-            raise RpcError(GET_STORAGE_ERROR, f"getBlockByNumber: block {number} not found")
+            raise RpcError(COLLECT_ASYNC_CALLBACK_ERROR, "Get block failed with errors!")
         return views.block_json(self.chain.ledger, block, only_header, only_hash)
 
     async def rpc_getBlockByHash(self, params: list[Any]) -> Any:
         self._group(params, "getBlockByHash")
-        text = as_str(params, 2)
-        number = self.chain.ledger.number_by_hash(text.removeprefix("0x"))
+        block_hash = hash_param(as_str(params, 2))
+        number = self.chain.ledger.number_by_hash(block_hash.hex())
         if number is None:
-            raise RpcError(GET_STORAGE_ERROR, f"getBlockByHash: block {text} not found")
-        block = self.chain.ledger.block(number)
-        assert block is not None
-        return views.block_json(
-            self.chain.ledger, block, as_bool(params, 3, True), as_bool(params, 4, True)
-        )
+            raise RpcError(GET_STORAGE_ERROR, "GetBlockNumberByHash error ")
+        return self._block_by_number(number, as_bool(params, 3, True), as_bool(params, 4, True))
 
     async def rpc_getBlockHashByNumber(self, params: list[Any]) -> Any:
         self._group(params, "getBlockHashByNumber")
@@ -95,8 +116,9 @@ class RpcDispatcher:
         return views.ZERO if block is None else "0x" + block["hash"]
 
     async def rpc_getTransaction(self, params: list[Any]) -> Any:
+        tx_hash = hash_param(as_str(params, 2))  # parsed before the group is looked up
         self._group(params, "getTransaction")
-        tx = self._tx(as_str(params, 2))
+        tx = self._tx(tx_hash, "GetBatchTxsByHashList error")
         result = views.transaction_json(tx)
         if as_bool(params, 3):
             result["transactionProof"] = []
@@ -104,8 +126,10 @@ class RpcDispatcher:
         return result
 
     async def rpc_getTransactionReceipt(self, params: list[Any]) -> Any:
+        tx_hash = hash_param(as_str(params, 2))
         self._group(params, "getTransactionReceipt")
-        tx = self._tx(as_str(params, 2))
+        self._group_info(params)
+        tx = self._tx(tx_hash, "GetTransactionReceiptByHash")
         receipt = self.chain.ledger.receipt(tx["hash"])
         assert receipt is not None
         result = views.receipt_json(receipt, tx["hash"])
@@ -119,10 +143,10 @@ class RpcDispatcher:
         result["transactionProof"] = [] if proof else None
         return result
 
-    def _tx(self, text: str) -> dict[str, Any]:
-        tx = self.chain.ledger.transaction(text.removeprefix("0x"))
+    def _tx(self, tx_hash: bytes, not_found: str) -> dict[str, Any]:
+        tx = self.chain.ledger.transaction(tx_hash.hex())
         if tx is None:
-            raise RpcError(GET_STORAGE_ERROR, f"transaction {text} not found")
+            raise RpcError(GET_STORAGE_ERROR, not_found)
         return tx
 
     async def rpc_getTotalTransactionCount(self, params: list[Any]) -> Any:
@@ -138,16 +162,16 @@ class RpcDispatcher:
         self._group(params, "getSystemConfigByKey")
         key = as_str(params, 2)
         if key not in info.SYSTEM_CONFIG:
-            raise RpcError(GET_STORAGE_ERROR, f"getSystemConfigByKey: unknown key {key}")
+            raise RpcError(GET_STORAGE_ERROR, f"Entry: {key} does not exists!")
         return {"blockNumber": 0, "value": info.SYSTEM_CONFIG[key]}
 
     async def rpc_getLogs(self, params: list[Any]) -> Any:
-        self._group(params, "getLogs")
-        return get_logs(self.chain, params[1] if len(params) > 1 else None)
+        return get_logs(self.chain, as_str(params, 0), params[1] if len(params) > 1 else None)
 
     # ---- execution ------------------------------------------------------------------------
     async def rpc_sendTransaction(self, params: list[Any]) -> Any:
         self._group(params, "sendTransaction")
+        self._group_info(params)
         raw = decode_hex(as_str(params, 2))
         require_proof = as_bool(params, 3)
         tx = self.chain.admit(raw)
@@ -166,7 +190,8 @@ class RpcDispatcher:
 
     async def rpc_call(self, params: list[Any]) -> Any:
         self._group(params, "call")
-        status, output = self.chain.call(as_str(params, 2), decode_hex(as_str(params, 3)))
+        data = decode_call_data(as_str(params, 3))
+        status, output = self.chain.call(as_str(params, 2), data)
         return {
             "blockNumber": self.chain.block_number,
             "output": "0x" + output.hex(),
@@ -175,12 +200,14 @@ class RpcDispatcher:
 
     async def rpc_getCode(self, params: list[Any]) -> Any:
         self._group(params, "getCode")
-        return "0x" + self.chain.get_code(as_str(params, 2)).hex()
+        self._group_info(params)
+        code = self.chain.get_code(_contract_address(as_str(params, 2)))
+        return "0x" + code.hex() if code else ""
 
     async def rpc_getABI(self, params: list[Any]) -> Any:
         self._group(params, "getABI")
-        address = as_str(params, 2).lower().removeprefix("0x")
-        return self.chain.ledger.abi(address) or ""
+        self._group_info(params)
+        return self.chain.ledger.abi(_contract_address(as_str(params, 2))) or ""
 
     # ---- consensus, group and network ---------------------------------------------------------
     async def rpc_getSealerList(self, params: list[Any]) -> Any:
@@ -211,24 +238,34 @@ class RpcDispatcher:
         return info.peers(self.chain)
 
     async def rpc_getGroupPeers(self, params: list[Any]) -> Any:
-        self._group(params, "getGroupPeers")
-        return [k.node_id for k in self.chain.keys[1:]]
+        # v3.3.0 collects every node ID the gateway knows (local node included) into a
+        # std::set and never looks at the group parameter.
+        return sorted(k.node_id for k in self.chain.keys)
 
     async def rpc_getGroupList(self, params: list[Any]) -> Any:
         return {"code": 0, "groupList": [self.chain.config.group_id], "msg": "success"}
 
     async def rpc_getGroupInfo(self, params: list[Any]) -> Any:
-        self._group(params, "getGroupInfo")
+        if as_str(params, 0) != self.chain.config.group_id:
+            return None
         return info.group_info(self.chain)
 
     async def rpc_getGroupInfoList(self, params: list[Any]) -> Any:
         return [info.group_info(self.chain)]
 
     async def rpc_getGroupNodeInfo(self, params: list[Any]) -> Any:
-        self._group(params, "getGroupNodeInfo")
-        name = as_str(params, 1)
-        ids = [k.node_id for k in self.chain.keys]
-        return info.node_info(self.chain, ids.index(name) if name in ids else 0)
+        # AirGroupManager::getNodeInfo: exact group, then the group's node named so (an Air
+        # node's group holds only itself, named by its node ID).
+        if as_str(params, 0) != self.chain.config.group_id:
+            return None
+        if as_str(params, 1) != self.chain.local_key.node_id:
+            return None
+        return info.node_info(self.chain)
+
+
+def _contract_address(text: str) -> str:
+    """getCode/getABI: strip ``0x``/``0X`` (solidity groups), then lower-case."""
+    return (text[2:] if text[:2] in ("0x", "0X") else text).lower()
 
 
 async def _bounded(future: Awaitable[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
@@ -240,21 +277,32 @@ async def _bounded(future: Awaitable[dict[str, Any]], timeout_s: float) -> dict[
 
 
 def _parse_request(body: bytes) -> dict[str, Any]:
-    """``parseRpcRequestJson``: any defect is -32600 with one fixed message."""
+    """``parseRpcRequestJson``: fields read in the node's order; a jsoncpp LogicError while
+    reading is -32700, any other defect -32600, each with one fixed message."""
     try:
         root = load_json(body, what="request")
     except MalformedEvidence as exc:
         raise RpcError(INVALID_REQUEST, MSG_INVALID_REQUEST) from exc
-    if not isinstance(root, dict) or "jsonrpc" not in root or "method" not in root:
-        raise RpcError(INVALID_REQUEST, MSG_INVALID_REQUEST)
-    if "params" not in root or not isinstance(root["params"], list):
-        raise RpcError(INVALID_REQUEST, MSG_INVALID_REQUEST)
     try:
-        return {
-            "jsonrpc": as_str([root["jsonrpc"]], 0),
-            "method": as_str([root["method"]], 0),
-            "id": as_int64([root.get("id")], 0),
-            "params": root["params"],
-        }
-    except RpcError as exc:  # jsoncpp conversion errors surface as a parse error here
+        return _request_fields(root)
+    except RpcError as exc:
+        if exc.code == INVALID_REQUEST and exc.message == MSG_INVALID_REQUEST:
+            raise
         raise RpcError(PARSE_ERROR, "Invalid JSON was received by the server.") from exc
+
+
+def _request_fields(root: Any) -> dict[str, Any]:
+    invalid = RpcError(INVALID_REQUEST, MSG_INVALID_REQUEST)
+    if root is not None and not isinstance(root, dict):
+        # ``isMember`` on an array or scalar is a jsoncpp LogicError
+        raise RpcError(INVALID_REQUEST, "in Json::Value::find: requires objectValue")
+    if root is None or "jsonrpc" not in root:
+        raise invalid
+    jsonrpc = as_string(root["jsonrpc"])
+    if "method" not in root:
+        raise invalid
+    method = as_string(root["method"])
+    request_id = as_int64([root["id"]], 0) if "id" in root else 0
+    if "params" not in root or not isinstance(root["params"], list):
+        raise invalid
+    return {"jsonrpc": jsonrpc, "method": method, "id": request_id, "params": root["params"]}

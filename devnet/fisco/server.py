@@ -42,7 +42,8 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, st
             name, value = line.split(":", 1)
             headers[name.strip().lower()] = value.strip()
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        raise _BadRequest("chunked bodies are not supported")
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            return parts[0].upper(), headers, await _read_chunked(reader)
     try:
         length = int(headers.get("content-length", "0"))
     except ValueError as exc:
@@ -52,6 +53,35 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, st
     async with asyncio.timeout(BODY_TIMEOUT_S):
         body = await reader.readexactly(length)
     return parts[0].upper(), headers, body
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    """A ``Transfer-Encoding: chunked`` body (boost.beast accepts it), at most MAX_BODY bytes."""
+    body = bytearray()
+    while True:
+        line = await _read_line(reader)
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError as exc:
+            raise _BadRequest("bad chunk size") from exc
+        if size < 0 or len(body) + size > MAX_BODY:
+            raise _BadRequest("body too large")
+        if size == 0:
+            break
+        body += await reader.readexactly(size)
+        if await reader.readexactly(2) != b"\r\n":
+            raise _BadRequest("bad chunk terminator")
+    while await _read_line(reader):  # trailer fields, up to the empty line
+        pass
+    return bytes(body)
+
+
+async def _read_line(reader: asyncio.StreamReader) -> bytes:
+    try:
+        line = await reader.readuntil(b"\r\n")
+    except asyncio.LimitOverrunError as exc:
+        raise _BadRequest("chunk line too long") from exc
+    return line[:-2]
 
 
 def _response(status: str, body: bytes, keep_alive: bool, content_type: str) -> bytes:

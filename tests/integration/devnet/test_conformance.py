@@ -145,16 +145,18 @@ def test_other_methods(node: DevNode, client: RpcClient, store_address: str) -> 
     code = client.call("getCode", store_address)
     assert code.startswith("0x6080")
     assert len(code) > 100
-    assert client.call("getCode", "0x" + "11" * 20) == "0x"
+    assert client.call("getCode", "0x" + "11" * 20) == ""
     peers = RpcClient(node.url).request("getPeers", [])["result"]
-    assert peers["nodeID"] == node.sealer_keys[0].node_id
-    assert client.request("getGroupPeers", ["group0"])["result"] == [
-        k.node_id for k in node.sealer_keys[1:]
-    ]
+    assert peers["p2pNodeID"] == node.sealer_keys[0].node_id
+    assert client.request("getGroupPeers", ["group0"])["result"] == sorted(
+        k.node_id for k in node.sealer_keys
+    )
     infos = client.request("getGroupInfoList", [])["result"]
     assert infos == [client.request("getGroupInfo", ["group0"])["result"]]
-    node_info = client.call("getGroupNodeInfo")
-    assert node_info["nodeID"] == node.sealer_keys[0].node_id
+    node_info = client.call("getGroupNodeInfo")  # node name "" is no node of the group
+    assert node_info is None
+    local = node.sealer_keys[0].node_id
+    assert client.request("getGroupNodeInfo", ["group0", local])["result"]["nodeID"] == local
 
 
 def test_get_logs(client: RpcClient, store_address: str) -> None:
