@@ -25,7 +25,6 @@ from devnet.fisco.evm import (
 )
 from devnet.fisco.hashing import (
     ReceiptData,
-    TransactionData,
     merkle_root,
     receipt_hash,
     transaction_hash,
@@ -139,43 +138,34 @@ class Chain:
             wire = decode_transaction(raw)
         except MalformedTransaction as exc:
             raise RpcError(-1, f"std::exception::what: {exc}\n") from exc
-        data = TransactionData(
-            wire.version,
-            wire.chain_id,
-            wire.group_id,
-            wire.block_limit,
-            wire.nonce,
-            wire.to,
-            wire.input,
-            wire.abi,
-        )
+        data = wire.data
         tx_hash = transaction_hash(data)
         if wire.data_hash and wire.data_hash != tx_hash:
             raise RpcError(-1, MSG_HASH_MISMATCH)
         hex_hash = tx_hash.hex()
         if hex_hash in self._pool_hashes:
             raise rejected(TransactionStatus.ALREADY_IN_TX_POOL)
-        if wire.group_id != self.config.group_id:
+        if data.group_id != self.config.group_id:
             raise rejected(TransactionStatus.INVALID_GROUP_ID)
-        if wire.chain_id != self.config.chain_id:
+        if data.chain_id != self.config.chain_id:
             raise rejected(TransactionStatus.INVALID_CHAIN_ID)
         # TxValidator::verify: pool nonce, then LedgerNonceChecker (ledger nonce, blockLimit),
         # and only then the signature.
-        if wire.nonce in self._pool_nonces or self.ledger.has_nonce(wire.nonce):
+        if data.nonce in self._pool_nonces or self.ledger.has_nonce(data.nonce):
             raise rejected(TransactionStatus.NONCE_CHECK_FAIL)
         current = self.block_number
-        if not current < wire.block_limit <= current + BLOCK_LIMIT_RANGE:
+        if not current < data.block_limit <= current + BLOCK_LIMIT_RANGE:
             raise rejected(TransactionStatus.BLOCK_LIMIT_CHECK_FAIL)
         sender = self._recover_sender(tx_hash, wire)
         return {
-            "version": wire.version,
-            "chainID": wire.chain_id,
-            "groupID": wire.group_id,
-            "blockLimit": wire.block_limit,
-            "nonce": wire.nonce,
-            "to": wire.to,
-            "input": wire.input.hex(),
-            "abi": wire.abi,
+            "version": data.version,
+            "chainID": data.chain_id,
+            "groupID": data.group_id,
+            "blockLimit": data.block_limit,
+            "nonce": data.nonce,
+            "to": data.to,
+            "input": data.input.hex(),
+            "abi": data.abi,
             "signature": wire.signature.hex(),
             "importTime": self.config.clock(),
             "extraData": wire.extra_data,

@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass
 
 from devnet.fisco.errors import MalformedTransaction
+from devnet.fisco.hashing import TransactionData
 
 _INT8, _INT16, _INT32, _INT64, _FLOAT, _DOUBLE = 0, 1, 2, 3, 4, 5
 _STRING1, _STRING4, _MAP, _LIST, _STRUCT_BEGIN, _STRUCT_END, _ZERO, _SIMPLE_LIST = range(6, 14)
@@ -91,14 +92,7 @@ class _Reader:
 
 @dataclass(frozen=True)
 class WireTransaction:
-    version: int
-    chain_id: str
-    group_id: str
-    block_limit: int
-    nonce: str
-    to: str
-    input: bytes
-    abi: str
+    data: TransactionData
     data_hash: bytes
     signature: bytes
     import_time: int
@@ -136,14 +130,16 @@ def decode_transaction(raw: bytes) -> WireTransaction:
     if not isinstance(data, dict):
         raise MalformedTransaction("transaction has no data struct")
     return WireTransaction(
-        version=_int(data, 1),
-        chain_id=_text(data, 2),
-        group_id=_text(data, 3),
-        block_limit=_int(data, 4),
-        nonce=_text(data, 5),
-        to=_text(data, 6),
-        input=_bytes(data, 7),
-        abi=_text(data, 8),
+        data=TransactionData(
+            version=_int(data, 1),
+            chain_id=_text(data, 2),
+            group_id=_text(data, 3),
+            block_limit=_int(data, 4),
+            nonce=_text(data, 5),
+            to=_text(data, 6),
+            input=_bytes(data, 7),
+            abi=_text(data, 8),
+        ),
         data_hash=_bytes(outer, 2),
         signature=_bytes(outer, 3),
         import_time=_int(outer, 4),
