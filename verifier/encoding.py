@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 from verifier.errors import MalformedEvidence
 
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_JSON_BRACKETS = re.compile(rb"[\[\]{}]")
+# Possessive and with an optional closing quote, so an unterminated string is consumed once
+# instead of rescanned from every quote (which made the scan quadratic).
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+_JSON_BRACKETS = re.compile(r"[\[\]{}]")
 MAX_JSON_DEPTH = 64
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _QUANTITY = re.compile(r"0x(0|[1-9a-fA-F][0-9a-fA-F]*)")
@@ -102,26 +104,32 @@ def raw_bytes(value: object, field: str) -> bytes:
 
 
 def load_json(raw: bytes, *, what: str = "document", max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Parse JSON text whose nesting is at most ``max_depth``, whatever the recursion limit.
+    """Parse UTF-8 JSON text nested at most ``max_depth`` deep, whatever the recursion limit.
 
     ``json.loads`` recurses on the C stack once per nesting level and relies on the
     interpreter's recursion limit to stop; a library that raises that limit (py-evm does) turns
-    a deeply nested document into a crash. The depth is therefore counted first.
+    a deeply nested document into a crash. The text is therefore decoded strictly as UTF-8
+    (``json.loads`` would also guess UTF-16/32 from bytes) and its depth counted first, in one
+    linear pass.
     """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedEvidence(f"not UTF-8 text: {exc.reason}", field=what) from exc
     depth = deepest = 0
-    for bracket in _JSON_BRACKETS.findall(_JSON_STRING.sub(b"", raw)):
-        depth += 1 if bracket in (b"[", b"{") else -1
+    for bracket in _JSON_BRACKETS.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
         deepest = max(deepest, depth)
     if deepest > max_depth:
         raise MalformedEvidence(f"nested more than {max_depth} levels deep", field=what)
     try:
-        return json.loads(raw)
-    except UnicodeDecodeError as exc:
-        raise MalformedEvidence(f"not UTF-8 text: {exc.reason}", field=what) from exc
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise MalformedEvidence(
             f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field=what
         ) from exc
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4300 digits
+        raise MalformedEvidence(f"not acceptable JSON: {exc}", field=what) from exc
 
 
 def require(obj: Mapping[str, Any], key: str, path: str) -> Any:

@@ -65,7 +65,7 @@ def parse_bundle(document: object) -> EvidenceBundle:
     if fmt != FORMAT_V1:
         raise BundleFormatError(f"unknown format {fmt!r}; expected {FORMAT_V1!r}", field="format")
     family_text = document.get("family")
-    if family_text not in {f.value for f in Family}:
+    if not isinstance(family_text, str) or family_text not in {f.value for f in Family}:
         known = ", ".join(f.value for f in Family)
         raise BundleFormatError(
             f"unknown family {family_text!r}; expected one of {known}", field="family"

@@ -65,3 +65,23 @@ def test_parse_hex_prefix_and_length_rules() -> None:
         parse_hex("0xab", "f", length=2)
     with pytest.raises(MalformedEvidence, match="even-length"):
         parse_hex("0xabc", "f")
+
+
+def test_load_json_does_not_guess_utf16() -> None:
+    """UTF-16 text cannot slip nesting past the depth count: only UTF-8 is read."""
+    n = 100_000
+    raw = ('["\u2200", ' + "[" * n + "]" * n + ', "x"]').encode("utf-16-le")
+    with pytest.raises(MalformedEvidence):
+        load_json(raw)
+
+
+def test_load_json_huge_integer_is_typed() -> None:
+    """An integer beyond Python's digit limit is MalformedEvidence, not a ValueError."""
+    with pytest.raises(MalformedEvidence, match="not acceptable JSON"):
+        load_json(b'{"a": ' + b"1" * 5000 + b"}")
+
+
+def test_load_json_unterminated_string_scan_is_linear() -> None:
+    """Two million escaped quotes with no closing quote are rejected (one linear pass)."""
+    with pytest.raises(MalformedEvidence, match="not JSON"):
+        load_json(b'"' + b'\\"' * 2_000_000)

@@ -191,6 +191,8 @@ def test_fisco_log_index_out_of_range(shared_vector: VectorLoader) -> None:
         ({"format": "interop-evidence/2"}, "format"),
         ({"format": None}, "format"),
         ({"family": "cosmos"}, "family"),
+        ({"family": []}, "family"),
+        ({"family": {}}, "family"),
     ],
 )
 def test_unknown_versions_and_families_are_not_bundles(change: dict[str, Any], field: str) -> None:
