@@ -284,6 +284,11 @@ def _checks_done(evidence: VerifiedEvidence, document: dict[str, Any]) -> list[s
             f"sealer signatures verified; trusted weight {q.have} >= quorum {q.need} of {q.total}",
             f"receipt hash recomputed and proven under receiptsRoot ({proof_items} proof items)",
         ]
+        if evidence.log is not None:
+            lines.append(
+                "transaction proven under txsRoot at the receipt's position; "
+                "the log comes from the contract it called"
+            )
     if evidence.log is not None:
         lines.append(
             f"log {evidence.log_index} decoded: {len(evidence.log.topics)} topics, "

@@ -21,6 +21,7 @@ from verifier.evm.header import compute_block_hash
 from verifier.evm.receipt import encode_receipt, receipt_key
 from verifier.fisco.header import compute_header_hash
 from verifier.fisco.receipt import compute_receipt_hash
+from verifier.fisco.transaction import compute_transaction_hash
 from verifier.hashing import CryptoSuite, Hasher, hasher_for, keccak256
 from verifier.merkle.fisco import compute_merkle_proof, compute_merkle_root
 from verifier.merkle.mpt import compute_mpt_proof, compute_mpt_root
@@ -125,11 +126,44 @@ def evm_example() -> dict[str, Any]:
     }
 
 
-def _fisco_receipts(hasher: Hasher, number: int, count: int) -> list[dict[str, Any]]:
-    topic0 = hasher(EVENT.encode())
-    contract = _derive(f"fisco-contract-{number}")[:20].hex()
+def fisco_transactions(
+    suite: CryptoSuite, chain_id: str, contract: str, count: int
+) -> list[dict[str, Any]]:
+    """Signed calls to ``contract`` in getTransaction form (3.3 nodes: nonce as hex of text)."""
+    hasher = hasher_for(suite.hash_scheme)
+    sm = suite is CryptoSuite.SM3_SM2
+    client = _derive(f"{chain_id}-client")
+    pub = sm2.public_key(client) if sm else secp256k1.public_key(client)
     out = []
     for i in range(count):
+        nonce = str(int.from_bytes(_derive(f"{chain_id}-nonce-{i}")[:8], "big"))
+        tx: dict[str, Any] = {
+            "version": 0,
+            "chainID": "chain0",
+            "groupID": "group0",
+            "blockLimit": 541,
+            "nonce": nonce.encode().hex(),
+            "to": "0x" + contract,
+            "input": _hex(keccak256(b"send(string,bytes)")[:4] + _word(i)),
+            "abi": "",
+            "importTime": 1764300000000 - 1000 + i,
+            "extraData": "",
+            "from": _hex(hasher(pub)[12:]),
+        }
+        tx_hash = compute_transaction_hash(tx, hasher, nonce_encoding="hex")
+        tx["hash"] = _hex(tx_hash)
+        signature = sm2.sign(client, tx_hash) + pub if sm else secp256k1.sign(client, tx_hash)
+        tx["signature"] = _hex(signature)
+        out.append(tx)
+    return out
+
+
+def fisco_receipts(
+    hasher: Hasher, number: int, contract: str, txs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    topic0 = hasher(EVENT.encode())
+    out = []
+    for i, tx in enumerate(txs):
         logs = []
         if i % 2 == 0:
             data = _message_data(i, "anvil-demo", f"hello from fisco #{i}".encode())
@@ -147,35 +181,54 @@ def _fisco_receipts(hasher: Hasher, number: int, count: int) -> list[dict[str, A
             "blockNumber": number,
             "message": "",
             "extraData": "",
-            "transactionHash": _hex(_derive(f"fisco-tx-{number}-{i}")),
-            "to": "0x" + contract,
-            "from": "0x" + _derive(f"fisco-from-{i}")[:20].hex(),
+            "transactionHash": tx["hash"],
+            "to": tx["to"],
+            "from": tx["from"],
         }
         receipt["hash"] = _hex(compute_receipt_hash(receipt, hasher))
         out.append(receipt)
     return out
 
 
+FISCO_NUMBER = 42
+
+
 def fisco_example(suite: CryptoSuite, chain_id: str) -> dict[str, Any]:
-    """A 5-receipt FISCO BCOS 3.x block signed by 3 of 4 sealers (the quorum)."""
+    """A 5-transaction FISCO BCOS 3.x block signed by 3 of 4 sealers (the quorum)."""
+    hasher = hasher_for(suite.hash_scheme)
+    contract = _derive(f"fisco-contract-{FISCO_NUMBER}")[:20].hex()
+    txs = fisco_transactions(suite, chain_id, contract, 5)
+    receipts = fisco_receipts(hasher, FISCO_NUMBER, contract, txs)
+    return fisco_bundle(suite, chain_id, txs, receipts, index=2)
+
+
+def fisco_bundle(
+    suite: CryptoSuite,
+    chain_id: str,
+    txs: list[dict[str, Any]],
+    receipts: list[dict[str, Any]],
+    *,
+    index: int,
+) -> dict[str, Any]:
+    """Seal ``txs``/``receipts`` into block 42 signed by 3 of 4 sealers; bundle ``index``."""
     hasher = hasher_for(suite.hash_scheme)
     sm = suite is CryptoSuite.SM3_SM2
     keys = [_derive(f"{chain_id}-sealer-{i}") for i in range(4)]
     pubs = [sm2.public_key(k) if sm else secp256k1.public_key(k) for k in keys]
-    number = 42
-    receipts = _fisco_receipts(hasher, number, 5)
+    number = FISCO_NUMBER
     leaves = [bytes.fromhex(r["hash"][2:]) for r in receipts]
+    tx_leaves = [bytes.fromhex(t["hash"][2:]) for t in txs]
     block: dict[str, Any] = {
         "version": 50528256,
         "number": number,
-        "gasUsed": str(sum(20000 + 17 * i for i in range(5))),
+        "gasUsed": str(sum(int(r["gasUsed"]) for r in receipts)),
         "timestamp": 1764300000000,
         "sealer": 1,
         "extraData": "0x",
         "parentInfo": [
             {"blockNumber": number - 1, "blockHash": _hex(_derive(f"{chain_id}-parent"))}
         ],
-        "txsRoot": _hex(compute_merkle_root([hasher(leaf) for leaf in leaves], hasher)),
+        "txsRoot": _hex(compute_merkle_root(tx_leaves, hasher)),
         "receiptsRoot": _hex(compute_merkle_root(leaves, hasher)),
         "stateRoot": _hex(_derive(f"{chain_id}-state")),
         "sealerList": [_hex(p) for p in pubs],
@@ -193,7 +246,6 @@ def fisco_example(suite: CryptoSuite, chain_id: str) -> dict[str, Any]:
         }
         for i in signers
     ]
-    index = 2
     return {
         "format": "interop-evidence/1",
         "family": "fisco-bcos-3",
@@ -203,6 +255,7 @@ def fisco_example(suite: CryptoSuite, chain_id: str) -> dict[str, Any]:
         "receipt": receipts[index],
         "proof": compute_merkle_proof(leaves, index, hasher),
         "log_index": 0,
+        "transaction": txs[index] | {"txProof": compute_merkle_proof(tx_leaves, index, hasher)},
         "trust": {"sealers": [{"node_id": p.hex(), "weight": 1} for p in pubs]},
     }
 

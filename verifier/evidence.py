@@ -21,12 +21,19 @@ from verifier.encoding import (
     parse_str,
     require,
 )
-from verifier.errors import HeaderNotTrusted, MalformedEvidence, ProofMismatch
+from verifier.errors import (
+    HeaderNotTrusted,
+    MalformedEvidence,
+    ProofMismatch,
+    VerificationError,
+)
 from verifier.evm.header import parse_header as parse_evm_header
 from verifier.evm.receipt import EvmReceipt, verify_receipt_proof
+from verifier.fisco.header import FiscoHeader
 from verifier.fisco.header import parse_header as parse_fisco_header
 from verifier.fisco.receipt import compute_receipt_hash, decode_log_entries
-from verifier.hashing import CryptoSuite, hasher_for, keccak256
+from verifier.fisco.transaction import compute_transaction_hash, nonce_encoding_for_version
+from verifier.hashing import CryptoSuite, Hasher, hasher_for, keccak256
 from verifier.merkle.fisco import verify_merkle_proof
 from verifier.signatures.quorum import verify_signature_list
 from verifier.types import DecodedLog, Family, VerifiedEvidence
@@ -55,6 +62,7 @@ class EvidenceBundle:
     proof: tuple[str, ...]
     log_index: int | None
     trust: Mapping[str, Any]
+    transaction: Mapping[str, Any] | None
 
 
 def parse_bundle(document: object) -> EvidenceBundle:
@@ -97,7 +105,13 @@ def parse_bundle(document: object) -> EvidenceBundle:
         proof=tuple(proof),
         log_index=log_index,
         trust=parse_object(require(document, "trust", ""), "trust"),
+        transaction=_optional_object(document, "transaction"),
     )
+
+
+def _optional_object(document: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    value = document.get(key)
+    return None if value is None else parse_object(value, key)
 
 
 def verify_bundle(document: object) -> VerifiedEvidence:
@@ -151,10 +165,14 @@ def _verify_fisco(bundle: EvidenceBundle) -> VerifiedEvidence:
         _check_claim(
             bundle.receipt, "hash", receipt_hash, check="receipt_hash", field="receipt.hash"
         )
-    verify_merkle_proof(
+    position = verify_merkle_proof(
         bundle.proof, receipt_hash, header.receipts_root, hasher, check="receipt_proof"
     )
     logs = decode_log_entries(bundle.receipt)
+    log = _select_log(logs, bundle.log_index)
+    if log is not None:
+        emitter = _verify_fisco_transaction(bundle, header, hasher, position, receipt_hash)
+        _check_fisco_log_layout(bundle.receipt, logs, emitter)
     return VerifiedEvidence(
         family=bundle.family,
         chain_id=bundle.chain_id,
@@ -163,9 +181,86 @@ def _verify_fisco(bundle: EvidenceBundle) -> VerifiedEvidence:
         block_hash=header.hash,
         receipt_hash=receipt_hash,
         log_index=bundle.log_index,
-        log=_select_log(logs, bundle.log_index),
+        log=log,
         quorum=quorum,
     )
+
+
+def _verify_fisco_transaction(
+    bundle: EvidenceBundle, header: FiscoHeader, hasher: Hasher, position: int, receipt_hash: bytes
+) -> bytes:
+    """Tie the receipt to its transaction; return the address the transaction called.
+
+    A FISCO receipt hash concatenates ``output`` and the logs without lengths, so the same
+    hash admits other splits of those bytes into output, log addresses, topics and data. A
+    log is only as good as its layout is forced: the transaction (proven under ``txsRoot`` at
+    the receipt's position) names the contract called, and that contract must be the emitter.
+    """
+    if bundle.transaction is None:
+        raise MalformedEvidence(
+            "a FISCO bundle that names a log_index must carry the transaction "
+            "(getTransaction with requireProof) to bind the log to its emitter",
+            check="transaction",
+            field="transaction",
+        )
+    tx = bundle.transaction
+    encoding = nonce_encoding_for_version(header.version)
+    tx_hash = compute_transaction_hash(tx, hasher, nonce_encoding=encoding)
+    _check_claim(tx, "hash", tx_hash, check="transaction_hash", field="transaction.hash")
+    _check_claim(
+        bundle.receipt,
+        "transactionHash",
+        tx_hash,
+        check="receipt_transaction",
+        field="receipt.transactionHash",
+    )
+    proof = parse_list(require(tx, "txProof", "transaction"), "transaction.txProof")
+    tx_position = verify_merkle_proof(
+        proof, tx_hash, header.txs_root, hasher, check="transaction_proof"
+    )
+    if tx_position != position:
+        raise ProofMismatch(
+            "the receipt and the transaction are at different positions in the block "
+            f"(receipt hash 0x{receipt_hash.hex()})",
+            check="receipt_transaction",
+            expected=str(tx_position),
+            computed=str(position),
+        )
+    to = parse_str(require(tx, "to", "transaction"), "transaction.to")
+    if not to:
+        raise MalformedEvidence(
+            "a contract deployment carries no cross-chain log",
+            check="log_binding",
+            field="transaction.to",
+        )
+    return parse_hex(to, "transaction.to", length=20, prefix="optional")
+
+
+def _check_fisco_log_layout(
+    receipt: Mapping[str, Any], logs: tuple[DecodedLog, ...], emitter: bytes
+) -> None:
+    """Refuse a log whose bytes could have been split differently under the same hash.
+
+    With no output, a version-0 receipt (no effectiveGasPrice) and exactly one log whose
+    address is the called contract, every split of the hashed bytes gives the same topics and
+    data bytes; only the topic count stays for the caller to check against the event's ABI.
+    """
+    problems = []
+    if parse_hex(require(receipt, "output", "receipt"), "receipt.output") != b"":
+        problems.append("the receipt has output")
+    if parse_int(require(receipt, "version", "receipt"), "receipt.version", bits=32) != 0:
+        problems.append("the receipt version is not 0")
+    if len(logs) != 1:
+        problems.append(f"the receipt has {len(logs)} logs, not 1")
+    elif logs[0].address != emitter:
+        problems.append(
+            f"the log is from 0x{logs[0].address.hex()}, not the called contract 0x{emitter.hex()}"
+        )
+    if problems:
+        raise VerificationError(
+            "the log's layout is not forced by the receipt hash: " + "; ".join(problems),
+            check="log_binding",
+        )
 
 
 def _parse_sealers(trust: Mapping[str, Any]) -> dict[bytes, int]:

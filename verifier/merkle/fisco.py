@@ -74,8 +74,13 @@ def compute_merkle_proof(leaves: Sequence[bytes], index: int, hasher: Hasher) ->
 
 def verify_merkle_proof(
     proof: Sequence[str], leaf: bytes, root: bytes, hasher: Hasher, *, check: str
-) -> None:
+) -> int:
     """Raise unless ``proof`` leads from ``leaf`` to ``root``; ``check`` names the proof kind.
+
+    Returns the leaf's position in the block that the path implies (at each level, which node
+    of the pair the running hash was; the first when both are equal, as the node proves the
+    first of identical leaves). The proof format carries no index, so this is the only way to
+    tie a receipt to the transaction at the same position.
 
     Stricter than the node on shape, never looser on hashing: items are 64 hex digits
     (``0x`` optional); a count marker is 1 or 2 in the first 4 bytes followed by 28 zero bytes;
@@ -94,9 +99,9 @@ def verify_merkle_proof(
                 computed=items[0].hex(),
                 index=0,
             )
-        current = leaf
+        current, position = leaf, 0
     else:
-        current = _walk(items, leaf, hasher, check)
+        current, position = _walk(items, leaf, hasher, check)
     if current != root:
         raise ProofMismatch(
             "proof does not lead to the root",
@@ -104,10 +109,11 @@ def verify_merkle_proof(
             expected="0x" + root.hex(),
             computed="0x" + current.hex(),
         )
+    return position
 
 
-def _walk(items: list[bytes], leaf: bytes, hasher: Hasher, check: str) -> bytes:
-    current, i, level, count = leaf, 0, 0, 0
+def _walk(items: list[bytes], leaf: bytes, hasher: Hasher, check: str) -> tuple[bytes, int]:
+    current, i, level, count, position = leaf, 0, 0, 0, 0
     while i < len(items):
         if level >= MAX_PROOF_LEVELS:
             raise MalformedProof(f"more than {MAX_PROOF_LEVELS} levels", check=check, index=i)
@@ -128,6 +134,7 @@ def _walk(items: list[bytes], leaf: bytes, hasher: Hasher, check: str) -> bytes:
                 computed=current.hex(),
                 index=i,
             )
+        position |= group.index(current) << level
         current = hasher(b"".join(group))
         i += 1 + count
         level += 1
@@ -137,7 +144,7 @@ def _walk(items: list[bytes], leaf: bytes, hasher: Hasher, check: str) -> bytes:
             check=check,
             index=len(items) - count - 1,
         )
-    return current
+    return current, position
 
 
 def _count(marker: bytes, index: int, level: int, check: str) -> int:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devnet.fisco.node import DevNode
-from tests.integration.devnet.client import RpcClient, selector, send_block, uint
+from tests.integration.devnet.client import RpcClient, selector, uint
 from verifier.errors import UnknownSigner
 from verifier.evidence import verify_bundle
 from verifier.hashing import keccak256
@@ -31,25 +33,50 @@ def _bundle(node: DevNode, client: RpcClient, tx_hash: str) -> dict[str, Any]:
         "receipt": receipt,
         "proof": receipt["txReceiptProof"],
         "log_index": 0,
+        "transaction": client.call("getTransaction", tx_hash, True),
         "trust": {
             "sealers": [{"node_id": k.public_key.hex(), "weight": 1} for k in node.sealer_keys]
         },
     }
 
 
+def _send_call(dst: str, payload: bytes) -> bytes:
+    """ABI calldata of Messenger.send(string,bytes)."""
+
+    def dyn(b: bytes) -> bytes:
+        return uint(len(b)) + b + b"\0" * (-len(b) % 32)
+
+    head = dyn(dst.encode())
+    return selector("send(string,bytes)") + uint(64) + uint(64 + len(head)) + head + dyn(payload)
+
+
 def test_devnode_receipt_bundle_verifies(
     node: DevNode, client: RpcClient, store_address: str, tmp_path: Path
 ) -> None:
-    """A ValueSet event from a 7-transaction devnode block verifies end to end, log decoded."""
-    receipts = send_block(node, client, store_address, [11, 12, 13, 14, 15, 16, 17])
-    target = receipts[4]
-    bundle = _bundle(node, client, target["transactionHash"])
+    """A Messenger event in a block of 8 transactions verifies end to end, log decoded."""
+    messenger = client.deploy("Messenger")
+    txs = [client.tx_hex(store_address, selector("set(uint256)") + uint(v)) for v in range(7)]
+    txs.insert(5, client.tx_hex(messenger, _send_call("anvil-demo", b"cross-chain payload")))
+    node.pause()
+    try:
+        with ThreadPoolExecutor(max_workers=len(txs)) as pool:
+            futures = [
+                pool.submit(RpcClient(node.url).call, "sendTransaction", tx, False) for tx in txs
+            ]
+            while client.call("getPendingTxSize") < len(txs):
+                time.sleep(0.01)
+            node.resume()
+            receipts = [f.result(timeout=60) for f in futures]
+    finally:
+        node.resume()
+    assert len({r["blockNumber"] for r in receipts}) == 1
+    bundle = _bundle(node, client, receipts[5]["transactionHash"])
     assert len(bundle["proof"]) > 1
     evidence = verify_bundle(bundle)
     assert evidence.log is not None
-    assert evidence.log.topics[0] == keccak256(b"ValueSet(address,uint256,uint256)")
-    assert evidence.log.topics[2] == uint(15)
-    assert "0x" + evidence.log.address.hex() == store_address.lower()
+    assert evidence.log.topics[0] == keccak256(b"CrossChainMessage(uint64,string,bytes)")
+    assert "0x" + evidence.log.address.hex() == messenger.lower()
+    assert b"cross-chain payload" in evidence.log.data
 
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(bundle), encoding="utf-8")
