@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint typecheck unit bench clean setup
+.PHONY: demo test lint typecheck unit bench fuzz mutate clean setup
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -43,6 +43,18 @@ bench: setup
 	$(BIN)/python -m bench.verifier
 	@echo
 	$(BIN)/python -m bench.devnode
+	@echo
+	$(BIN)/python -m bench.adversarial
+
+# Not part of `make test`: bounded runs of the fuzzer and of mutation testing over verifier/.
+FUZZ_SECONDS ?= 120
+fuzz: setup
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[fuzz]'
+	$(BIN)/python -m tests.fuzz.verify_bytes --seconds $(FUZZ_SECONDS)
+
+mutate: setup
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[mutate]'
+	$(BIN)/python -m bench.mutate
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
