@@ -29,6 +29,18 @@ from verifier.signatures import secp256k1, sm2
 
 SEED = b"interop-gateway examples v1"
 EVENT = "CrossChainMessage(uint64,string,bytes)"
+EVENT_ABI: dict[str, Any] = {
+    "type": "event",
+    "name": "CrossChainMessage",
+    "anonymous": False,
+    "inputs": [
+        {"name": "seq", "type": "uint64", "indexed": True},
+        {"name": "dstChain", "type": "string", "indexed": False},
+        {"name": "payload", "type": "bytes", "indexed": False},
+    ],
+}
+FISCO_CHAIN_ID = "chain0"
+FISCO_GROUP_ID = "group0"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "examples"
 
 
@@ -40,14 +52,14 @@ def _word(n: int) -> bytes:
     return n.to_bytes(32, "big")
 
 
-def _message_data(seq: int, dst_chain: str, payload: bytes) -> bytes:
-    """ABI encoding of (uint64 seq, string dst, bytes payload) for the event's data."""
+def _message_data(dst_chain: str, payload: bytes) -> bytes:
+    """ABI encoding of (string dstChain, bytes payload), the event's data (seq is a topic)."""
 
     def dyn(b: bytes) -> bytes:
         return _word(len(b)) + b + b"\0" * (-len(b) % 32)
 
     head_dst = dyn(dst_chain.encode())
-    return _word(seq) + _word(96) + _word(96 + len(head_dst)) + head_dst + dyn(payload)
+    return _word(64) + _word(64 + len(head_dst)) + head_dst + dyn(payload)
 
 
 def _hex(b: bytes) -> str:
@@ -64,7 +76,7 @@ def evm_example() -> dict[str, Any]:
         cumulative += 21000 + 1000 * i
         logs = []
         if i % 2 == 1:
-            data = _message_data(i, "fisco-demo", f"hello from evm #{i}".encode())
+            data = _message_data("fisco-demo", f"hello from evm #{i}".encode())
             logs.append(
                 {
                     "address": _hex(contract),
@@ -122,7 +134,7 @@ def evm_example() -> dict[str, Any]:
         "receipt": receipt,
         "proof": [_hex(node) for node in proof],
         "log_index": 0,
-        "trust": {"block_hash": header["hash"]},
+        "trust": {"block_hash": header["hash"], "event": EVENT_ABI},
     }
 
 
@@ -139,8 +151,8 @@ def fisco_transactions(
         nonce = str(int.from_bytes(_derive(f"{chain_id}-nonce-{i}")[:8], "big"))
         tx: dict[str, Any] = {
             "version": 0,
-            "chainID": "chain0",
-            "groupID": "group0",
+            "chainID": FISCO_CHAIN_ID,
+            "groupID": FISCO_GROUP_ID,
             "blockLimit": 541,
             "nonce": nonce.encode().hex(),
             "to": "0x" + contract,
@@ -166,7 +178,7 @@ def fisco_receipts(
     for i, tx in enumerate(txs):
         logs = []
         if i % 2 == 0:
-            data = _message_data(i, "anvil-demo", f"hello from fisco #{i}".encode())
+            data = _message_data("anvil-demo", f"hello from fisco #{i}".encode())
             logs.append(
                 {"address": contract, "topics": [_hex(topic0), _hex(_word(i))], "data": _hex(data)}
             )
@@ -256,7 +268,13 @@ def fisco_bundle(
         "proof": compute_merkle_proof(leaves, index, hasher),
         "log_index": 0,
         "transaction": txs[index] | {"txProof": compute_merkle_proof(tx_leaves, index, hasher)},
-        "trust": {"sealers": [{"node_id": p.hex(), "weight": 1} for p in pubs]},
+        "trust": {
+            "sealers": [{"node_id": p.hex(), "weight": 1} for p in pubs],
+            "chainID": FISCO_CHAIN_ID,
+            "groupID": FISCO_GROUP_ID,
+            "call": {"to": txs[index]["to"], "input": txs[index]["input"]},
+            "event": EVENT_ABI,
+        },
     }
 
 

@@ -102,7 +102,9 @@ class QuorumNotReached(VerificationError):
 
     def __init__(self, *, have: int, need: int, total: int) -> None:
         super().__init__(
-            f"signature weight {have} of {total} is below the quorum of {need}", check="quorum"
+            f"trusted signature weight {have} of {total} is below the quorum: have {have}, "
+            f"need {need}",
+            check="quorum",
         )
         self.have = have
         self.need = need

@@ -8,11 +8,13 @@ it is all or nothing: :func:`verify_bundle` returns :class:`VerifiedEvidence` or
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from verifier.encoding import (
+    parse_decimal_string,
     parse_hex,
     parse_int,
     parse_list,
@@ -27,20 +29,34 @@ from verifier.errors import (
     ProofMismatch,
     VerificationError,
 )
+from verifier.events import EventAbi, decode_event, parse_event_abi
 from verifier.evm.header import parse_header as parse_evm_header
 from verifier.evm.receipt import EvmReceipt, verify_receipt_proof
 from verifier.fisco.header import FiscoHeader
 from verifier.fisco.header import parse_header as parse_fisco_header
 from verifier.fisco.receipt import compute_receipt_hash, decode_log_entries
-from verifier.fisco.transaction import compute_transaction_hash, nonce_encoding_for_version
+from verifier.fisco.transaction import (
+    NonceEncoding,
+    compute_transaction_hash,
+    nonce_encoding_for_version,
+    parse_nonce,
+)
 from verifier.hashing import CryptoSuite, Hasher, hasher_for, keccak256
-from verifier.merkle.fisco import verify_merkle_proof
+from verifier.merkle.fisco import LeafPositions, verify_merkle_proof
 from verifier.signatures.quorum import verify_signature_list
 from verifier.types import DecodedLog, Family, VerifiedEvidence
 
 FORMAT_V1: Final = "interop-evidence/1"
 MAX_PROOF_ITEMS: Final = 256
 MAX_SEALERS: Final = 1024
+MAX_NONCE_DIGITS: Final = 20
+"""A bound FISCO nonce is 1 to 20 decimal digits (a u64 printed in decimal fits). Short enough
+that no 40-character address text fits in the digit run (docs/evidence-format.md)."""
+MAX_GAS_USED: Final = (1 << 63) - 1
+"""EVMC gas is int64: no FISCO receipt's gasUsed exceeds it."""
+MAX_GAS_USED_DIGITS: Final = len(str(MAX_GAS_USED))
+_NONCE_DIGITS: Final = re.compile(rb"[0-9]{1,%d}" % MAX_NONCE_DIGITS)
+_CANONICAL_TO: Final = re.compile(r"0x[0-9a-f]{40}")
 
 
 class BundleFormatError(MalformedEvidence):
@@ -137,6 +153,14 @@ def _verify_evm(bundle: EvidenceBundle) -> VerifiedEvidence:
     )
     _check_number_claim(bundle.receipt.get("blockNumber"), header.number, quantity=True)
     receipt: EvmReceipt = verify_receipt_proof(header.receipts_root, bundle.receipt, bundle.proof)
+    log = _select_log(receipt.logs, bundle.log_index)
+    if log is not None and receipt.status == 0:
+        # Before Byzantium (status None) a failed transaction kept no logs, so a log there is
+        # from a successful one; from Byzantium on, only status 1 is success.
+        raise VerificationError(
+            "the receipt has status 0 (failed): its logs are not evidence", check="receipt_status"
+        )
+    event = _optional_event(bundle.trust)
     return VerifiedEvidence(
         family=bundle.family,
         chain_id=bundle.chain_id,
@@ -145,8 +169,10 @@ def _verify_evm(bundle: EvidenceBundle) -> VerifiedEvidence:
         block_hash=header.hash,
         receipt_hash=keccak256(receipt.encoded),
         log_index=bundle.log_index,
-        log=_select_log(receipt.logs, bundle.log_index),
+        log=log,
         quorum=None,
+        receipt_status=receipt.status,
+        event=None if log is None or event is None else decode_event(log, event, keccak256),
     )
 
 
@@ -165,14 +191,23 @@ def _verify_fisco(bundle: EvidenceBundle) -> VerifiedEvidence:
         _check_claim(
             bundle.receipt, "hash", receipt_hash, check="receipt_hash", field="receipt.hash"
         )
-    position = verify_merkle_proof(
+    positions = verify_merkle_proof(
         bundle.proof, receipt_hash, header.receipts_root, hasher, check="receipt_proof"
     )
+    status = parse_int(require(bundle.receipt, "status", "receipt"), "receipt.status", bits=32)
     logs = decode_log_entries(bundle.receipt)
     log = _select_log(logs, bundle.log_index)
+    event = None
     if log is not None:
-        emitter = _verify_fisco_transaction(bundle, header, hasher, position, receipt_hash)
-        _check_fisco_log_layout(bundle.receipt, logs, emitter)
+        if status != 0:
+            raise VerificationError(
+                f"the receipt has status {status} (failed): its bytes are not evidence of a log",
+                check="receipt_status",
+            )
+        binding = _parse_log_binding(bundle.trust)
+        _verify_fisco_transaction(bundle, header, hasher, positions, receipt_hash, binding)
+        _check_fisco_log_layout(bundle.receipt, logs, binding.to)
+        event = decode_event(log, binding.event, hasher)
     return VerifiedEvidence(
         family=bundle.family,
         chain_id=bundle.chain_id,
@@ -183,18 +218,68 @@ def _verify_fisco(bundle: EvidenceBundle) -> VerifiedEvidence:
         log_index=bundle.log_index,
         log=log,
         quorum=quorum,
+        receipt_status=status,
+        event=event,
     )
 
 
-def _verify_fisco_transaction(
-    bundle: EvidenceBundle, header: FiscoHeader, hasher: Hasher, position: int, receipt_hash: bytes
-) -> bytes:
-    """Tie the receipt to its transaction; return the address the transaction called.
+@dataclass(frozen=True, slots=True)
+class LogBinding:
+    """What the receiving side pins before a FISCO log counts (``trust`` in the bundle).
 
-    A FISCO receipt hash concatenates ``output`` and the logs without lengths, so the same
-    hash admits other splits of those bytes into output, log addresses, topics and data. A
-    log is only as good as its layout is forced: the transaction (proven under ``txsRoot`` at
-    the receipt's position) names the contract called, and that contract must be the emitter.
+    The transaction and receipt hashes are concatenations without lengths; these values are
+    what forces every boundary (docs/evidence-format.md, "FISCO log binding").
+    """
+
+    chain_id: str
+    group_id: str
+    to: str
+    """``0x`` + 40 lowercase hex digits, exactly as the transaction must carry it."""
+    input: bytes
+    event: EventAbi
+
+
+def _parse_log_binding(trust: Mapping[str, Any]) -> LogBinding:
+    chain_id = parse_str(require(trust, "chainID", "trust"), "trust.chainID")
+    group_id = parse_str(require(trust, "groupID", "trust"), "trust.groupID")
+    for name, value in (("chainID", chain_id), ("groupID", group_id)):
+        if not value:
+            raise MalformedEvidence("must not be empty", field=f"trust.{name}")
+    call = parse_object(require(trust, "call", "trust"), "trust.call")
+    to = parse_str(require(call, "to", "trust.call"), "trust.call.to")
+    if not _CANONICAL_TO.fullmatch(to):
+        raise MalformedEvidence(
+            "must be 0x followed by 40 lowercase hex digits", field="trust.call.to"
+        )
+    call_input = parse_hex(require(call, "input", "trust.call"), "trust.call.input")
+    if len(call_input) < 4:
+        raise MalformedEvidence(
+            "must hold at least a 4-byte function selector", field="trust.call.input"
+        )
+    event = parse_event_abi(require(trust, "event", "trust"), "trust.event")
+    return LogBinding(chain_id, group_id, to, call_input, event)
+
+
+def _optional_event(trust: Mapping[str, Any]) -> EventAbi | None:
+    entry = trust.get("event")
+    return None if entry is None else parse_event_abi(entry, "trust.event")
+
+
+def _verify_fisco_transaction(  # noqa: PLR0917 - one step of _verify_fisco
+    bundle: EvidenceBundle,
+    header: FiscoHeader,
+    hasher: Hasher,
+    receipt_positions: LeafPositions,
+    receipt_hash: bytes,
+    binding: LogBinding,
+) -> None:
+    """Tie the receipt to its transaction and force the transaction's field boundaries.
+
+    The transaction is proven under ``txsRoot`` at a position the receipt's proof path allows.
+    Its hash is a plain concatenation, so its fields are trusted only once the split is
+    unique: version 0, chainID and groupID equal to the trusted chain's, a nonce of 1 to 20
+    decimal digits, and ``to``, ``input`` and ``abi`` exactly the pinned call. The argument
+    that this suffices is in docs/evidence-format.md.
     """
     if bundle.transaction is None:
         raise MalformedEvidence(
@@ -204,8 +289,10 @@ def _verify_fisco_transaction(
             field="transaction",
         )
     tx = bundle.transaction
-    encoding = nonce_encoding_for_version(header.version)
-    tx_hash = compute_transaction_hash(tx, hasher, nonce_encoding=encoding)
+    version = parse_int(require(tx, "version", "transaction"), "transaction.version", bits=32)
+    if version != 0:
+        _binding_failure(f"transaction version {version}, only version 0 is bound", "version")
+    tx_hash, nonce, tx_positions = _prove_transaction(tx, header, hasher)
     _check_claim(tx, "hash", tx_hash, check="transaction_hash", field="transaction.hash")
     _check_claim(
         bundle.receipt,
@@ -214,47 +301,104 @@ def _verify_fisco_transaction(
         check="receipt_transaction",
         field="receipt.transactionHash",
     )
-    proof = parse_list(require(tx, "txProof", "transaction"), "transaction.txProof")
-    tx_position = verify_merkle_proof(
-        proof, tx_hash, header.txs_root, hasher, check="transaction_proof"
-    )
-    if tx_position != position:
+    if tx_positions.levels != receipt_positions.levels or not tx_positions.overlaps(
+        receipt_positions
+    ):
         raise ProofMismatch(
             "the receipt and the transaction are at different positions in the block "
             f"(receipt hash 0x{receipt_hash.hex()})",
             check="receipt_transaction",
-            expected=str(tx_position),
-            computed=str(position),
+            expected=str(tx_positions.first),
+            computed=str(receipt_positions.first),
+        )
+    _check_transaction_fields(tx, nonce, binding)
+
+
+def _prove_transaction(
+    tx: Mapping[str, Any], header: FiscoHeader, hasher: Hasher
+) -> tuple[bytes, bytes, LeafPositions]:
+    """The hash, raw nonce and proven positions of the transaction, in whichever JSON nonce
+    form reproduces a hash under ``txsRoot``.
+
+    Nodes print the nonce as its decimal text (<= 3.2 binaries) or as hex of its bytes (>= 3.3)
+    whatever the chain's compatibility version, so both forms are tried, the version's likely
+    one first. Safe: each candidate must be proven under the signed root, and the nonce rule
+    (decimal digits) is applied to the bytes of the form that was proven.
+    """
+    proof = parse_list(require(tx, "txProof", "transaction"), "transaction.txProof")
+    preferred = nonce_encoding_for_version(header.version)
+    forms: tuple[NonceEncoding, ...] = (
+        (preferred, "decimal") if preferred == "hex" else (preferred, "hex")
+    )
+    errors: list[VerificationError] = []
+    for form in forms:
+        try:
+            nonce = parse_nonce(require(tx, "nonce", "transaction"), form)
+            tx_hash = compute_transaction_hash(tx, hasher, nonce_encoding=form)
+            positions = verify_merkle_proof(
+                proof, tx_hash, header.txs_root, hasher, check="transaction_proof"
+            )
+        except VerificationError as exc:
+            errors.append(exc)
+            continue
+        return tx_hash, nonce, positions
+    raise errors[0]
+
+
+def _check_transaction_fields(tx: Mapping[str, Any], nonce: bytes, binding: LogBinding) -> None:
+    chain_id = parse_str(require(tx, "chainID", "transaction"), "transaction.chainID")
+    if chain_id != binding.chain_id:
+        _binding_failure(f"chainID {chain_id!r} is not the trusted {binding.chain_id!r}", "chainID")
+    group_id = parse_str(require(tx, "groupID", "transaction"), "transaction.groupID")
+    if group_id != binding.group_id:
+        _binding_failure(f"groupID {group_id!r} is not the trusted {binding.group_id!r}", "groupID")
+    if not _NONCE_DIGITS.fullmatch(nonce):
+        _binding_failure(
+            f"the nonce {nonce[:48]!r} is not 1 to {MAX_NONCE_DIGITS} decimal digits", "nonce"
         )
     to = parse_str(require(tx, "to", "transaction"), "transaction.to")
-    if not to:
-        raise MalformedEvidence(
-            "a contract deployment carries no cross-chain log",
-            check="log_binding",
-            field="transaction.to",
-        )
-    return parse_hex(to, "transaction.to", length=20, prefix="optional")
+    if to != binding.to:
+        _binding_failure(f"to {to[:50]!r} is not the pinned {binding.to}", "to")
+    call_input = parse_hex(require(tx, "input", "transaction"), "transaction.input")
+    if call_input != binding.input:
+        _binding_failure("input is not the pinned call's input", "input")
+    if parse_str(require(tx, "abi", "transaction"), "transaction.abi") != "":
+        _binding_failure("abi is not empty", "abi")
+
+
+def _binding_failure(message: str, field: str) -> NoReturn:
+    raise VerificationError(
+        f"transaction.{field}: {message}; the transaction hash does not fix where its fields "
+        "end, so only the pinned call binds a log",
+        check="transaction_binding",
+    )
 
 
 def _check_fisco_log_layout(
-    receipt: Mapping[str, Any], logs: tuple[DecodedLog, ...], emitter: bytes
+    receipt: Mapping[str, Any], logs: tuple[DecodedLog, ...], emitter: str
 ) -> None:
     """Refuse a log whose bytes could have been split differently under the same hash.
 
-    With no output, a version-0 receipt (no effectiveGasPrice) and exactly one log whose
-    address is the called contract, every split of the hashed bytes gives the same topics and
-    data bytes; only the topic count stays for the caller to check against the event's ABI.
+    With status 0, no output, no contract address, a gasUsed that fits the EVM's int64, a
+    version-0 receipt (no effectiveGasPrice) and exactly one log whose address is the called
+    contract, every split of the hashed bytes gives the same log; how many topics it has, and
+    where its data ends, is then forced by the strict event decoding.
     """
     problems = []
     if parse_hex(require(receipt, "output", "receipt"), "receipt.output") != b"":
         problems.append("the receipt has output")
     if parse_int(require(receipt, "version", "receipt"), "receipt.version", bits=32) != 0:
         problems.append("the receipt version is not 0")
+    if parse_str(require(receipt, "contractAddress", "receipt"), "receipt.contractAddress"):
+        problems.append("the receipt has a contract address")
+    gas_used = parse_decimal_string(require(receipt, "gasUsed", "receipt"), "receipt.gasUsed")
+    if len(gas_used) > MAX_GAS_USED_DIGITS or int(gas_used) > MAX_GAS_USED:
+        problems.append(f"gasUsed {gas_used[:40]} is beyond the EVM's int64 gas")
     if len(logs) != 1:
         problems.append(f"the receipt has {len(logs)} logs, not 1")
-    elif logs[0].address != emitter:
+    elif "0x" + logs[0].address.hex() != emitter:
         problems.append(
-            f"the log is from 0x{logs[0].address.hex()}, not the called contract 0x{emitter.hex()}"
+            f"the log is from 0x{logs[0].address.hex()}, not the called contract {emitter}"
         )
     if problems:
         raise VerificationError(
@@ -315,7 +459,7 @@ def _check_number_claim(value: object, number: int, *, quantity: bool) -> None:
         )
 
 
-def _select_log(logs: tuple[DecodedLog, ...], index: int | None) -> DecodedLog | None:
+def _select_log(logs: Sequence[DecodedLog], index: int | None) -> DecodedLog | None:
     if index is None:
         return None
     if index >= len(logs):

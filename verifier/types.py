@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from verifier.hashing import CryptoSuite
+
+if TYPE_CHECKING:
+    from verifier.events import DecodedEvent
 
 
 class Family(StrEnum):
@@ -39,6 +43,8 @@ class SignatureQuorum:
     need: int
     total: int
     signers: tuple[int, ...]
+    skipped: tuple[int, ...] = ()
+    """Valid signers that the header lists but the trust root does not hold (not counted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +60,7 @@ class VerifiedEvidence:
     log_index: int | None
     log: DecodedLog | None
     quorum: SignatureQuorum | None
+    receipt_status: int | None = None
+    """FISCO: the receipt's status (0 is success); Ethereum: 1 or 0, None before Byzantium."""
+    event: DecodedEvent | None = None
+    """The log decoded strictly against the trusted event definition, when one was given."""

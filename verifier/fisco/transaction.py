@@ -77,7 +77,7 @@ def compute_transaction_hash(
         _json_str(tx, "chainID"),
         _json_str(tx, "groupID"),
         parse_int(require(tx, "blockLimit", "tx"), "tx.blockLimit"),
-        _parse_nonce(require(tx, "nonce", "tx"), nonce_encoding),
+        parse_nonce(require(tx, "nonce", "tx"), nonce_encoding),
         _json_str(tx, "to"),
         parse_hex(require(tx, "input", "tx"), "tx.input"),
         _json_str(tx, "abi"),
@@ -168,7 +168,8 @@ def recover_transaction_sender(tx_hash: bytes, signature: bytes, suite: CryptoSu
     return keccak256(secp256k1.recover_public_key(tx_hash, signature, check=_CHECK))[12:]
 
 
-def _parse_nonce(value: object, encoding: NonceEncoding) -> bytes:
+def parse_nonce(value: object, encoding: NonceEncoding) -> bytes:
+    """The raw nonce bytes from a ``getTransaction`` JSON ``nonce`` printed in ``encoding``."""
     if encoding == "hex":
         return parse_hex(value, "tx.nonce", prefix="forbidden")
     if encoding == "decimal":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from verifier.errors import MalformedEvidence, MalformedProof, ProofMismatch
@@ -37,6 +38,31 @@ _ITEM: Final = re.compile(r"(?:0[xX])?([0-9a-fA-F]{64})")
 _MARKER_PAD: Final = bytes(HASH_LENGTH - 4)
 
 
+@dataclass(frozen=True, slots=True)
+class LeafPositions:
+    """The leaf positions a verified proof path allows.
+
+    At each level the path says which node of the pair the running hash was. Where both nodes
+    of a pair are equal (identical subtrees, e.g. identical receipts in one block), the path
+    fits either side, so the bit of that level is free: ``ambiguous`` has it set and ``first``
+    has it clear (the node proves the first of identical leaves).
+    """
+
+    first: int
+    ambiguous: int
+    levels: int
+
+    def allows(self, index: int) -> bool:
+        """True when ``index`` is one of the positions the path fits."""
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            return False
+        return index >> self.levels == 0 and index & ~self.ambiguous == self.first
+
+    def overlaps(self, other: LeafPositions) -> bool:
+        """True when some position is allowed by both paths."""
+        return (self.first ^ other.first) & ~(self.ambiguous | other.ambiguous) == 0
+
+
 def compute_merkle_root(leaves: Sequence[bytes], hasher: Hasher) -> bytes:
     """The 3.x Merkle root of ``leaves`` (32-byte hashes, block order)."""
     level = _check_leaves(leaves)
@@ -47,18 +73,22 @@ def compute_merkle_root(leaves: Sequence[bytes], hasher: Hasher) -> bytes:
     return level[0]
 
 
-def compute_merkle_proof(leaves: Sequence[bytes], index: int, hasher: Hasher) -> list[str]:
+def compute_merkle_proof(
+    leaves: Sequence[bytes], index: int, hasher: Hasher, *, as_node: bool = True
+) -> list[str]:
     """The proof for ``leaves[index]``, item for item what a 3.x node returns.
 
     Like the node, which looks the leaf up by hash (``ranges::find``), the proof is built for
     the FIRST leaf equal to ``leaves[index]``: with duplicate leaves (e.g. identical receipts)
-    a later duplicate gets the first one's proof. It verifies against the same root either way,
-    since the proof does not bind the index.
+    a later duplicate gets the first one's proof. That proof verifies against the same root,
+    but its path may not allow ``index`` (see :class:`LeafPositions`). ``as_node=False`` builds
+    the path of ``index`` itself: what an adapter sends when the node's proof resolves to a
+    twin at another position.
     """
     level = _check_leaves(leaves)
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(level):
         raise MalformedEvidence(f"leaf index {index!r} outside 0..{len(level) - 1}", field="index")
-    position = level.index(level[index])
+    position = level.index(level[index]) if as_node else index
     if len(level) == 1:
         return [level[0].hex()]
     proof: list[str] = []
@@ -74,13 +104,13 @@ def compute_merkle_proof(leaves: Sequence[bytes], index: int, hasher: Hasher) ->
 
 def verify_merkle_proof(
     proof: Sequence[str], leaf: bytes, root: bytes, hasher: Hasher, *, check: str
-) -> int:
+) -> LeafPositions:
     """Raise unless ``proof`` leads from ``leaf`` to ``root``; ``check`` names the proof kind.
 
-    Returns the leaf's position in the block that the path implies (at each level, which node
-    of the pair the running hash was; the first when both are equal, as the node proves the
-    first of identical leaves). The proof format carries no index, so this is the only way to
-    tie a receipt to the transaction at the same position.
+    Returns the leaf positions in the block that the path allows (at each level, which node
+    of the pair the running hash was; either, where both are equal). The proof format carries
+    no index, so this is the only way to tie a receipt to the transaction at the same
+    position.
 
     Stricter than the node on shape, never looser on hashing: items are 64 hex digits
     (``0x`` optional); a count marker is 1 or 2 in the first 4 bytes followed by 28 zero bytes;
@@ -99,9 +129,9 @@ def verify_merkle_proof(
                 computed=items[0].hex(),
                 index=0,
             )
-        current, position = leaf, 0
+        current, positions = leaf, LeafPositions(first=0, ambiguous=0, levels=0)
     else:
-        current, position = _walk(items, leaf, hasher, check)
+        current, positions = _walk(items, leaf, hasher, check)
     if current != root:
         raise ProofMismatch(
             "proof does not lead to the root",
@@ -109,11 +139,13 @@ def verify_merkle_proof(
             expected="0x" + root.hex(),
             computed="0x" + current.hex(),
         )
-    return position
+    return positions
 
 
-def _walk(items: list[bytes], leaf: bytes, hasher: Hasher, check: str) -> tuple[bytes, int]:
-    current, i, level, count, position = leaf, 0, 0, 0, 0
+def _walk(
+    items: list[bytes], leaf: bytes, hasher: Hasher, check: str
+) -> tuple[bytes, LeafPositions]:
+    current, i, level, count, position, ambiguous = leaf, 0, 0, 0, 0, 0
     while i < len(items):
         if level >= MAX_PROOF_LEVELS:
             raise MalformedProof(f"more than {MAX_PROOF_LEVELS} levels", check=check, index=i)
@@ -135,6 +167,8 @@ def _walk(items: list[bytes], leaf: bytes, hasher: Hasher, check: str) -> tuple[
                 index=i,
             )
         position |= group.index(current) << level
+        if count == _WIDTH and group[0] == group[1]:
+            ambiguous |= 1 << level
         current = hasher(b"".join(group))
         i += 1 + count
         level += 1
@@ -144,7 +178,7 @@ def _walk(items: list[bytes], leaf: bytes, hasher: Hasher, check: str) -> tuple[
             check=check,
             index=len(items) - count - 1,
         )
-    return current, position
+    return current, LeafPositions(first=position, ambiguous=ambiguous, levels=level)
 
 
 def _count(marker: bytes, index: int, level: int, check: str) -> int:

@@ -7,9 +7,12 @@ is final when the weight of distinct valid signers reaches
 
 The header's own ``sealerList`` and ``consensusWeights`` are self-declared, so this check takes
 keys and weights from the TRUSTED set only: a key the caller does not trust never counts, and
-``total`` is the trusted set's weight, not the header's. Unlike the node, which drops nothing
-and fails the block, every bad entry fails the whole list (no "enough good ones" leniency): an
-evidence bundle that carries a forged signature is itself suspect.
+``total`` is the trusted set's weight, not the header's. A valid signature from a sealer that
+the header lists but the caller does not trust (a sealer added since the trust root was set)
+is skipped, not fatal, so honest evidence survives a sealer-set change as long as the trusted
+sealers still reach the quorum; a shortfall then says how much trusted weight signed and how
+much is needed. Every invalid signature still fails the whole list (no "enough good ones"
+leniency): an evidence bundle that carries a forged signature is itself suspect.
 """
 
 from __future__ import annotations
@@ -56,9 +59,9 @@ def verify_signature_list(
 ) -> QuorumResult:
     """Check every signature and the weighted quorum; return who signed with what weight.
 
-    Raises ``UnknownSigner`` (index outside ``sealer_list``, or key not trusted),
-    ``DuplicateSigner``, ``InvalidSignature`` (each naming the entry's position in
-    ``signatures``) and ``QuorumNotReached``.
+    Raises ``UnknownSigner`` (index outside ``sealer_list``), ``DuplicateSigner``,
+    ``InvalidSignature`` (each naming the entry's position in ``signatures``) and
+    ``QuorumNotReached``. A valid signature by a listed key outside ``trusted`` is skipped.
     """
     if not isinstance(header_hash, bytes) or len(header_hash) != 32:
         raise MalformedEvidence("not a 32-byte hash", check="signature", field="header_hash")
@@ -66,6 +69,7 @@ def verify_signature_list(
     need = quorum_threshold(total)
     seen_keys: set[bytes] = set()
     signers: list[int] = []
+    skipped: list[int] = []
     have = 0
     for position, entry in enumerate(signatures):
         if not isinstance(entry, tuple | list) or len(entry) != 2:
@@ -73,23 +77,26 @@ def verify_signature_list(
                 "expected a (sealerIndex, signature) pair", field=f"signatureList[{position}]"
             )
         sealer_index, signature = entry
-        key = _signer_key(position, sealer_index, sealer_list, trusted)
+        key = _signer_key(position, sealer_index, sealer_list)
         if key in seen_keys:
             raise DuplicateSigner(
                 f"sealer {sealer_index} ({key.hex()[:16]}…) has already signed", index=position
             )
         _verify_one(position, key, header_hash, signature, suite)
         seen_keys.add(key)
-        signers.append(sealer_index)
-        have += trusted[key]
+        if key in trusted:
+            signers.append(sealer_index)
+            have += trusted[key]
+        else:
+            skipped.append(sealer_index)
     if have < need:
         raise QuorumNotReached(have=have, need=need, total=total)
-    return QuorumResult(have=have, need=need, total=total, signers=tuple(signers))
+    return QuorumResult(
+        have=have, need=need, total=total, signers=tuple(signers), skipped=tuple(skipped)
+    )
 
 
-def _signer_key(
-    position: int, sealer_index: int, sealer_list: Sequence[bytes], trusted: Mapping[bytes, int]
-) -> bytes:
+def _signer_key(position: int, sealer_index: int, sealer_list: Sequence[bytes]) -> bytes:
     if isinstance(sealer_index, bool) or not isinstance(sealer_index, int):
         raise MalformedEvidence(
             f"sealerIndex {sealer_index!r} is not an integer",
@@ -101,13 +108,7 @@ def _signer_key(
             f"sealerIndex {sealer_index} is outside sealerList ({len(sealer_list)} keys)",
             index=position,
         )
-    key = bytes(sealer_list[sealer_index])
-    if key not in trusted:
-        raise UnknownSigner(
-            f"sealer {sealer_index} key {key.hex()[:16]}… is not in the trusted sealer set",
-            index=position,
-        )
-    return key
+    return bytes(sealer_list[sealer_index])
 
 
 def _verify_one(

@@ -11,10 +11,10 @@ from tests.conftest import VectorLoader
 from verifier.errors import (
     DuplicateSigner,
     HeaderNotTrusted,
+    InvalidSignature,
     MalformedEvidence,
     ProofMismatch,
     QuorumNotReached,
-    UnknownSigner,
     VerificationError,
 )
 from verifier.evidence import BundleFormatError, parse_bundle, verify_bundle
@@ -138,12 +138,50 @@ def test_evm_receipt_claiming_another_block_is_rejected(shared_vector: VectorLoa
 
 
 @pytest.mark.vectors
-def test_fisco_trust_one_sealer_short_is_rejected(shared_vector: VectorLoader) -> None:
-    """With a signer outside the trusted set, the block is rejected as unknown signer."""
+def test_fisco_valid_signer_outside_the_trust_root_is_skipped(shared_vector: VectorLoader) -> None:
+    """A valid signature from a listed sealer the receiver does not trust is skipped, not fatal:
+    the remaining trusted signers decide the quorum (a sealer added since the trust was set)."""
     bundle = _fisco_bundle(shared_vector)
-    bundle["trust"]["sealers"].pop(0)
-    with pytest.raises(UnknownSigner):
+    removed = bytes.fromhex(bundle["trust"]["sealers"].pop(0)["node_id"].removeprefix("0x"))
+    sealer_list = [bytes.fromhex(k.removeprefix("0x")) for k in bundle["block"]["sealerList"]]
+    signed = [e["sealerIndex"] for e in bundle["block"]["signatureList"]]
+    result = verify_bundle(bundle)
+    assert result.quorum is not None
+    assert result.quorum.skipped == tuple(i for i in signed if sealer_list[i] == removed)
+    assert result.quorum.total == len(bundle["trust"]["sealers"])
+    assert result.quorum.have == len(signed) - len(result.quorum.skipped)
+
+
+@pytest.mark.vectors
+def test_fisco_invalid_signature_outside_the_trust_root_fails(shared_vector: VectorLoader) -> None:
+    """Skipping applies to valid signatures only: a bad one from an untrusted sealer fails."""
+    bundle = _fisco_bundle(shared_vector)
+    removed = bundle["trust"]["sealers"].pop(0)["node_id"]
+    sealer_list = [k.removeprefix("0x") for k in bundle["block"]["sealerList"]]
+    for entry in bundle["block"]["signatureList"]:
+        if sealer_list[entry["sealerIndex"]] == removed.removeprefix("0x"):
+            sig = bytearray.fromhex(entry["signature"].removeprefix("0x"))
+            sig[5] ^= 1
+            entry["signature"] = "0x" + sig.hex()
+            break
+    else:
+        pytest.skip("the removed sealer did not sign this block")
+    with pytest.raises(InvalidSignature):
         verify_bundle(bundle)
+
+
+@pytest.mark.vectors
+def test_fisco_trusted_shortfall_names_have_and_need(shared_vector: VectorLoader) -> None:
+    """Trusting only one of the signers: the shortfall says how much trusted weight signed."""
+    bundle = _fisco_bundle(shared_vector)
+    sealer_list = [k.removeprefix("0x") for k in bundle["block"]["sealerList"]]
+    first_signer = sealer_list[bundle["block"]["signatureList"][0]["sealerIndex"]]
+    bundle["trust"]["sealers"] = [
+        s for s in bundle["trust"]["sealers"] if s["node_id"].removeprefix("0x") == first_signer
+    ] + [{"node_id": "ab" * 64, "weight": 3}]
+    with pytest.raises(QuorumNotReached, match="have 1, need 3") as info:
+        verify_bundle(bundle)
+    assert (info.value.have, info.value.need, info.value.total) == (1, 3, 4)
 
 
 @pytest.mark.vectors

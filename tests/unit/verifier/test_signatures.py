@@ -232,15 +232,39 @@ def test_duplicate_key_under_two_indices() -> None:
 
 
 @pytest.mark.parametrize("suite", SUITES)
-def test_unknown_signer(suite: CryptoSuite) -> None:
-    """A valid signature by a key outside the trusted set raises UnknownSigner."""
+def test_untrusted_valid_signer_is_skipped(suite: CryptoSuite) -> None:
+    """A valid signature by a listed key outside the trusted set is skipped, not counted."""
     secrets = private_keys(suite, 5)
     block = build_header(suite, [*secrets[:3], secrets[4]], [0, 1, 2, 3])
     trusted = trusted_set(build_header(suite, secrets[:4], []))
-    with pytest.raises(UnknownSigner) as info:
+    result = _check(block, suite, trusted)
+    assert (result.have, result.need, result.total) == (3, 3, 4)
+    assert result.signers == (0, 1, 2)
+    assert result.skipped == (3,)
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_untrusted_signer_does_not_fill_a_shortfall(suite: CryptoSuite) -> None:
+    """Two trusted signers and a new sealer: the new one adds nothing; have 2, need 3."""
+    secrets = private_keys(suite, 5)
+    block = build_header(suite, [*secrets[:3], secrets[4]], [1, 2, 3])
+    trusted = trusted_set(build_header(suite, secrets[:4], []))
+    with pytest.raises(QuorumNotReached, match="have 2, need 3") as info:
+        _check(block, suite, trusted)
+    assert (info.value.have, info.value.need) == (2, 3)
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_untrusted_signer_with_a_bad_signature_fails(suite: CryptoSuite) -> None:
+    """Skipping is for valid signatures only: a forged one from an untrusted key fails."""
+    secrets = private_keys(suite, 5)
+    block = build_header(suite, [*secrets[:3], secrets[4]], [0, 1, 2])
+    forged = build_header(suite, [*secrets[:3], secrets[3]], [3])["signatureList"][0]
+    block["signatureList"].append(forged)
+    trusted = trusted_set(build_header(suite, secrets[:4], []))
+    with pytest.raises(InvalidSignature) as info:
         _check(block, suite, trusted)
     assert info.value.index == 3
-    assert info.value.check == "signer"
 
 
 @pytest.mark.parametrize("suite", SUITES)
