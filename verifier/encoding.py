@@ -8,15 +8,24 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from itertools import accumulate
+from typing import Any, Final, Literal
 
 from verifier.errors import MalformedEvidence
+from verifier.limits import (
+    LIMIT_CHECK,
+    MAX_BUNDLE_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_JSON_INT_DIGITS,
+    MAX_JSON_VALUES,
+    check_count,
+)
 
 # Possessive and with an optional closing quote, so an unterminated string is consumed once
 # instead of rescanned from every quote (which made the scan quadratic).
 _JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
 _JSON_BRACKETS = re.compile(r"[\[\]{}]")
-MAX_JSON_DEPTH = 64
+_DEPTH_STEP: Final = {"[": 1, "{": 1, "]": -1, "}": -1}
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _QUANTITY = re.compile(r"0x(0|[1-9a-fA-F][0-9a-fA-F]*)")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
@@ -103,33 +112,73 @@ def raw_bytes(value: object, field: str) -> bytes:
     return bytes(value)
 
 
-def load_json(raw: bytes, *, what: str = "document", max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Parse UTF-8 JSON text nested at most ``max_depth`` deep, whatever the recursion limit.
+def load_json(
+    raw: bytes,
+    *,
+    what: str = "document",
+    max_depth: int = MAX_JSON_DEPTH,
+    max_bytes: int = MAX_BUNDLE_BYTES,
+    max_values: int = MAX_JSON_VALUES,
+) -> Any:
+    """Parse UTF-8 JSON text, bounded in size, value count and depth before anything is built.
 
     ``json.loads`` recurses on the C stack once per nesting level and relies on the
     interpreter's recursion limit to stop; a library that raises that limit (py-evm does) turns
-    a deeply nested document into a crash. The text is therefore decoded strictly as UTF-8
-    (``json.loads`` would also guess UTF-16/32 from bytes) and its depth counted first, in one
-    linear pass.
+    a deeply nested document into a crash. It also builds every value at once: 8 MiB of ``{},``
+    would be 2.8 million dicts. So the size is checked, the text decoded strictly as UTF-8
+    (``json.loads`` would also guess UTF-16/32 from bytes), its values counted and its depth
+    measured in linear passes that allocate nothing per value (:func:`_check_shape`), and only
+    then is it parsed, with integers bounded in digits. Errors are MalformedEvidence naming
+    ``what``: check ``limit`` for a bound (``verifier.limits``), ``format`` for text that is not
+    JSON.
     """
+    check_count(len(raw), max_bytes, field=what, what="bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedEvidence(f"not UTF-8 text: {exc.reason}", field=what) from exc
-    depth = deepest = 0
-    for bracket in _JSON_BRACKETS.findall(_JSON_STRING.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
-    if deepest > max_depth:
-        raise MalformedEvidence(f"nested more than {max_depth} levels deep", field=what)
+    _check_shape(text, what, max_depth=max_depth, max_values=max_values)
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_json_int)
     except json.JSONDecodeError as exc:
         raise MalformedEvidence(
             f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field=what
         ) from exc
-    except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4300 digits
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 80 digits
         raise MalformedEvidence(f"not acceptable JSON: {exc}", field=what) from exc
+
+
+def _check_shape(text: str, what: str, *, max_depth: int, max_values: int) -> None:
+    """Bound the values and the depth of ``text`` without building anything per value.
+
+    The value count is over-approximated on the whole text, strings included, with ``str.count``
+    alone: every value or key but the first follows a comma, a colon or an opening bracket, and
+    every string has two quotes. Only when both counts are within ``max_values`` are strings
+    blanked out (one regex match per string, so a bounded number) to measure the depth.
+    """
+    opens = text.count("[") + text.count("{")
+    values = text.count(",") + text.count(":") + opens + 1
+    check_count(values, max_values, field=what, what="JSON values (commas, colons, '[' and '{')")
+    strings = text.count('"') // 2
+    check_count(strings, max_values, field=what, what="JSON strings (pairs of quotes)")
+    # The possessive pattern never backtracks: linear, and at most strings + 1 matches.
+    skeleton = _JSON_STRING.sub("", text)
+    opened = skeleton.count("[") + skeleton.count("{")
+    if skeleton.count("]") + skeleton.count("}") != opened:
+        raise MalformedEvidence("not JSON: unbalanced brackets", field=what)
+    brackets = _JSON_BRACKETS.findall(skeleton)  # 2 * opened <= 2 * max_values items
+    deepest = max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+    if deepest > max_depth:
+        raise MalformedEvidence(
+            f"nested more than {max_depth} levels deep", check=LIMIT_CHECK, field=what
+        )
+
+
+def _json_int(digits: str) -> int:
+    """``int``, refusing long digit strings whatever the interpreter's own digit limit."""
+    if len(digits.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise ValueError(f"integer of {len(digits)} characters, more than {MAX_JSON_INT_DIGITS}")
+    return int(digits)
 
 
 def require(obj: Mapping[str, Any], key: str, path: str) -> Any:

@@ -82,6 +82,9 @@ def test_load_json_huge_integer_is_typed() -> None:
 
 
 def test_load_json_unterminated_string_scan_is_linear() -> None:
-    """Two million escaped quotes with no closing quote are rejected (one linear pass)."""
+    """Escaped quotes with no closing quote are rejected (one linear pass, no rescans)."""
     with pytest.raises(MalformedEvidence, match="not JSON"):
+        load_json(b'"' + b'\\"' * 300_000)
+    with pytest.raises(MalformedEvidence, match="pairs of quotes") as info:
         load_json(b'"' + b'\\"' * 2_000_000)
+    assert info.value.check == "limit"
