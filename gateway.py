@@ -62,8 +62,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="verify an evidence bundle",
         description="Verify an evidence bundle (format: docs/evidence-format.md): the block "
         "header against the trust root, the receipt against the header, and, on FISCO, the "
-        "PBFT signature quorum. Exit status: 0 valid, 1 invalid (one line names the failed "
-        "check), 2 unreadable or not an evidence bundle.",
+        "PBFT signature quorum. A log counts only from a successful receipt; on FISCO only "
+        "from the exact call pinned in the bundle's trust section, and decoded strictly "
+        "against the trusted event ABI. Exit status: 0 valid, 1 invalid (one line names the "
+        "failed check), 2 unreadable or not an evidence bundle.",
     )
     verify.add_argument("bundle", metavar="BUNDLE.json", help="bundle file, or - for stdin")
     verify.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -183,6 +185,7 @@ def _success_json(evidence: VerifiedEvidence) -> dict[str, Any]:
         "block_number": evidence.block_number,
         "block_hash": "0x" + evidence.block_hash.hex(),
         "receipt_hash": "0x" + evidence.receipt_hash.hex(),
+        "receipt_status": evidence.receipt_status,
         "reason": None,
     }
     if evidence.quorum is not None:
@@ -192,10 +195,13 @@ def _success_json(evidence: VerifiedEvidence) -> dict[str, Any]:
             "need": q.need,
             "total": q.total,
             "signers": list(q.signers),
+            "skipped": list(q.skipped),
         }
     if evidence.log is not None:
         result["log_index"] = evidence.log_index
         result["log"] = evidence.log.as_json()
+    if evidence.event is not None:
+        result["event"] = evidence.event.as_json()
     return result
 
 
@@ -218,8 +224,14 @@ def _describe(evidence: VerifiedEvidence) -> str:
     if evidence.quorum is not None:
         q = evidence.quorum
         text += f", signatures {len(q.signers)} weighing {q.have}/{q.total} (quorum {q.need})"
+        if q.skipped:
+            text += f", {len(q.skipped)} untrusted signer(s) skipped"
+    if evidence.receipt_status is not None:
+        text += f", receipt status {evidence.receipt_status}"
     if evidence.log is not None:
         text += f", log {evidence.log_index} from 0x{evidence.log.address.hex()}"
+    if evidence.event is not None:
+        text += f", event {evidence.event.signature}"
     return text
 
 
@@ -285,14 +297,22 @@ def _checks_done(evidence: VerifiedEvidence, document: dict[str, Any]) -> list[s
             f"receipt hash recomputed and proven under receiptsRoot ({proof_items} proof items)",
         ]
         if evidence.log is not None:
-            lines.append(
-                "transaction proven under txsRoot at the receipt's position; "
-                "the log comes from the contract it called"
-            )
+            lines += [
+                "transaction proven under txsRoot at the receipt's position, its boundaries "
+                "forced: version 0, the trusted chainID and groupID, a decimal nonce, exactly "
+                "the pinned call (to, input, empty abi)",
+                "receipt status 0, no output, no contract address, exactly one log, from the "
+                "called contract",
+            ]
     if evidence.log is not None:
         lines.append(
-            f"log {evidence.log_index} decoded: {len(evidence.log.topics)} topics, "
+            f"log {evidence.log_index}: {len(evidence.log.topics)} topics, "
             f"{len(evidence.log.data)} data bytes"
+        )
+    if evidence.event is not None:
+        lines.append(
+            f"decoded strictly as {evidence.event.signature}: topic count, topic 0 and the "
+            "data re-encoded byte for byte"
         )
     return lines
 

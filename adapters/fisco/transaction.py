@@ -69,8 +69,13 @@ class SignedTransaction:
 
 
 def random_nonce() -> str:
-    """A nonce as the C++ SDK makes one: two random u64 printed in decimal and concatenated."""
-    return f"{secrets.randbits(64)}{secrets.randbits(64)}"
+    """A random u64 in decimal: at most 20 digits, the nonce form a FISCO log binding accepts.
+
+    The C++ SDK concatenates two u64 (up to 40 digits); the verifier refuses nonces longer than
+    20 digits for log evidence, because a longer digit run could hide an address's text where
+    the transaction hash does not fix the boundary (docs/evidence-format.md).
+    """
+    return str(secrets.randbits(64))
 
 
 def build_transaction(

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from devnet.fisco.node import DevNode
-from tests.integration.devnet.client import RpcClient, selector, uint
-from verifier.errors import UnknownSigner
+from tests.integration.devnet.client import RpcClient, artifact, selector, uint
+from verifier.errors import QuorumNotReached
 from verifier.evidence import verify_bundle
 from verifier.hashing import keccak256
 
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.integration
 def _bundle(node: DevNode, client: RpcClient, tx_hash: str) -> dict[str, Any]:
     receipt = client.call("getTransactionReceipt", tx_hash, True)
     block = client.call("getBlockByNumber", receipt["blockNumber"], True, True)
+    transaction = client.call("getTransaction", tx_hash, True)
     return {
         "format": "interop-evidence/1",
         "family": "fisco-bcos-3",
@@ -33,9 +34,13 @@ def _bundle(node: DevNode, client: RpcClient, tx_hash: str) -> dict[str, Any]:
         "receipt": receipt,
         "proof": receipt["txReceiptProof"],
         "log_index": 0,
-        "transaction": client.call("getTransaction", tx_hash, True),
+        "transaction": transaction,
         "trust": {
-            "sealers": [{"node_id": k.public_key.hex(), "weight": 1} for k in node.sealer_keys]
+            "sealers": [{"node_id": k.public_key.hex(), "weight": 1} for k in node.sealer_keys],
+            "chainID": "chain0",
+            "groupID": "group0",
+            "call": {"to": transaction["to"], "input": transaction["input"]},
+            "event": next(e for e in artifact("Messenger")["abi"] if e["type"] == "event"),
         },
     }
 
@@ -54,7 +59,7 @@ def test_devnode_receipt_bundle_verifies(
     node: DevNode, client: RpcClient, store_address: str, tmp_path: Path
 ) -> None:
     """A Messenger event in a block of 8 transactions verifies end to end, log decoded."""
-    messenger = client.deploy("Messenger")
+    messenger = client.deploy("Messenger").lower()
     txs = [client.tx_hex(store_address, selector("set(uint256)") + uint(v)) for v in range(7)]
     txs.insert(5, client.tx_hex(messenger, _send_call("anvil-demo", b"cross-chain payload")))
     node.pause()
@@ -95,9 +100,10 @@ def test_devnode_receipt_bundle_verifies(
 def test_devnode_bundle_with_other_sealers_is_rejected(
     node: DevNode, client: RpcClient, store_address: str
 ) -> None:
-    """The same evidence judged against another chain's sealer set fails the signer check."""
+    """The same evidence judged against another chain's sealer set fails: the signatures are
+    valid but none is from a trusted sealer, so the trusted weight is 0."""
     receipt = client.send(store_address, selector("set(uint256)") + uint(99))
     bundle = _bundle(node, client, receipt["transactionHash"])
     bundle["trust"]["sealers"] = [{"node_id": "ab" * 64, "weight": 1}]
-    with pytest.raises(UnknownSigner, match="not in the trusted"):
+    with pytest.raises(QuorumNotReached, match="have 0, need 1"):
         verify_bundle(bundle)
