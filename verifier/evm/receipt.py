@@ -14,6 +14,10 @@ Only committed fields are read from JSON-RPC receipts: ``gasUsed``, ``effectiveG
 not committed, and never trusted. Chain-specific types (OP-stack deposits 0x7e, Arbitrum
 0x64-0x6a) have other encodings and are rejected. Receipts are read in the standard hex form of
 ``eth_getBlockReceipts``; other JSON dialects must be normalised by the adapter first.
+
+Hostile receipts are bounded (``verifier.limits``) before they cost anything: the log count is
+checked before the proof is walked, and topics and data sizes before a log is decoded from hex.
+The proof is walked before the receipt is re-encoded, so a bad proof costs only its hashing.
 """
 
 from __future__ import annotations
@@ -26,13 +30,19 @@ from verifier.encoding import parse_hex, parse_list, parse_object, require
 from verifier.errors import MalformedEvidence, ProofMismatch
 from verifier.evm.fields import UINT64_BYTES, data_bytes, is_absent, quantity, quantity_bytes
 from verifier.hashing import keccak256
+from verifier.limits import (
+    MAX_LOG_DATA_BYTES,
+    MAX_LOGS_PER_RECEIPT,
+    MAX_TOPICS_PER_LOG,
+    check_count,
+)
 from verifier.merkle.mpt import parse_proof_nodes, verify_mpt_proof
 from verifier.rlp import Decoded, decode, decode_uint, encode, encode_uint
 from verifier.types import DecodedLog
 
 RECEIPT_TYPES: Final = frozenset({0x01, 0x02, 0x03, 0x04})
 """Typed receipts this codec knows (EIP-2930, EIP-1559, EIP-4844, EIP-7702); 0 is legacy."""
-MAX_TOPICS: Final = 4
+MAX_TOPICS: Final = MAX_TOPICS_PER_LOG
 BLOOM_LENGTH: Final = 256
 ADDRESS_LENGTH: Final = 20
 HASH_LENGTH: Final = 32
@@ -110,15 +120,24 @@ def encode_receipt(receipt: Mapping[str, Any]) -> bytes:
     return bytes((tx_type,)) + payload if tx_type else payload
 
 
-def _encode_logs(receipt: Mapping[str, Any]) -> list[list[Any]]:
+def _json_logs(receipt: Mapping[str, Any]) -> list[Any]:
+    """The receipt's ``logs`` list, at most :data:`MAX_LOGS_PER_RECEIPT` long (a cheap check)."""
     logs = parse_list(require(receipt, "logs", _PATH), f"{_PATH}.logs")
+    check_count(len(logs), MAX_LOGS_PER_RECEIPT, field=f"{_PATH}.logs", what="logs")
+    return logs
+
+
+def _encode_logs(receipt: Mapping[str, Any]) -> list[list[Any]]:
     out = []
-    for i, raw in enumerate(logs):
+    for i, raw in enumerate(_json_logs(receipt)):
         path = f"{_PATH}.logs[{i}]"
         log = parse_object(raw, path)
         topics = parse_list(require(log, "topics", path), f"{path}.topics")
-        if len(topics) > MAX_TOPICS:
-            raise MalformedEvidence(f"{len(topics)} topics, at most 4", field=f"{path}.topics")
+        check_count(len(topics), MAX_TOPICS, field=f"{path}.topics", what="topics")
+        data = require(log, "data", path)
+        if isinstance(data, str):  # checked on the text, before decoding it
+            size = (len(data) - 1) // 2  # "0x" and two digits a byte: an upper bound
+            check_count(size, MAX_LOG_DATA_BYTES, field=f"{path}.data", what="bytes of data")
         out.append(
             [
                 data_bytes(log, "address", path, length=ADDRESS_LENGTH),
@@ -126,7 +145,7 @@ def _encode_logs(receipt: Mapping[str, Any]) -> list[list[Any]]:
                     parse_hex(t, f"{path}.topics[{j}]", length=HASH_LENGTH)
                     for j, t in enumerate(topics)
                 ],
-                data_bytes(log, "data", path),
+                parse_hex(data, f"{path}.data"),
             ]
         )
     return out
@@ -178,6 +197,7 @@ def _decode_outcome(outcome: Decoded, tx_type: int) -> tuple[int | None, bytes |
 def _decode_logs(logs: Decoded) -> tuple[EvmLog, ...]:
     if not isinstance(logs, list):
         raise MalformedEvidence("logs is not a list", check=_CHECK)
+    check_count(len(logs), MAX_LOGS_PER_RECEIPT, field=f"{_PATH}.logs", what="logs")
     out = []
     for i, log in enumerate(logs):
         if not isinstance(log, list) or len(log) != 3:
@@ -191,6 +211,7 @@ def _decode_logs(logs: Decoded) -> tuple[EvmLog, ...]:
             raise MalformedEvidence(f"log {i}: a topic is not 32 bytes", check=_CHECK)
         if not isinstance(data, bytes):
             raise MalformedEvidence(f"log {i}: data is not a string", check=_CHECK)
+        check_count(len(data), MAX_LOG_DATA_BYTES, field=f"{_PATH}.logs[{i}].data", what="bytes")
         out.append(EvmLog(address, tuple(t for t in topics if isinstance(t, bytes)), data))
     return tuple(out)
 
@@ -204,12 +225,16 @@ def verify_receipt_proof(
     consensus encoding, so every committed field is checked; the returned receipt is decoded
     from the proven bytes. Raises ProofMismatch (check ``receipt_proof``) when the proven value
     differs from the receipt given.
+
+    Cheapest first: the log count is bounded, then the proof walked (hashing at most the
+    proof's own bytes), and only a receipt whose proof holds is re-encoded and compared.
     """
     receipt = parse_object(receipt, _PATH)
     key = receipt_key(quantity(receipt, "transactionIndex", _PATH, max_bytes=UINT64_BYTES))
+    _json_logs(receipt)
     nodes = parse_proof_nodes(proof_hex, check="receipt_proof")
-    expected = encode_receipt(receipt)
     proven = verify_mpt_proof(receipts_root, key, nodes, check="receipt_proof")
+    expected = encode_receipt(receipt)
     if proven != expected:
         raise value_mismatch(proven, expected, check="receipt_proof", what="receipt")
     return decode_receipt(proven)
@@ -217,7 +242,7 @@ def verify_receipt_proof(
 
 def value_mismatch(proven: bytes, given: bytes, *, check: str, what: str) -> ProofMismatch:
     """ProofMismatch for a proven trie value that is not the object the evidence gave."""
-    at = next((i for i, (a, b) in enumerate(zip(proven, given, strict=False)) if a != b), None)
+    at = _first_difference(proven, given)
     where = f"first difference at byte {at}" if at is not None else "one is a prefix of the other"
     return ProofMismatch(
         f"the proven value is not the {what} given ({where}; lengths {len(proven)} and "
@@ -226,3 +251,17 @@ def value_mismatch(proven: bytes, given: bytes, *, check: str, what: str) -> Pro
         expected="0x" + keccak256(proven).hex(),
         computed="0x" + keccak256(given).hex(),
     )
+
+
+def _first_difference(a: bytes, b: bytes, *, chunk: int = 4096) -> int | None:
+    """The first index where ``a`` and ``b`` differ, or None if one is a prefix of the other.
+
+    Chunks are compared by C-level slicing, so megabytes of equal prefix cost microseconds,
+    not a Python step per byte.
+    """
+    common = min(len(a), len(b))
+    for start in range(0, common, chunk):
+        end = min(start + chunk, common)
+        if a[start:end] != b[start:end]:
+            return next(i for i in range(start, end) if a[i] != b[i])
+    return None

@@ -11,6 +11,10 @@ The header hash is ``H`` over a plain concatenation of the hashed fields, not ov
 extraData set: its three roots and ``gasUsed`` are EMPTY in the hashed data although the RPC
 prints 32 zero bytes and ``"0"``. Block 0 is therefore hashed with empty values, and its JSON
 must show exactly those printed defaults (else a changed root would go unnoticed).
+
+The header's lists are bounded (``verifier.limits``) before their items are parsed:
+``sealerList`` and ``consensusWeights`` by the sealer bound, ``signatureList`` by the signature
+bound (at most one per sealer), ``parentInfo`` by the parent bound.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ from verifier.encoding import (
 )
 from verifier.errors import MalformedEvidence, ProofMismatch
 from verifier.hashing import Hasher
+from verifier.limits import (
+    MAX_PARENT_INFO,
+    MAX_SEALERS,
+    MAX_SIGNATURES_PER_HEADER,
+    check_count,
+)
 
 SEALER_KEY_LENGTH: Final = 64
 _ZERO_ROOT: Final = bytes(32)
@@ -168,7 +178,9 @@ def _check_genesis_defaults(f: _HashedFields) -> None:
 
 def _parse_parent_info(value: object) -> tuple[tuple[int, bytes], ...]:
     parents = []
-    for i, item in enumerate(parse_list(value, "block.parentInfo")):
+    items = parse_list(value, "block.parentInfo")
+    check_count(len(items), MAX_PARENT_INFO, field="block.parentInfo", what="parents")
+    for i, item in enumerate(items):
         path = f"block.parentInfo[{i}]"
         entry = parse_object(item, path)
         number = parse_int(require(entry, "blockNumber", path), f"{path}.blockNumber")
@@ -178,24 +190,27 @@ def _parse_parent_info(value: object) -> tuple[tuple[int, bytes], ...]:
 
 
 def _parse_sealer_list(value: object) -> tuple[bytes, ...]:
+    items = parse_list(value, "block.sealerList")
+    check_count(len(items), MAX_SEALERS, field="block.sealerList", what="sealers")
     return tuple(
         parse_hex(item, f"block.sealerList[{i}]", length=SEALER_KEY_LENGTH)
-        for i, item in enumerate(parse_list(value, "block.sealerList"))
+        for i, item in enumerate(items)
     )
 
 
 def _parse_weights(value: object) -> tuple[int, ...]:
-    return tuple(
-        parse_int(item, f"block.consensusWeights[{i}]")
-        for i, item in enumerate(parse_list(value, "block.consensusWeights"))
-    )
+    items = parse_list(value, "block.consensusWeights")
+    check_count(len(items), MAX_SEALERS, field="block.consensusWeights", what="weights")
+    return tuple(parse_int(item, f"block.consensusWeights[{i}]") for i, item in enumerate(items))
 
 
 def _parse_signatures(block: Mapping[str, Any]) -> tuple[tuple[int, bytes], ...]:
     signatures = []
-    for i, item in enumerate(
-        parse_list(require(block, "signatureList", "block"), "block.signatureList")
-    ):
+    items = parse_list(require(block, "signatureList", "block"), "block.signatureList")
+    check_count(
+        len(items), MAX_SIGNATURES_PER_HEADER, field="block.signatureList", what="signatures"
+    )
+    for i, item in enumerate(items):
         path = f"block.signatureList[{i}]"
         entry = parse_object(item, path)
         index = parse_int(require(entry, "sealerIndex", path), f"{path}.sealerIndex")

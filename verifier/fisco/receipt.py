@@ -12,6 +12,9 @@ takes it WITHOUT; a log ``address`` is already the bare 40-hex text and is hashe
 ``transactionHash``, ``from``, ``to``, ``input``, ``message``, ``checksumContractAddress`` and
 ``hash`` are NOT covered: never trust them from a receipt. EVM receipts only (a WASM
 contract's address is a path, rejected here).
+
+Hostile receipts are bounded (``verifier.limits``) before they are decoded: the log count
+first, then each log's topics (LOG0 to LOG4: at most 4) and data size on the JSON text.
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ from verifier.encoding import (
 )
 from verifier.errors import MalformedEvidence
 from verifier.hashing import Hasher
+from verifier.limits import (
+    MAX_LOG_DATA_BYTES,
+    MAX_LOGS_PER_RECEIPT,
+    MAX_TOPICS_PER_LOG,
+    check_count,
+)
 from verifier.types import DecodedLog
 
 FiscoLog = DecodedLog
@@ -105,6 +114,7 @@ def compute_receipt_hash_from_fields(  # noqa: PLR0917 - the TransactionReceiptD
         parts.append(utf8_bytes(effective_gas_price, "effective_gas_price"))
     elif effective_gas_price != "":
         raise MalformedEvidence("only hashed from version 1", field="effective_gas_price")
+    check_count(len(logs), MAX_LOGS_PER_RECEIPT, field="logs", what="logs")
     for i, log in enumerate(logs):
         parts += _log_parts(log, i)
     parts.append(parse_int(block_number, "block_number").to_bytes(8, "big"))
@@ -128,12 +138,15 @@ def _log_parts(log: LogFields, i: int) -> list[bytes]:
         raise MalformedEvidence("must be 40 hex characters (no 0x)", field=f"logs[{i}].address")
     if isinstance(topics, bytes | str) or not isinstance(topics, Sequence):
         raise MalformedEvidence("expected a list of topics", field=f"logs[{i}].topics")
+    check_count(len(topics), MAX_TOPICS_PER_LOG, field=f"logs[{i}].topics", what="topics")
     parts = [address.encode("ascii")]
     for k, topic in enumerate(topics):
         if not isinstance(topic, bytes) or len(topic) != 32:
             raise MalformedEvidence("topic must be 32 bytes", field=f"logs[{i}].topics[{k}]")
         parts.append(topic)
-    parts.append(raw_bytes(data, f"logs[{i}].data"))
+    data = raw_bytes(data, f"logs[{i}].data")
+    check_count(len(data), MAX_LOG_DATA_BYTES, field=f"logs[{i}].data", what="bytes")
+    parts.append(data)
     return parts
 
 
@@ -151,15 +164,21 @@ def _parse_contract_address(value: object) -> str:
 def _parse_logs(receipt: Mapping[str, Any]) -> list[LogFields]:
     logs: list[LogFields] = []
     entries = parse_list(require(receipt, "logEntries", "receipt"), "receipt.logEntries")
+    check_count(len(entries), MAX_LOGS_PER_RECEIPT, field="receipt.logEntries", what="logs")
     for i, item in enumerate(entries):
         path = f"receipt.logEntries[{i}]"
         entry = parse_object(item, path)
         address = parse_str(require(entry, "address", path), f"{path}.address")
         if not _ADDRESS_TEXT.fullmatch(address):
             raise MalformedEvidence("must be 40 hex characters (no 0x)", field=f"{path}.address")
+        raw_topics = parse_list(require(entry, "topics", path), f"{path}.topics")
+        check_count(len(raw_topics), MAX_TOPICS_PER_LOG, field=f"{path}.topics", what="topics")
         topics = [
-            parse_hex(topic, f"{path}.topics[{k}]", length=32)
-            for k, topic in enumerate(parse_list(require(entry, "topics", path), f"{path}.topics"))
+            parse_hex(topic, f"{path}.topics[{k}]", length=32) for k, topic in enumerate(raw_topics)
         ]
-        logs.append((address, topics, parse_hex(require(entry, "data", path), f"{path}.data")))
+        data = require(entry, "data", path)
+        if isinstance(data, str):  # checked on the text, before decoding it
+            size = (len(data) - 1) // 2  # "0x" and two digits a byte: an upper bound
+            check_count(size, MAX_LOG_DATA_BYTES, field=f"{path}.data", what="bytes of data")
+        logs.append((address, topics, parse_hex(data, f"{path}.data")))
     return logs

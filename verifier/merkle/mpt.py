@@ -36,10 +36,11 @@ from typing import Final
 from verifier.encoding import parse_list
 from verifier.errors import MalformedEvidence, MalformedProof, ProofMismatch
 from verifier.hashing import Hasher, keccak256
+from verifier.limits import MAX_MPT_PROOF_NODES
 from verifier.rlp import ItemBounds, RlpError, encode, encode_list_of_encoded, list_items
 from verifier.rlp import list_payload as _list_payload
 
-MAX_NODES: Final = 16
+MAX_NODES: Final = MAX_MPT_PROOF_NODES
 MAX_NODE_SIZE: Final = 532
 MAX_VALUE_SIZE: Final = 1 << 24
 HASH_LENGTH: Final = 32
