@@ -57,6 +57,7 @@ MAX_GAS_USED: Final = (1 << 63) - 1
 MAX_GAS_USED_DIGITS: Final = len(str(MAX_GAS_USED))
 _NONCE_DIGITS: Final = re.compile(rb"[0-9]{1,%d}" % MAX_NONCE_DIGITS)
 _CANONICAL_TO: Final = re.compile(r"0x[0-9a-f]{40}")
+_HEX_RUN: Final = re.compile(rb"[0-9a-fA-F]{40}")
 
 
 class BundleFormatError(MalformedEvidence):
@@ -255,6 +256,12 @@ def _parse_log_binding(trust: Mapping[str, Any]) -> LogBinding:
     if len(call_input) < 4:
         raise MalformedEvidence(
             "must hold at least a 4-byte function selector", field="trust.call.input"
+        )
+    if _HEX_RUN.search(call_input):
+        raise MalformedEvidence(
+            "holds 40 consecutive hex-digit bytes, the text of an address: such a pin cannot "
+            "fix where the transaction's `to` is",
+            field="trust.call.input",
         )
     event = parse_event_abi(require(trust, "event", "trust"), "trust.event")
     return LogBinding(chain_id, group_id, to, call_input, event)
