@@ -195,7 +195,7 @@ def test_nonce_hiding_the_victim(node: DevNode, client: RpcClient, attacker: str
     forged = _forge(bundle, fields)
     _refused(forged, "transaction_binding", "transaction.input")
     forged["trust"]["call"]["input"] = fields["input"]  # pinning what the attacker presents
-    with pytest.raises(MalformedEvidence, match="trust.call.input"):
+    with pytest.raises(MalformedEvidence, match=r"trust\.call\.input"):
         verify_bundle(forged)
 
 
