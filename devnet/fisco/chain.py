@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from coincurve import PublicKey
 
 from devnet.fisco.errors import (
     MSG_HASH_MISMATCH,
+    ExecutionCancelled,
     MalformedTransaction,
     RpcError,
     TransactionStatus,
@@ -18,6 +20,7 @@ from devnet.fisco.errors import (
 )
 from devnet.fisco.evm import (
     CALL_ADDRESS_ERROR,
+    DEFAULT_TX_GAS_LIMIT,
     BlockExecution,
     EvmExecutor,
     ExecutionResult,
@@ -36,6 +39,8 @@ from devnet.fisco.tars import WireTransaction, decode_transaction
 from verifier.hashing import keccak256
 
 COMPATIBILITY_VERSION = 0x03030000  # 3.3.0: tx JSON nonce is hex of the nonce bytes
+SUPPORTED_TX_VERSION = 0  # TransactionData fields 1-8 only (spec 3.1)
+DEFAULT_BLOCK_TIME_LIMIT_S = 10.0  # wall-clock cap on executing one block or one call
 BLOCK_LIMIT_RANGE = 1000
 TX_COUNT_LIMIT = 1000
 
@@ -51,12 +56,34 @@ class ChainConfig:
     sealers: int = 4
     seed: str = "devnode"
     clock: Callable[[], int] = field(default=_wall_clock_ms)
+    tx_gas_limit: int = DEFAULT_TX_GAS_LIMIT
+    block_time_limit_s: float = DEFAULT_BLOCK_TIME_LIMIT_S
 
 
 @dataclass
 class _Pending:
     tx: Record
     done: asyncio.Future[Record]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    wire: WireTransaction
+    tx_hash: bytes
+
+
+@dataclass(frozen=True)
+class Batch:
+    pending: list[_Pending]
+    number: int
+    timestamp: int  # ms, taken on the event loop (the clock need not be thread-safe)
+
+
+@dataclass(frozen=True)
+class Sealed:
+    block: Record
+    receipts: list[Record]
+    deferred: list[_Pending]  # not started within the block's wall-clock cap
 
 
 def genesis_text(config: ChainConfig, keys: tuple[SealerKey, ...]) -> str:
@@ -76,12 +103,15 @@ def quorum(count: int) -> int:
 
 
 class Chain:
-    def __init__(self, config: ChainConfig, store: KeyValueStore) -> None:
+    def __init__(
+        self, config: ChainConfig, store: KeyValueStore, stop: threading.Event | None = None
+    ) -> None:
         self.config = config
         self.keys = sealer_keys(config.seed, config.sealers)
         self.ledger = Ledger(store)
         root = self.ledger.meta["stateRoot"]
-        self.evm = EvmExecutor(store, bytes.fromhex(root) if root else None)
+        state_root = bytes.fromhex(root) if root else None
+        self.evm = EvmExecutor(store, state_root, tx_gas_limit=config.tx_gas_limit, stop=stop)
         self._pool: list[_Pending] = []
         self._pool_nonces: set[str] = set()
         self._pool_hashes: set[str] = set()
@@ -128,20 +158,32 @@ class Chain:
         self.ledger.commit_block(block, [], [], {})
 
     # ---- admission -------------------------------------------------------------------------
-    def admit(self, raw: bytes) -> Record:
-        """Check a TARS transaction like the node's txpool; the record to queue, or RpcError.
+    @staticmethod
+    def decode(raw: bytes, stop: threading.Event | None = None) -> Decoded:
+        """TARS decoding and hashing: pure, so it may run off the event loop.
+
+        Only version 0 is implemented: later versions hash more fields (spec 3.1), so they are
+        refused as malformed rather than admitted under the wrong hash and sender.
+        """
+        try:
+            wire = decode_transaction(raw, stop)
+        except MalformedTransaction as exc:
+            raise RpcError(-1, f"std::exception::what: {exc}\n") from exc
+        if wire.data.version != SUPPORTED_TX_VERSION:
+            raise rejected(TransactionStatus.MALFORM)
+        tx_hash = transaction_hash(wire.data)
+        if wire.data_hash and wire.data_hash != tx_hash:
+            raise RpcError(-1, MSG_HASH_MISMATCH)
+        return Decoded(wire, tx_hash)
+
+    def admit(self, decoded: Decoded) -> Record:
+        """Check a decoded transaction like the node's txpool; the record to queue, or RpcError.
 
         Order of MemoryStorage::verifyAndSubmitTransaction and TxValidator::verify (v3.3.0):
         pool hash, group, chain, pool nonce, ledger nonce, blockLimit, signature.
         """
-        try:
-            wire = decode_transaction(raw)
-        except MalformedTransaction as exc:
-            raise RpcError(-1, f"std::exception::what: {exc}\n") from exc
+        wire, tx_hash = decoded.wire, decoded.tx_hash
         data = wire.data
-        tx_hash = transaction_hash(data)
-        if wire.data_hash and wire.data_hash != tx_hash:
-            raise RpcError(-1, MSG_HASH_MISMATCH)
         hex_hash = tx_hash.hex()
         if hex_hash in self._pool_hashes:
             raise rejected(TransactionStatus.ALREADY_IN_TX_POOL)
@@ -193,26 +235,41 @@ class Chain:
         self._pool_hashes.add(tx["hash"])
         return future
 
-    # ---- sealing ---------------------------------------------------------------------------
-    def seal(self) -> Record | None:
-        """Execute every pooled transaction (up to the block limit) into one signed block."""
+    def abandon_pool(self) -> None:
+        """The node is stopping: every waiting sender gets ExecutionCancelled."""
+        pool, self._pool = self._pool, []
+        self.fail(Batch(pool, 0, 0), ExecutionCancelled("the node is stopping"))
+
+    # ---- sealing: take_batch and settle on the event loop, execute in the EVM worker ----------
+    def take_batch(self) -> Batch | None:
+        """The next block's transactions (up to the block limit), number and timestamp."""
         if not self._pool:
             return None
-        batch, self._pool = self._pool[:TX_COUNT_LIMIT], self._pool[TX_COUNT_LIMIT:]
-        number = self.block_number + 1
-        timestamp = self.config.clock()
+        pending, self._pool = self._pool[:TX_COUNT_LIMIT], self._pool[TX_COUNT_LIMIT:]
+        return Batch(pending, self.block_number + 1, self.config.clock())
+
+    def execute(self, batch: Batch) -> Sealed:
+        """Run the batch into one signed, committed block (the EVM worker thread only).
+
+        Within the wall-clock cap per block: a transaction that reaches it fails out of gas,
+        and those not started by then wait for the next block. The first always runs.
+        """
+        number, timestamp = batch.number, batch.timestamp
         parent = self.ledger.block(number - 1)
         assert parent is not None
         execution = self.evm.block(number, timestamp)
         txs: list[Record] = []
         receipts: list[Record] = []
         abis: dict[str, str] = {}
-        for index, pending in enumerate(batch):
-            tx = dict(pending.tx, blockNumber=number, index=index)
-            receipt = self._execute(execution, tx, number, index, abis)
-            txs.append(tx)
-            receipts.append(receipt)
-        state_root = execution.finish()
+        watch = self.evm.watch
+        with watch.limit(self.config.block_time_limit_s):
+            for index, pending in enumerate(batch.pending):
+                if index and watch.expired:
+                    break
+                tx = dict(pending.tx, blockNumber=number, index=index)
+                receipts.append(self._execute(execution, tx, number, index, abis))
+                txs.append(tx)
+            state_root = execution.finish()
         tx_hashes = [bytes.fromhex(t["hash"]) for t in txs]
         receipt_hashes = [bytes.fromhex(r["hash"]) for r in receipts]
         leader = number % len(self.keys)
@@ -236,12 +293,27 @@ class Chain:
         signers = sorted((leader + k) % len(self.keys) for k in range(quorum(len(self.keys))))
         block["signatures"] = [[i, self.keys[i].sign(digest).hex()] for i in signers]
         self.ledger.commit_block(block, txs, receipts, abis)
-        for pending, receipt in zip(batch, receipts, strict=True):
-            self._pool_nonces.discard(pending.tx["nonce"])
-            self._pool_hashes.discard(pending.tx["hash"])
+        return Sealed(block, receipts, batch.pending[len(txs) :])
+
+    def settle(self, batch: Batch, sealed: Sealed) -> None:
+        """Answer the senders of a sealed block; the deferred go back to the front of the pool."""
+        done = batch.pending[: len(batch.pending) - len(sealed.deferred)]
+        self._pool[:0] = sealed.deferred
+        for pending, receipt in zip(done, sealed.receipts, strict=True):
+            self._release(pending)
             if not pending.done.done():
                 pending.done.set_result(receipt)
-        return block
+
+    def fail(self, batch: Batch, error: Exception) -> None:
+        """The batch was not sealed: its senders get ``error``."""
+        for pending in batch.pending:
+            self._release(pending)
+            if not pending.done.done():
+                pending.done.set_exception(error)
+
+    def _release(self, pending: _Pending) -> None:
+        self._pool_nonces.discard(pending.tx["nonce"])
+        self._pool_hashes.discard(pending.tx["hash"])
 
     def _execute(
         self, execution: BlockExecution, tx: Record, number: int, index: int, abis: dict[str, str]
@@ -278,14 +350,17 @@ class Chain:
         record["hash"] = receipt_hash(receipt).hex()
         return record
 
-    def call(self, to: str, data: bytes) -> tuple[int, bytes]:
+    def call(self, to: str, data: bytes, number: int, timestamp_ms: int) -> tuple[int, bytes]:
+        """An eth call against the latest state (the EVM worker thread only)."""
         address = _parse_address(to)
         if address is None:
             return int(TransactionStatus.CALL_ADDRESS_ERROR), _call_address_error()
-        result = self.evm.call(address, data, self.block_number, self.config.clock())
+        with self.evm.watch.limit(self.config.block_time_limit_s):
+            result = self.evm.call(address, data, number, timestamp_ms)
         return int(result.status), result.output
 
     def get_code(self, to: str) -> bytes:
+        """The code at ``to`` (the EVM worker thread only)."""
         address = _parse_address(to)
         return b"" if address is None else self.evm.get_code(address)
 

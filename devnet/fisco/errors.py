@@ -89,6 +89,10 @@ class MalformedTransaction(DevnodeError):
     """The TARS bytes do not decode to a transaction."""
 
 
+class ExecutionCancelled(DevnodeError):
+    """The node is stopping: running EVM code, decoding and pending requests are abandoned."""
+
+
 def rejected(status: TransactionStatus) -> RpcError:
     return RpcError(int(status), STATUS_NAMES.get(status, "Unknown"))
 

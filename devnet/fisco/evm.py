@@ -2,10 +2,21 @@
 
 The state lives in the node's key-value store, so with ``--data-dir`` contract storage survives
 a restart; the block's state root goes into the header's ``stateRoot``.
+
+py-evm runs about a million opcodes a second, so the node's 3,000,000,000 gas per transaction
+would let one endless loop run for ten minutes. Each executor therefore has a per-transaction
+gas cap and an ``ExecutionWatch``: every opcode first checks it, so code stops within one
+opcode of a wall-clock deadline (as if out of gas) or of the node stopping
+(``ExecutionCancelled``, which unwinds the whole call stack and leaves the state untouched).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,15 +36,17 @@ from eth.exceptions import (
 )
 from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.london import LondonVM
+from eth.vm.forks.london.computation import LondonComputation
 from eth.vm.message import Message
 from eth_typing import Address, BlockNumber, Hash32
 
-from devnet.fisco.errors import TransactionStatus
+from devnet.fisco.errors import ExecutionCancelled, TransactionStatus
 from devnet.fisco.hashing import LogEntry
 from devnet.fisco.store import KeyValueStore
 from verifier.hashing import keccak256
 
-TX_GAS_LIMIT = 3_000_000_000  # genesis ``[tx] gaslimit``
+NODE_TX_GAS_LIMIT = 3_000_000_000  # genesis ``[tx] gaslimit`` of a real node
+DEFAULT_TX_GAS_LIMIT = 30_000_000  # about 7 s of an endless loop on py-evm
 
 # ``TransactionExecutive::parseEVMCResult`` (v3.3.0): the status of each EVMC failure and the
 # Error(string) text it writes to the output for block version >= 3.1 (a revert keeps its data).
@@ -88,24 +101,71 @@ def _failure(error: BaseException, output: bytes) -> tuple[TransactionStatus, by
     return TransactionStatus.UNKNOWN, b""
 
 
+class ExecutionWatch:
+    """Stops EVM code running in another thread: at ``deadline`` or when ``stop`` is set."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.deadline = math.inf  # time.monotonic() value; set per block or call
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    @contextlib.contextmanager
+    def limit(self, seconds: float) -> Iterator[None]:
+        """Run the ``with`` body under a deadline ``seconds`` from now."""
+        self.deadline = time.monotonic() + seconds
+        try:
+            yield
+        finally:
+            self.deadline = math.inf
+
+    def check(self) -> None:
+        if self.stop.is_set():
+            raise ExecutionCancelled("the node is stopping")
+        if time.monotonic() > self.deadline:
+            raise OutOfGas("the devnode's wall-clock cap on execution was reached")
+
+
+def _guarded(watch: ExecutionWatch, opcode: Callable[..., None]) -> Callable[..., None]:
+    def run(computation: Any) -> None:
+        watch.check()
+        opcode(computation=computation)
+
+    return run
+
+
+def _state_class(watch: ExecutionWatch) -> Any:
+    """London state whose computations check ``watch`` before every opcode."""
+    opcodes = {code: _guarded(watch, fn) for code, fn in LondonComputation.opcodes.items()}
+    computation = type("WatchedComputation", (LondonComputation,), {"opcodes": opcodes})
+    london: Any = LondonVM.get_state_class()
+    return type("WatchedState", (london,), {"computation_class": computation})
+
+
 class BlockExecution:
-    """One block's state: execute transactions in order, then ``finish`` for the state root."""
+    """One block's state: execute transactions in order, then ``finish`` for the state root.
+
+    ``timestamp_ms`` is the header's timestamp; contracts see it unchanged in ``block.timestamp``
+    (milliseconds, as on a real node: FISCO-BCOS issue 4604).
+    """
 
     def __init__(self, executor: EvmExecutor, number: int, timestamp_ms: int) -> None:
         self._executor = executor
+        self._gas = executor.tx_gas_limit
         context = ExecutionContext(
             coinbase=ZERO_ADDRESS,
-            timestamp=timestamp_ms // 1000,
+            timestamp=timestamp_ms,
             block_number=BlockNumber(number),
             difficulty=0,
             mix_hash=Hash32(b"\x00" * 32),
-            gas_limit=TX_GAS_LIMIT,
+            gas_limit=self._gas,
             prev_hashes=(),
             chain_id=1,
             base_fee_per_gas=0,
         )
-        state_class: Any = LondonVM.get_state_class()
-        self.state: Any = state_class(executor.db, context, executor.state_root)
+        self.state: Any = executor.state_class(executor.db, context, executor.state_root)
 
     def apply(
         self, sender: bytes, to: bytes | None, data: bytes, create_address: bytes
@@ -115,7 +175,7 @@ class BlockExecution:
         tx_context = state.get_transaction_context_class()(gas_price=0, origin=sender)
         if to is None:
             message = Message(
-                gas=TX_GAS_LIMIT,
+                gas=self._gas,
                 to=CREATE_CONTRACT_ADDRESS,
                 sender=Address(sender),
                 value=0,
@@ -130,7 +190,7 @@ class BlockExecution:
                     TransactionStatus.CALL_ADDRESS_ERROR, error_output(CALL_ADDRESS_ERROR), 0, ()
                 )
             message = Message(
-                gas=TX_GAS_LIMIT,
+                gas=self._gas,
                 to=Address(to),
                 sender=Address(sender),
                 value=0,
@@ -139,7 +199,7 @@ class BlockExecution:
                 code_address=Address(to),
             )
             computation = state.computation_class.apply_message(state, message, tx_context)
-        gas_used = TX_GAS_LIMIT - computation.get_gas_remaining()
+        gas_used = self._gas - computation.get_gas_remaining()
         if computation.is_error:
             state.revert(snapshot)
             status, output = _failure(computation.error, computation.output)
@@ -159,9 +219,21 @@ class BlockExecution:
 
 
 class EvmExecutor:
-    def __init__(self, store: KeyValueStore, state_root: bytes | None) -> None:
+    """The EVM over the store; use it from one thread at a time (the node's EVM worker)."""
+
+    def __init__(
+        self,
+        store: KeyValueStore,
+        state_root: bytes | None,
+        *,
+        tx_gas_limit: int = DEFAULT_TX_GAS_LIMIT,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.db = AtomicDB(store)
         self.state_root: bytes = state_root or BLANK_ROOT_HASH
+        self.tx_gas_limit = tx_gas_limit
+        self.watch = ExecutionWatch(stop or threading.Event())
+        self.state_class = _state_class(self.watch)
 
     def block(self, number: int, timestamp_ms: int) -> BlockExecution:
         return BlockExecution(self, number, timestamp_ms)

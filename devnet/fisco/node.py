@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from devnet.fisco.chain import Chain, ChainConfig, _wall_clock_ms
+from devnet.fisco.chain import DEFAULT_BLOCK_TIME_LIMIT_S, Chain, ChainConfig, _wall_clock_ms
+from devnet.fisco.errors import INTERNAL_ERROR, ExecutionCancelled, RpcError
+from devnet.fisco.evm import DEFAULT_TX_GAS_LIMIT
 from devnet.fisco.keys import SealerKey
 from devnet.fisco.rpc import RpcDispatcher
-from devnet.fisco.server import HttpServer
+from devnet.fisco.server import HttpLimits, HttpServer
 from devnet.fisco.store import KeyValueStore
+from devnet.fisco.workers import Workers
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,9 @@ class DevNodeOptions:
     chain_id: str = "chain0"
     group_id: str = "group0"
     clock: Callable[[], int] = _wall_clock_ms
+    tx_gas_limit: int = DEFAULT_TX_GAS_LIMIT
+    block_time_limit_s: float = DEFAULT_BLOCK_TIME_LIMIT_S
+    http: HttpLimits = field(default_factory=HttpLimits)
 
 
 class DevNode:
@@ -46,13 +55,17 @@ class DevNode:
             sealers=options.sealers,
             seed=options.seed,
             clock=options.clock,
+            tx_gas_limit=options.tx_gas_limit,
+            block_time_limit_s=options.block_time_limit_s,
         )
+        self._workers = Workers()
         try:
-            self.chain = Chain(config, self._store)
+            self.chain = Chain(config, self._store, self._workers.stop)
         except BaseException:
+            self._workers.shutdown()
             self._store.close()
             raise
-        self._server = HttpServer(RpcDispatcher(self.chain).handle)
+        self._server = HttpServer(RpcDispatcher(self.chain, self._workers).handle, options.http)
         self._sealer: asyncio.Task[None] | None = None
         self._paused = False
         self.port = 0
@@ -77,13 +90,23 @@ class DevNode:
         self.port = await self._server.start(self.options.host, self.options.port)
         self._sealer = asyncio.create_task(self._produce_blocks(), name="devnode-sealer")
 
+    @property
+    def http(self) -> HttpServer:
+        return self._server
+
     async def stop(self) -> None:
+        """Stop within about a second whatever is running: EVM code and decoding give up at
+        their next step, waiting senders get an error, connections get a short grace."""
+        self._workers.stop.set()
         if self._sealer is not None:
             self._sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sealer
             self._sealer = None
+        self.chain.abandon_pool()
         await self._server.stop()
+        self.chain.abandon_pool()
+        self._workers.shutdown()
         self._store.close()
 
     def pause(self) -> None:
@@ -97,8 +120,19 @@ class DevNode:
         interval = max(self.options.block_interval_ms, 1) / 1000
         while True:
             await asyncio.sleep(interval)
-            if not self._paused:
-                self.chain.seal()
+            batch = None if self._paused else self.chain.take_batch()
+            if batch is None:
+                continue
+            try:
+                sealed = await self._workers.execute(self.chain.execute, batch)
+            except (ExecutionCancelled, asyncio.CancelledError):
+                self.chain.fail(batch, ExecutionCancelled("the node is stopping"))
+                raise
+            except Exception:  # a devnode bug: answer the senders, keep producing blocks
+                _log.exception("block_execution_failed")
+                self.chain.fail(batch, RpcError(INTERNAL_ERROR, "Internal error"))
+                continue
+            self.chain.settle(batch, sealed)
 
 
 class DevNodeThread:

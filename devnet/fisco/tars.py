@@ -7,21 +7,31 @@ would accept whatever that encoder produced, bugs included.
 from __future__ import annotations
 
 import struct
+import threading
 from dataclasses import dataclass
 
-from devnet.fisco.errors import MalformedTransaction
+from devnet.fisco.errors import ExecutionCancelled, MalformedTransaction
 from devnet.fisco.hashing import TransactionData
 
 _INT8, _INT16, _INT32, _INT64, _FLOAT, _DOUBLE = 0, 1, 2, 3, 4, 5
 _STRING1, _STRING4, _MAP, _LIST, _STRUCT_BEGIN, _STRUCT_END, _ZERO, _SIMPLE_LIST = range(6, 14)
 
 TarsValue = int | float | bytes | list["TarsValue"] | dict[int, "TarsValue"]
+_INT32_MIN, _INT32_END = -(2**31), 2**31
+_STOP_CHECK_EVERY = 4096  # list items between looks at the stop flag
 
 
 class _Reader:
-    def __init__(self, data: bytes) -> None:
+    """Reads one TARS buffer; ``stop`` abandons a long list when the node stops.
+
+    The transaction struct has no list field, but unknown tags may hold one of millions of
+    items; each costs a step of a Python loop, which lets other threads run in between.
+    """
+
+    def __init__(self, data: bytes, stop: threading.Event | None = None) -> None:
         self.data = data
         self.pos = 0
+        self.stop = stop
 
     def take(self, count: int) -> bytes:
         if count < 0 or self.pos + count > len(self.data):
@@ -60,7 +70,7 @@ class _Reader:
         if kind == _STRING4:
             return self.take(struct.unpack(">I", self.take(4))[0])
         if kind == _LIST:
-            return [self.value(self.head()[1], depth + 1) for _ in range(self._length())]
+            return self._list(depth)
         if kind == _MAP:
             raise MalformedTransaction("TARS maps are not used by the transaction struct")
         if kind == _SIMPLE_LIST:
@@ -71,6 +81,14 @@ class _Reader:
         if kind == _STRUCT_BEGIN:
             return self.struct(depth + 1)
         raise MalformedTransaction(f"unknown TARS type {kind}")
+
+    def _list(self, depth: int) -> list[TarsValue]:
+        items: list[TarsValue] = []
+        for index in range(self._length()):
+            if index % _STOP_CHECK_EVERY == 0 and self.stop is not None and self.stop.is_set():
+                raise ExecutionCancelled("the node is stopping")
+            items.append(self.value(self.head()[1], depth + 1))
+        return items
 
     def _length(self) -> int:
         length = self.integer(self.head()[1])
@@ -107,6 +125,14 @@ def _int(fields: dict[int, TarsValue], tag: int) -> int:
     return value
 
 
+def _int32(fields: dict[int, TarsValue], tag: int) -> int:
+    """An ``int`` field of the struct: TarsCpp refuses a wider value (TarsDecodeMismatch)."""
+    value = _int(fields, tag)
+    if not _INT32_MIN <= value < _INT32_END:
+        raise MalformedTransaction(f"TARS field {tag} does not fit an int32")
+    return value
+
+
 def _bytes(fields: dict[int, TarsValue], tag: int) -> bytes:
     value = fields.get(tag, b"")
     if not isinstance(value, bytes):
@@ -121,8 +147,8 @@ def _text(fields: dict[int, TarsValue], tag: int) -> str:
         raise MalformedTransaction(f"TARS field {tag} is not UTF-8") from exc
 
 
-def decode_transaction(raw: bytes) -> WireTransaction:
-    reader = _Reader(raw)
+def decode_transaction(raw: bytes, stop: threading.Event | None = None) -> WireTransaction:
+    reader = _Reader(raw, stop)
     outer = reader.struct()
     if reader.pos != len(raw):
         raise MalformedTransaction("trailing bytes after the transaction")
@@ -131,7 +157,7 @@ def decode_transaction(raw: bytes) -> WireTransaction:
         raise MalformedTransaction("transaction has no data struct")
     return WireTransaction(
         data=TransactionData(
-            version=_int(data, 1),
+            version=_int32(data, 1),
             chain_id=_text(data, 2),
             group_id=_text(data, 3),
             block_limit=_int(data, 4),
@@ -143,6 +169,6 @@ def decode_transaction(raw: bytes) -> WireTransaction:
         data_hash=_bytes(outer, 2),
         signature=_bytes(outer, 3),
         import_time=_int(outer, 4),
-        attribute=_int(outer, 5),
+        attribute=_int32(outer, 5),
         extra_data=_text(outer, 8),
     )
