@@ -66,8 +66,12 @@ def _hex(b: bytes) -> str:
     return "0x" + b.hex()
 
 
-def evm_example() -> dict[str, Any]:
-    """A Cancun-style block of 7 receipts; the proven one (index 5) carries the message log."""
+def evm_example(*, proven_status: int = 1) -> dict[str, Any]:
+    """A Cancun-style block of 7 receipts; the proven one (index 5) carries the message log.
+
+    ``proven_status=0`` makes that receipt a failed one that still carries the log, as a
+    forged "Ethereum-compatible" block could (the tests' case).
+    """
     topic0 = keccak256(EVENT.encode())
     contract = _derive("evm-contract")[:20]
     receipts: list[dict[str, Any]] = []
@@ -88,7 +92,7 @@ def evm_example() -> dict[str, Any]:
         receipts.append(
             {
                 "type": "0x2" if i % 3 else "0x0",
-                "status": "0x1" if i != 2 else "0x0",
+                "status": hex(proven_status) if i == 5 else "0x1" if i != 2 else "0x0",
                 "cumulativeGasUsed": hex(cumulative),
                 "logsBloom": _hex(bytes(256)),
                 "logs": logs,
