@@ -124,8 +124,8 @@ def load_json(
 
     ``json.loads`` recurses on the C stack once per nesting level and relies on the
     interpreter's recursion limit to stop; a library that raises that limit (py-evm does) turns
-    a deeply nested document into a crash. It also builds every value at once: 8 MiB of ``{},``
-    would be 2.8 million dicts. So the size is checked, the text decoded strictly as UTF-8
+    a deeply nested document into a crash. It also builds every value at once: 16 MiB of ``{},``
+    would be 5.6 million dicts. So the size is checked, the text decoded strictly as UTF-8
     (``json.loads`` would also guess UTF-16/32 from bytes), its values counted and its depth
     measured in linear passes that allocate nothing per value (:func:`_check_shape`), and only
     then is it parsed, with integers bounded in digits. Errors are MalformedEvidence naming
