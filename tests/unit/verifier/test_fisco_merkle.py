@@ -14,7 +14,9 @@ from verifier.errors import MalformedEvidence, MalformedProof, ProofMismatch, Ve
 from verifier.hashing import Hasher, keccak256, sm3
 from verifier.merkle.fisco import (
     EMPTY_ROOT,
+    MAX_PROOF_ITEMS,
     MAX_PROOF_LEVELS,
+    LeafPositions,
     compute_merkle_proof,
     compute_merkle_root,
     verify_merkle_proof,
@@ -318,3 +320,140 @@ def test_any_byte_flip_in_the_wecross_proofs_is_rejected(
     tampered = _flip(proof, item % len(proof), byte, xor)
     with pytest.raises(VerificationError):
         verify_merkle_proof(tampered, _b(source["hash"]), _b(root), keccak256, check=which)
+
+
+# --- leaf positions: what the transaction/receipt binding rests on -------------------------
+
+
+def _positions(leaves: list[bytes], index: int, *, as_node: bool = True) -> LeafPositions:
+    proof = compute_merkle_proof(leaves, index, keccak256, as_node=as_node)
+    root = compute_merkle_root(leaves, keccak256)
+    return verify_merkle_proof(proof, leaves[index], root, keccak256, check="receipt_proof")
+
+
+def test_positions_of_every_index_of_distinct_leaves() -> None:
+    """For n = 1..40 the path of leaf i says exactly i: nothing ambiguous, no other index."""
+    for n in range(1, 41):
+        leaves = _leaves(n, salt=100 + n)
+        levels = (n - 1).bit_length()
+        for index in range(n):
+            positions = _positions(leaves, index)
+            assert positions == LeafPositions(first=index, ambiguous=0, levels=levels)
+            assert [j for j in range(n) if positions.allows(j)] == [index]
+
+
+def test_sibling_twins_allow_both_positions() -> None:
+    """[a, a, b, c]: either a's proof is the first one's; it allows 0 and 1, nothing else."""
+    a, b, c = _leaves(3)
+    leaves = [a, a, b, c]
+    for index in (0, 1):
+        positions = _positions(leaves, index)
+        assert positions == LeafPositions(first=0, ambiguous=0b01, levels=2)
+        assert [j for j in range(4) if positions.allows(j)] == [0, 1]
+    assert _positions(leaves, 1, as_node=False) == positions
+
+
+def test_twin_subtrees_free_the_upper_bit() -> None:
+    """[a, b, a, b]: the level-1 pair is two equal subtrees, so leaf 0's path also fits 2."""
+    a, b = _leaves(2)
+    leaves = [a, b, a, b]
+    positions = _positions(leaves, 2)
+    assert positions == LeafPositions(first=0, ambiguous=0b10, levels=2)
+    assert [j for j in range(4) if positions.allows(j)] == [0, 2]
+    positions = _positions(leaves, 3)
+    assert positions == LeafPositions(first=1, ambiguous=0b10, levels=2)
+    assert [j for j in range(4) if positions.allows(j)] == [1, 3]
+
+
+def test_all_equal_leaves_are_ambiguous_where_pairs_are_full() -> None:
+    """Seven equal leaves: levels 0 and 1 hold equal pairs; level 2 pairs H(H(xx)H(xx)) with
+    H(H(xx)H(x)), which differ, so only positions 0..3 fit the node's proof."""
+    x = _leaves(1)[0]
+    positions = _positions([x] * 7, 6)
+    assert positions == LeafPositions(first=0, ambiguous=0b011, levels=3)
+    assert [j for j in range(7) if positions.allows(j)] == [0, 1, 2, 3]
+
+
+def test_later_twin_needs_its_own_path() -> None:
+    """[a, b, c, a]: the node proves leaf 3 with leaf 0's path, which does not allow 3; the
+    path built for index 3 itself allows 3 and not 0."""
+    a, b, c = _leaves(3)
+    leaves = [a, b, c, a]
+    node = _positions(leaves, 3)
+    assert node == LeafPositions(first=0, ambiguous=0, levels=2)
+    assert node.allows(0)
+    assert not node.allows(3)
+    own = _positions(leaves, 3, as_node=False)
+    assert own == LeafPositions(first=3, ambiguous=0, levels=2)
+    assert own.allows(3)
+    assert not own.allows(0)
+
+
+def test_a_path_allows_no_position_outside_it() -> None:
+    """Indices past the path's levels, negative indices and non-integers are never allowed."""
+    a, b = _leaves(2)
+    positions = _positions([a, a, b], 1)
+    assert positions == LeafPositions(first=0, ambiguous=0b01, levels=2)
+    assert positions.allows(1)
+    for index in (4, 5, 8, 1 << 70, -1, -4):
+        assert not positions.allows(index)
+    for bad in (True, False, 1.0, "1", None):
+        assert not positions.allows(bad)  # type: ignore[arg-type]
+    single = verify_merkle_proof([a.hex()], a, a, keccak256, check="receipt_proof")
+    assert single == LeafPositions(first=0, ambiguous=0, levels=0)
+    assert single.allows(0)
+    assert not single.allows(1)
+
+
+def test_equal_pair_members_resolve_to_the_first() -> None:
+    """With both members of a pair equal to the running hash, the path takes the left one
+    (bit clear) and marks the level ambiguous; unequal members are never ambiguous."""
+    a, b = _leaves(2)
+    assert _positions([a, a], 1) == LeafPositions(first=0, ambiguous=1, levels=1)
+    assert _positions([a, b], 1) == LeafPositions(first=1, ambiguous=0, levels=1)
+    positions = _positions([a, a, a], 2)  # the node proves leaf 0 for leaf 2
+    assert positions == LeafPositions(first=0, ambiguous=0b01, levels=2)
+    assert [j for j in range(3) if positions.allows(j)] == [0, 1]
+    # a lone node (count-1 level) has no twin: [b, a, a] leaf 2's own path is exactly 2
+    assert _positions([b, a, a], 2, as_node=False) == LeafPositions(first=2, ambiguous=0, levels=2)
+
+
+def _lone_levels(leaf: bytes, singles: int) -> tuple[list[str], bytes]:
+    """``singles`` count-1 levels then one count-2 level (odd-tail shape), and its root."""
+    proof, current = [], leaf
+    for _ in range(singles):
+        proof += [_marker(1), current.hex()]
+        current = keccak256(current)
+    proof += [_marker(2), current.hex(), current.hex()]
+    return proof, keccak256(current + current)
+
+
+def test_level_cap_is_reached_before_the_item_cap() -> None:
+    """Count-1 levels take 2 items each: 65 levels fit the item cap, so the level cap decides."""
+    leaf = _leaves(1)[0]
+    proof, root = _lone_levels(leaf, MAX_PROOF_LEVELS - 1)
+    assert len(proof) < MAX_PROOF_ITEMS
+    positions = verify_merkle_proof(proof, leaf, root, keccak256, check="receipt_proof")
+    assert positions.levels == MAX_PROOF_LEVELS
+    proof, root = _lone_levels(leaf, MAX_PROOF_LEVELS)
+    assert len(proof) <= MAX_PROOF_ITEMS
+    err = _fails(proof, leaf, root, MalformedProof)
+    assert isinstance(err, MalformedProof)
+    assert f"more than {MAX_PROOF_LEVELS} levels" in err.reason
+    assert err.index == 2 * MAX_PROOF_LEVELS
+
+
+def test_item_cap_boundary() -> None:
+    """64 full levels are exactly MAX_PROOF_ITEMS items and verify; one more item does not."""
+    leaf = _leaves(1)[0]
+    proof, current = [], leaf
+    for _ in range(MAX_PROOF_LEVELS):
+        proof += [_marker(2), current.hex(), current.hex()]
+        current = keccak256(current + current)
+    assert len(proof) == MAX_PROOF_ITEMS
+    positions = verify_merkle_proof(proof, leaf, current, keccak256, check="receipt_proof")
+    assert positions == LeafPositions(
+        first=0, ambiguous=(1 << MAX_PROOF_LEVELS) - 1, levels=MAX_PROOF_LEVELS
+    )
+    err = _fails([*proof, _marker(2)], leaf, current, MalformedProof)
+    assert f"at most {MAX_PROOF_ITEMS}" in err.reason
