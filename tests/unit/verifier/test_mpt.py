@@ -21,7 +21,7 @@ from verifier.merkle.mpt import (
     parse_proof_nodes,
     verify_mpt_proof,
 )
-from verifier.rlp import encode, encode_uint
+from verifier.rlp import encode, encode_list_of_encoded, encode_uint
 
 EMPTY_ROOT = bytes.fromhex("56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421")
 RECEIPT_FILES = [
@@ -322,3 +322,120 @@ def test_vector_proofs_verify_and_rebuild(shared_vector: VectorLoader, rel: str)
         assert key == _key(int(entry["transactionIndex"], 16))
         assert verify_mpt_proof(root, key, proof, check="receipt_proof") == _b(entry["value"])
         assert compute_mpt_proof(items, key) == proof
+
+
+# --- paths, embedding and absence: gaps a mutation probe found -----------------------------
+
+
+def _absent(root: bytes, key: bytes, proof: list[bytes], reason: str) -> None:
+    with pytest.raises(ProofMismatch) as info:
+        verify_mpt_proof(root, key, proof, check="t")
+    assert info.value.computed == f"absence ({reason})"
+
+
+def test_leaf_path_is_the_whole_rest_of_the_key() -> None:
+    """A leaf for key 0x12 does not prove 0x1212 (path as suffix) nor 0x1234 (path as prefix)."""
+    items = {b"\x12": b"v" * 40}
+    root = compute_mpt_root(items)
+    proof = compute_mpt_proof(items, b"\x12")
+    assert verify_mpt_proof(root, b"\x12", proof, check="t") == items[b"\x12"]
+    for key in (b"\x12\x12", b"\x34\x12", b"\x12\x34", b"\x01", b""):
+        _absent(root, key, proof, "leaf for another key")
+    # below a branch: the leaf of 0x1234 holds the path "234", which 0x5234 and 0x12341234 share
+    # only as a suffix or a prefix
+    items = {b"\x12\x34": b"x" * 40, b"\x56\x78": b"y" * 40}
+    root = compute_mpt_root(items)
+    proof = compute_mpt_proof(items, b"\x12\x34")
+    for key in (b"\x12\x34\x12\x34", b"\x10\x23\x40"):
+        _absent(root, key, proof, "leaf for another key")
+
+
+def test_extension_path_is_compared_with_the_key() -> None:
+    """Root = extension "12" over a branch: keys that leave the extension are absent."""
+    items = {b"\x12\x34": b"x" * 40, b"\x12\x56": b"y" * 40}
+    root = compute_mpt_root(items)
+    proof = compute_mpt_proof(items, b"\x12\x34")
+    assert pyrlp.decode(proof[0])[0] == b"\x00\x12"  # an even extension path "12"
+    assert verify_mpt_proof(root, b"\x12\x34", proof, check="t") == items[b"\x12\x34"]
+    for key in (b"\x99\x34", b"\x13\x34", b"\x02\x34", b"\x1f"):
+        _absent(root, key, proof, "extension diverges from the key")
+
+
+def test_key_ending_at_an_empty_branch_value_is_absent() -> None:
+    """Key 0x12 ends at the branch below extension "12", whose value slot is empty."""
+    items = {b"\x12\x34": b"x" * 40, b"\x12\x56": b"y" * 40}
+    root = compute_mpt_root(items)
+    _absent(root, b"\x12", compute_mpt_proof(items, b"\x12\x34"), "empty branch value")
+
+
+def _two_leaf_trie(first: int, second: int) -> dict[bytes, bytes]:
+    """Keys 0x01, 0x02: extension "0", branch, leaves [0x20, value] of 3 + len(value) bytes."""
+    return {b"\x01": b"a" * first, b"\x02": b"b" * second}
+
+
+def test_nodes_under_32_bytes_are_embedded_and_32_are_hashed() -> None:
+    """A 31-byte leaf is embedded in its branch, a 32-byte one is referenced by hash; the
+    builder and py-trie agree, and both proofs verify."""
+    items = _two_leaf_trie(28, 29)  # leaf nodes of 31 and 32 bytes
+    assert len(encode([b"\x20", items[b"\x01"]])) == 31
+    assert len(encode([b"\x20", items[b"\x02"]])) == 32
+    root = compute_mpt_root(items)
+    assert root == _pytrie(items).root_hash
+    embedded = compute_mpt_proof(items, b"\x01")
+    hashed = compute_mpt_proof(items, b"\x02")
+    assert encode([b"\x20", items[b"\x01"]]) not in embedded
+    assert hashed[-1] == encode([b"\x20", items[b"\x02"]])
+    assert len(hashed) == len(embedded) + 1
+    for key, proof in ((b"\x01", embedded), (b"\x02", hashed)):
+        assert verify_mpt_proof(root, key, proof, check="t") == items[key]
+
+
+def _branch_embedding(child: bytes) -> bytes:
+    """A branch whose slot 1 holds ``child`` in place, other slots and value empty."""
+    return encode_list_of_encoded([_EMPTY_SLOT, child] + [_EMPTY_SLOT] * 15)
+
+
+_EMPTY_SLOT = b"\x80"
+
+
+def test_embedded_node_size_boundary() -> None:
+    """The verifier takes an embedded node of 31 bytes and refuses one of 32 (key 0x10:
+    slot 1 of the branch, then a leaf with the odd path "0", flag 0x30)."""
+    leaf31 = encode([b"\x30", b"a" * 28])
+    branch = _branch_embedding(leaf31)
+    assert verify_mpt_proof(keccak256(branch), b"\x10", [branch], check="t") == b"a" * 28
+    leaf32 = encode([b"\x30", b"a" * 29])
+    branch = _branch_embedding(leaf32)
+    with pytest.raises(MalformedProof) as info:
+        verify_mpt_proof(keccak256(branch), b"\x10", [branch], check="t")
+    assert "embedded node of 32 bytes or more" in info.value.reason
+
+
+def test_repeated_embedded_node_must_match_exactly() -> None:
+    """py-trie layout: the embedded node listed again is skipped only byte for byte; with a
+    byte appended or dropped it is an unused trailing node."""
+    leaf = encode([b"\x30", b"a" * 28])
+    branch = _branch_embedding(leaf)
+    root = keccak256(branch)
+    assert verify_mpt_proof(root, b"\x10", [branch, leaf], check="t") == b"a" * 28
+    for bad in (leaf + b"\x00", leaf[:-1], b"\x00" + leaf, leaf[1:]):
+        with pytest.raises(MalformedProof) as info:
+            verify_mpt_proof(root, b"\x10", [branch, bad], check="t")
+        assert info.value.index == 1
+
+
+def test_embedded_node_with_bytes_after_it_is_malformed() -> None:
+    """An embedded node is exactly one RLP list: a byte after it in the branch, or after its
+    two items inside its own list, is refused, never read as part of the node."""
+    leaf = encode([b"\x30", b"a" * 10])
+    padded = encode_list_of_encoded([b"\x30", encode(b"a" * 10), b"\x01"])
+    for node in (
+        encode_list_of_encoded([_EMPTY_SLOT, leaf, b"\x00"] + [_EMPTY_SLOT] * 15),
+        _branch_embedding(padded),
+    ):
+        with pytest.raises(MalformedProof) as info:
+            verify_mpt_proof(keccak256(node), b"\x10", [node], check="t")
+        assert info.value.index == 0
+    assert verify_mpt_proof(
+        keccak256(_branch_embedding(leaf)), b"\x10", [_branch_embedding(leaf)], check="t"
+    ) == (b"a" * 10)
