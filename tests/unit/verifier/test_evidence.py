@@ -292,3 +292,29 @@ def test_fisco_trust_entries_are_validated(shared_vector: VectorLoader) -> None:
     with pytest.raises(MalformedEvidence) as info:
         verify_bundle(bundle)
     assert info.value.field == "trust.sealers[2].weight"
+
+
+@pytest.mark.vectors
+def test_evm_receipt_block_number_must_match_the_header(shared_vector: VectorLoader) -> None:
+    """receipt.blockNumber (a hex quantity) naming another block fails check receipt_block."""
+    bundle = _evm_bundle(shared_vector)
+    assert bundle["receipt"]["blockNumber"] == hex(19432673)
+    for other in (hex(19432672), hex(19432674), "0x0"):
+        bundle["receipt"]["blockNumber"] = other
+        with pytest.raises(ProofMismatch) as info:
+            verify_bundle(bundle)
+        assert info.value.check == "receipt_block"
+        assert (info.value.expected, info.value.computed) == ("19432673", str(int(other, 16)))
+    bundle["receipt"]["blockNumber"] = None
+    assert verify_bundle(bundle).block_number == 19432673
+
+
+@pytest.mark.vectors
+def test_evm_receipt_block_number_is_a_quantity(shared_vector: VectorLoader) -> None:
+    """The EVM claim is a JSON-RPC quantity: a decimal integer or a padded hex is malformed."""
+    bundle = _evm_bundle(shared_vector)
+    for bad in (19432673, "19432673", "0x012884e1"):
+        bundle["receipt"]["blockNumber"] = bad
+        with pytest.raises(MalformedEvidence) as info:
+            verify_bundle(bundle)
+        assert info.value.field == "receipt.blockNumber"

@@ -365,3 +365,26 @@ def test_wecross_block72_minus_one_signature(shared_vector: VectorLoader) -> Non
     with pytest.raises(QuorumNotReached) as info:
         _check(block, CryptoSuite.KECCAK256_SECP256K1, trusted_set(block))
     assert (info.value.have, info.value.need) == (2, 3)
+
+
+def test_negative_trusted_weight_is_refused_even_when_the_total_stays_positive() -> None:
+    """A weight of -2 would shrink the total (and the quorum) to what one signer holds."""
+    suite = CryptoSuite.KECCAK256_SECP256K1
+    block = build_header(suite, private_keys(suite), [0])
+    for weights in ([1, 1, 1, -2], [5, -1, 1, 1], [1, 1, 1, -1]):
+        with pytest.raises(MalformedEvidence) as info:
+            _check(block, suite, trusted_set(block, weights))
+        assert info.value.field == "trusted"
+        assert info.value.check == "quorum"
+
+
+def test_zero_trusted_weight_counts_nothing() -> None:
+    """A trusted sealer of weight 0 may sign; it adds nothing to the weight nor the total."""
+    suite = CryptoSuite.KECCAK256_SECP256K1
+    block = build_header(suite, private_keys(suite), [0, 1, 2, 3])
+    result = _check(block, suite, trusted_set(block, [0, 1, 1, 1]))
+    assert (result.have, result.need, result.total, result.signers) == (3, 3, 3, (0, 1, 2, 3))
+    block["signatureList"] = block["signatureList"][:3]
+    with pytest.raises(QuorumNotReached) as info:
+        _check(block, suite, trusted_set(block, [0, 1, 1, 1]))
+    assert (info.value.have, info.value.need, info.value.total) == (2, 3, 3)
