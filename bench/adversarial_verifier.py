@@ -132,6 +132,14 @@ def _fisco_largest_log_data() -> bytes:
     return pad_to(fisco_bundle(KECCAK, logs), limits.MAX_BUNDLE_BYTES)
 
 
+def _emoji_text_at_bound() -> bytes:
+    """A valid bundle of 8 Mi characters with one emoji: 4 bytes a character once decoded."""
+    bundle = evm_bundle([evm_log(0)], log_index=0)
+    bundle["chain_id"] = "limits \U0001f600"
+    size = sys.getsizeof(dumps(dict(bundle, padding="")).decode())
+    return dumps(dict(bundle, padding="x" * ((limits.MAX_DECODED_TEXT_BYTES - size) // 4)))
+
+
 def _mpt_nodes_at_bound() -> bytes:
     bundle = evm_bundle([evm_log(0)])
     bundle["proof"] = ["0x" + "c0" * 532] * limits.MAX_MPT_PROOF_NODES
@@ -149,6 +157,11 @@ def cases() -> list[tuple[str, Callable[[], bytes]]]:
         (f"{size} of `[` (depth)", lambda: b"[" * limits.MAX_BUNDLE_BYTES),
         (f"{size} of `]`", lambda: b"]" * limits.MAX_BUNDLE_BYTES),
         (f"{size} + 1 byte", lambda: b" " * (limits.MAX_BUNDLE_BYTES + 1)),
+        (
+            f"{size} with one emoji (4 bytes a character decoded)",
+            lambda: _fill(b"\xf0\x9f\x98\x80"),
+        ),
+        ("valid bundle, 8 Mi characters with one emoji", _emoji_text_at_bound),
         (
             f"valid bundle + {limits.MAX_JSON_VALUES:,} values of `{{}}`",
             lambda: _padded_values(evm_bundle([evm_log(0)]), {}, 2),

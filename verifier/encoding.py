@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Mapping
 from itertools import accumulate
 from typing import Any, Final, Literal
@@ -15,6 +16,7 @@ from verifier.errors import MalformedEvidence
 from verifier.limits import (
     LIMIT_CHECK,
     MAX_BUNDLE_BYTES,
+    MAX_DECODED_TEXT_BYTES,
     MAX_JSON_DEPTH,
     MAX_JSON_INT_DIGITS,
     MAX_JSON_VALUES,
@@ -23,9 +25,9 @@ from verifier.limits import (
 
 # Possessive and with an optional closing quote, so an unterminated string is consumed once
 # instead of rescanned from every quote (which made the scan quadratic).
-_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
-_JSON_BRACKETS = re.compile(r"[\[\]{}]")
-_DEPTH_STEP: Final = {"[": 1, "{": 1, "]": -1, "}": -1}
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP: Final = tuple(1 if b in b"[{" else -1 for b in range(256))
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _QUANTITY = re.compile(r"0x(0|[1-9a-fA-F][0-9a-fA-F]*)")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
@@ -126,7 +128,8 @@ def load_json(
     interpreter's recursion limit to stop; a library that raises that limit (py-evm does) turns
     a deeply nested document into a crash. It also builds every value at once: 16 MiB of ``{},``
     would be 5.6 million dicts. So the size is checked, the text decoded strictly as UTF-8
-    (``json.loads`` would also guess UTF-16/32 from bytes), its values counted and its depth
+    (``json.loads`` would also guess UTF-16/32 from bytes) and its decoded size checked, its
+    values counted and its depth
     measured in linear passes that allocate nothing per value (:func:`_check_shape`), and only
     then is it parsed, with integers bounded in digits. Errors are MalformedEvidence naming
     ``what``: check ``limit`` for a bound (``verifier.limits``), ``format`` for text that is not
@@ -137,7 +140,8 @@ def load_json(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedEvidence(f"not UTF-8 text: {exc.reason}", field=what) from exc
-    _check_shape(text, what, max_depth=max_depth, max_values=max_values)
+    check_count(sys.getsizeof(text), MAX_DECODED_TEXT_BYTES, field=what, what="bytes decoded")
+    _check_shape(raw, what, max_depth=max_depth, max_values=max_values)
     try:
         return json.loads(text, parse_int=_json_int)
     except json.JSONDecodeError as exc:
@@ -148,25 +152,28 @@ def load_json(
         raise MalformedEvidence(f"not acceptable JSON: {exc}", field=what) from exc
 
 
-def _check_shape(text: str, what: str, *, max_depth: int, max_values: int) -> None:
-    """Bound the values and the depth of ``text`` without building anything per value.
+def _check_shape(raw: bytes, what: str, *, max_depth: int, max_values: int) -> None:
+    """Bound the values and the depth of the JSON text ``raw`` without building any value.
 
-    The value count is over-approximated on the whole text, strings included, with ``str.count``
-    alone: every value or key but the first follows a comma, a colon or an opening bracket, and
-    every string has two quotes. Only when both counts are within ``max_values`` are strings
-    blanked out (one regex match per string, so a bounded number) to measure the depth.
+    The value count is over-approximated on the whole text, strings included, with
+    ``bytes.count`` alone: every value or key but the first follows a comma, a colon or an
+    opening bracket, and every string has two quotes. Only when both counts are within
+    ``max_values`` are strings blanked out (one regex match per string, so a bounded number) to
+    measure the depth. Working on the UTF-8 bytes, not the decoded text, keeps every copy at
+    one byte a character (decoded text takes 4 bytes a character once one emoji is in it);
+    UTF-8 never uses bytes below 0x80 inside a multi-byte character, so the structure is the
+    same.
     """
-    opens = text.count("[") + text.count("{")
-    values = text.count(",") + text.count(":") + opens + 1
+    opens = raw.count(b"[") + raw.count(b"{")
+    values = raw.count(b",") + raw.count(b":") + opens + 1
     check_count(values, max_values, field=what, what="JSON values (commas, colons, '[' and '{')")
-    strings = text.count('"') // 2
+    strings = raw.count(b'"') // 2
     check_count(strings, max_values, field=what, what="JSON strings (pairs of quotes)")
     # The possessive pattern never backtracks: linear, and at most strings + 1 matches.
-    skeleton = _JSON_STRING.sub("", text)
-    opened = skeleton.count("[") + skeleton.count("{")
-    if skeleton.count("]") + skeleton.count("}") != opened:
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    opened = brackets.count(b"[") + brackets.count(b"{")
+    if 2 * opened != len(brackets):
         raise MalformedEvidence("not JSON: unbalanced brackets", field=what)
-    brackets = _JSON_BRACKETS.findall(skeleton)  # 2 * opened <= 2 * max_values items
     deepest = max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
     if deepest > max_depth:
         raise MalformedEvidence(

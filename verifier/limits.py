@@ -29,6 +29,12 @@ a 10.5 MB bundle, and 16 MiB still carries about 4 MB of log data, which appears
 the linear JSON pre-scan, hex decoding and hashing of the largest values.
 """
 
+MAX_DECODED_TEXT_BYTES: Final = 2 * MAX_BUNDLE_BYTES
+"""Memory of the bundle's decoded text (Python stores 1, 2 or 4 bytes a character, by its
+widest character). ASCII and BMP text (Chinese included) always fit; only a text holding a
+character beyond the BMP (an emoji) and more than 8 Mi characters does not, since it would take
+4 bytes a character, once for the text and once more for the strings parsed from it."""
+
 MAX_JSON_DEPTH: Final = 64
 """Nesting depth of the JSON document. A bundle nests 5 deep (bundle, receipt, logs, log,
 topics); 64 leaves room for unknown extra fields and keeps ``json.loads``, which recurses on

@@ -37,7 +37,7 @@ def hex0x(data: bytes) -> str:
 
 def dumps(bundle: dict[str, Any]) -> bytes:
     """The compact JSON bytes of a bundle, as ``gateway verify`` would read them."""
-    return json.dumps(bundle, separators=(",", ":")).encode()
+    return json.dumps(bundle, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def pad_to(bundle: dict[str, Any], size: int) -> bytes:

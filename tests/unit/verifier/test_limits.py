@@ -76,6 +76,20 @@ def test_bundle_bytes_at_the_bound_verify_and_one_more_is_refused_unread() -> No
     assert f"more than the limit of {limits.MAX_BUNDLE_BYTES}" in str(error)
 
 
+def test_decoded_text_at_the_bound_verifies_and_one_character_more_is_refused() -> None:
+    """A valid bundle whose decoded text takes exactly MAX_DECODED_TEXT_BYTES (one emoji makes
+    it 4 bytes a character) verifies; one character more is refused before it is parsed."""
+    bundle = evm_bundle([evm_log(0)], log_index=0)
+    bundle["chain_id"] = "limits-evm \U0001f600"
+    size = sys.getsizeof(dumps(dict(bundle, padding="")).decode())
+    pad = (limits.MAX_DECODED_TEXT_BYTES - size) // 4
+    raw = dumps(dict(bundle, padding="x" * pad))
+    assert sys.getsizeof(raw.decode()) <= limits.MAX_DECODED_TEXT_BYTES
+    assert verify_bytes(raw).chain_id == "limits-evm \U0001f600"
+    error = rejected(dumps(dict(bundle, padding="x" * (pad + 1))), field="bundle")
+    assert "bytes decoded" in str(error)
+
+
 def test_json_values_at_the_bound_verify_and_one_more_is_refused_before_parsing() -> None:
     """A valid bundle carrying an ignored list that brings it to exactly MAX_JSON_VALUES
     verifies; one value more is refused by the count, before json.loads builds anything."""
