@@ -43,13 +43,13 @@ the C stack once per level, far from any stack limit whatever the recursion limi
 MAX_JSON_VALUES: Final = 400_000
 """JSON values in the document, object keys included, counted before ``json.loads`` builds any.
 
-Counted with ``str.count`` over the whole text, strings included: the commas, colons and
-opening brackets plus one (every value or key but the first follows one of them), and,
-separately, the strings as pairs of quote characters. Both over-count only for structural
+Counted with ``bytes.count`` over the whole UTF-8 text, strings included: the commas,
+colons and opening brackets plus one (every value or key but the first follows one of them),
+and, separately, the strings as pairs of quote characters. Both over-count only for structural
 characters or escaped quotes inside strings, which chain data (hex and decimal text) does not
 have. A log in an ``eth_getTransactionReceipt`` receipt takes about 25 (an object, 10 keys and
 values, 4 topics), so a receipt at :data:`MAX_LOGS_PER_RECEIPT` takes about 250,000; a real
-bundle takes a few hundred. 400,000 parsed values take a few tens of MB.
+bundle takes a few hundred. 400,000 parsed values take at most about 20 MB.
 """
 
 MAX_JSON_INT_DIGITS: Final = 80
