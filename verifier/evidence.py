@@ -57,7 +57,9 @@ MAX_GAS_USED: Final = (1 << 63) - 1
 MAX_GAS_USED_DIGITS: Final = len(str(MAX_GAS_USED))
 _NONCE_DIGITS: Final = re.compile(rb"[0-9]{1,%d}" % MAX_NONCE_DIGITS)
 _CANONICAL_TO: Final = re.compile(r"0x[0-9a-f]{40}")
-_HEX_RUN: Final = re.compile(rb"[0-9a-fA-F]{40}")
+MAX_PIN_HEX_RUN: Final = 20
+"""The longest run of ASCII hex digits a pinned input may hold (docs/evidence-format.md, P)."""
+_HEX_RUN: Final = re.compile(rb"[0-9a-fA-F]{%d}" % (MAX_PIN_HEX_RUN + 1))
 
 
 class BundleFormatError(MalformedEvidence):
@@ -259,8 +261,8 @@ def _parse_log_binding(trust: Mapping[str, Any]) -> LogBinding:
         )
     if _HEX_RUN.search(call_input):
         raise MalformedEvidence(
-            "holds 40 consecutive hex-digit bytes, the text of an address: such a pin cannot "
-            "fix where the transaction's `to` is",
+            f"holds more than {MAX_PIN_HEX_RUN} consecutive hex-digit bytes, which could be "
+            "the text of an address: such a pin cannot fix where the transaction's `to` is",
             field="trust.call.input",
         )
     event = parse_event_abi(require(trust, "event", "trust"), "trust.event")
@@ -403,15 +405,23 @@ def _check_fisco_log_layout(
         problems.append(f"gasUsed {gas_used[:40]} is beyond the EVM's int64 gas")
     if len(logs) != 1:
         problems.append(f"the receipt has {len(logs)} logs, not 1")
-    elif "0x" + logs[0].address.hex() != emitter:
+    elif _log_address_text(receipt) != emitter[2:]:
         problems.append(
-            f"the log is from 0x{logs[0].address.hex()}, not the called contract {emitter}"
+            f"the log is from {_log_address_text(receipt)[:40]!r}, not the called contract "
+            f"{emitter} (hashed as its 40 lowercase hex digits)"
         )
     if problems:
         raise VerificationError(
             "the log's layout is not forced by the receipt hash: " + "; ".join(problems),
             check="log_binding",
         )
+
+
+def _log_address_text(receipt: Mapping[str, Any]) -> str:
+    """The one log's address exactly as hashed: its text, case included."""
+    entries = parse_list(require(receipt, "logEntries", "receipt"), "receipt.logEntries")
+    entry = parse_object(entries[0], "receipt.logEntries[0]")
+    return parse_str(require(entry, "address", "receipt.logEntries[0]"), "address")
 
 
 def _parse_sealers(trust: Mapping[str, Any]) -> dict[bytes, int]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from eth_abi.abi import encode as abi_encode
 
 from devnet.examples import (
     FISCO_NUMBER,
@@ -263,3 +264,75 @@ def test_receipt_from_another_position_still_fails() -> None:
     with pytest.raises(ProofMismatch) as info:
         verify_bundle(bundle)
     assert info.value.check == "receipt_transaction"
+
+
+def test_short_to_hidden_in_a_pinned_payload_is_refused() -> None:
+    """From an attacker's review: a pin that carries a sender's payload may hide "0x" + 38 hex
+    digits, the text of a short `to` that one executor variant reads as a 19-byte address.
+    Executed: nonce = N ‖ "0x" ‖ T ‖ I[:j], to = that text, input = the rest; presented: nonce N,
+    to T, input I, and A's returned bytes as one log of T. Both hashes hold; P refuses the pin."""
+    attacker = bytes.fromhex("a77ac0de" + "5e" * 15) + b"\x00"
+    send = keccak256(b"send(string,bytes)")[:4]
+    payload = b"ref=0x" + attacker[:19].hex().encode() + b";"
+    pinned = send + abi_encode(["string", "bytes"], ["anvil-demo", payload])
+    j = pinned.index(b"0x")
+    nonce = b"8675309"
+    topic0 = keccak256(b"CrossChainMessage(uint64,string,bytes)")
+    data = abi_encode(["string", "bytes"], ["victim-chain", b"mint 1000000 to mallory"])
+    blob = GATEWAY.encode() + topic0 + (424242).to_bytes(32, "big") + data
+
+    def executed_tx(tx: Tx) -> None:
+        tx.update(
+            nonce=(nonce + b"0x" + GATEWAY.encode() + pinned[:j]).hex(),
+            to=pinned[j : j + 40].decode(),
+            input="0x" + pinned[j + 40 :].hex(),
+        )
+
+    def executed_receipt(receipts: list[dict[str, Any]]) -> None:
+        receipts[1].update(output="0x" + blob.hex(), logEntries=[])
+
+    bundle = _bundle(1, tx_change=executed_tx, receipts_change=executed_receipt)
+    tx_hash = compute_transaction_hash(bundle["transaction"], keccak256, nonce_encoding="hex")
+    receipt_hash = compute_receipt_hash(bundle["receipt"], keccak256)
+    bundle["transaction"].update(nonce=nonce.hex(), to="0x" + GATEWAY, input="0x" + pinned.hex())
+    bundle["receipt"].update(
+        output="0x",
+        logEntries=[
+            {
+                "address": GATEWAY,
+                "topics": ["0x" + blob[40:72].hex(), "0x" + blob[72:104].hex()],
+                "data": "0x" + data.hex(),
+            }
+        ],
+    )
+    assert compute_transaction_hash(bundle["transaction"], keccak256, nonce_encoding="hex") == (
+        tx_hash
+    )
+    assert compute_receipt_hash(bundle["receipt"], keccak256) == receipt_hash
+    bundle["trust"]["call"] = {"to": "0x" + GATEWAY, "input": "0x" + pinned.hex()}
+    with pytest.raises(MalformedEvidence) as info:
+        verify_bundle(bundle)
+    assert info.value.field == "trust.call.input"
+
+
+@pytest.mark.parametrize(("run", "refused"), [(20, False), (21, True)])
+def test_pinned_input_hex_runs(run: int, refused: bool) -> None:
+    """P: at most 20 consecutive hex digits, so a `to` hidden in the pin leaves at least 10
+    address bytes the attacker does not choose (2^80 grinding)."""
+    bundle = _bundle()
+    bundle["trust"]["call"]["input"] = "0x" + (b"\x12\x34\x56\x78" + b"7" * run + b"g").hex()
+    if refused:
+        with pytest.raises(MalformedEvidence, match="more than 20"):
+            verify_bundle(bundle)
+    else:
+        _fails(bundle, "transaction_binding", "transaction.input")
+
+
+def test_log_address_must_be_the_exact_hashed_text() -> None:
+    """The log's address is hashed as text: uppercase text of the gateway is another byte
+    string, so it is refused even though it names the same 20 bytes."""
+
+    def upper(receipts: list[dict[str, Any]]) -> None:
+        receipts[0]["logEntries"][0]["address"] = GATEWAY.upper()
+
+    _fails(_bundle(receipts_change=upper), "log_binding", "not the called contract")
