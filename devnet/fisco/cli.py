@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tx-gas-limit",
         type=int,
         default=30_000_000,
-        help="gas per transaction and call (default 30,000,000, about 7 s of py-evm; "
+        help="gas per transaction and call (default 30,000,000: up to ~10 s of py-evm; "
         "a real node's is 3,000,000,000)",
     )
     limits.add_argument(

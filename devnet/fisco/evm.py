@@ -46,7 +46,7 @@ from devnet.fisco.store import KeyValueStore
 from verifier.hashing import keccak256
 
 NODE_TX_GAS_LIMIT = 3_000_000_000  # genesis ``[tx] gaslimit`` of a real node
-DEFAULT_TX_GAS_LIMIT = 30_000_000  # about 7 s of an endless loop on py-evm
+DEFAULT_TX_GAS_LIMIT = 30_000_000  # an endless loop: about 10 s of py-evm on a 2020s core
 
 # ``TransactionExecutive::parseEVMCResult`` (v3.3.0): the status of each EVMC failure and the
 # Error(string) text it writes to the output for block version >= 3.1 (a revert keeps its data).

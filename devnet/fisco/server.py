@@ -8,7 +8,10 @@ connection that never sends a request. On top of it:
 
 - at most ``max_connections`` at once, fewer if the process's file limit is lower: at the cap a
   new connection displaces the longest-open idle one, or, when every one is busy, gets ``503``
-  and is closed, so a flood neither exhausts file descriptors nor fills the log;
+  and is closed. Running out of descriptors must not happen: asyncio (3.11) then logs a
+  traceback per pending connection and schedules one more retry for each, so the log grows
+  without bound. The cap leaves room for the descriptors the process already holds plus two
+  accept batches (accepted before the cap is looked at, and displaced but not yet closed);
 - bodies up to ``max_body_bytes`` (``413`` beyond), read within ``body_timeout_s`` (``408``).
 """
 
@@ -16,9 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 import resource
+import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -28,8 +36,12 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 Handler = Callable[[bytes], Awaitable[bytes]]
+ExceptionHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
+_log = logging.getLogger(__name__)
 
-FD_RESERVE = 32  # descriptors kept for the listener, the store, logs and worker threads
+ACCEPT_BATCH = 16  # what asyncio accepts per loop iteration (its ``backlog``)
+LISTEN_BACKLOG = 1024
+FD_MARGIN = 16  # descriptors for the store, logs and whatever opens later
 _HEADERS = {"Access-Control-Allow-Origin": "*"}
 _REFUSED_BODY = b'{"error":"too many connections"}'
 _REFUSED = (
@@ -51,7 +63,11 @@ def connection_cap(requested: int) -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return requested
-    return max(1, min(requested, soft - FD_RESERVE))
+    try:
+        held = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        held = 32
+    return max(1, min(requested, soft - held - 2 * ACCEPT_BATCH - FD_MARGIN))
 
 
 class _ClientErrors(logging.Filter):
@@ -64,6 +80,18 @@ class _ClientErrors(logging.Filter):
 
 _http_log = logging.getLogger("devnet.fisco.http")
 _http_log.addFilter(_ClientErrors())
+
+
+class _TrackedServer(web.Server):
+    """aiohttp's server, telling the connection cap when a connection is gone."""
+
+    def __init__(self, gone: Callable[[RequestHandler], None], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gone = gone
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        self._gone(handler)
 
 
 class _Refused(asyncio.Protocol):
@@ -82,12 +110,19 @@ class HttpServer:
         self.max_connections = connection_cap(self.limits.max_connections)
         self._web: web.Server | None = None
         self._listener: asyncio.Server | None = None
+        self._open: dict[RequestHandler, None] = {}  # oldest first
         self._busy: set[RequestHandler] = set()
+        self._last_accept_error = -math.inf
+        self._previous_handler: ExceptionHandler | None = None
         self.refused = 0
         self.displaced = 0
 
     async def start(self, host: str, port: int) -> int:
-        self._web = web.Server(
+        loop = asyncio.get_running_loop()
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_error)
+        self._web = _TrackedServer(
+            lambda handler: self._open.pop(handler, None),
             self._serve,
             request_factory=self._request,
             access_log=None,
@@ -95,8 +130,13 @@ class HttpServer:
             keepalive_timeout=self.limits.idle_timeout_s,
             lingering_time=1.0,
         )
-        loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(self._connection, host, port, backlog=128)
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+        sock.setblocking(False)
+        self._listener = await loop.create_server(self._connection, sock=sock, backlog=ACCEPT_BATCH)
+        # asyncio listens with the batch size; waiting connections belong in the kernel's queue,
+        # which costs this process no descriptor.
+        sock.listen(LISTEN_BACKLOG)
         bound: int = self._listener.sockets[0].getsockname()[1]
         return bound
 
@@ -107,28 +147,44 @@ class HttpServer:
             await self._web.shutdown(grace_s)
         if self._listener is not None:
             await self._listener.wait_closed()
+            asyncio.get_running_loop().set_exception_handler(self._previous_handler)
         self._listener = self._web = None
 
     @property
     def open_connections(self) -> int:
-        return 0 if self._web is None else len(self._live())
-
-    def _live(self) -> list[RequestHandler]:
-        assert self._web is not None
-        return [c for c in self._web.connections if c.transport is not None]
+        return len(self._open)
 
     def _connection(self) -> asyncio.BaseProtocol:
-        """Protocol factory: one call per accepted connection, oldest connections first."""
+        """Protocol factory: one call per accepted connection, before it is set up."""
         assert self._web is not None
-        live = self._live()
-        if len(live) >= self.max_connections:
-            idle = next((c for c in live if c not in self._busy), None)
+        if len(self._open) >= self.max_connections:
+            idle = next((c for c in self._open if self._is_idle(c)), None)
             if idle is None:
                 self.refused += 1
                 return _Refused()
             self.displaced += 1
+            del self._open[idle]
             idle.force_close()
-        return self._web()
+        handler = self._web()
+        self._open[handler] = None
+        return handler
+
+    def _is_idle(self, handler: RequestHandler) -> bool:
+        """Set up (it has its socket) and not inside a request."""
+        return handler.transport is not None and handler not in self._busy
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Should descriptors run out after all, one line per 10 s instead of a flood."""
+        if str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+            now = time.monotonic()
+            if now - self._last_accept_error >= 10:
+                self._last_accept_error = now
+                _log.warning("accept_failed reason=%s", context.get("exception"))
+            return
+        if self._previous_handler is not None:
+            self._previous_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
     def _request(
         self,
@@ -158,6 +214,8 @@ class HttpServer:
                     body = await request.read()
             except TimeoutError:
                 raise web.HTTPRequestTimeout() from None
+            except ConnectionError:  # the client left mid-body: nobody to answer, nothing to log
+                raise web.HTTPBadRequest() from None
             answer = await self._handler(body)
             return web.Response(body=answer, content_type="application/json", headers=_HEADERS)
         finally:
