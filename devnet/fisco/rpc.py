@@ -172,7 +172,8 @@ class RpcDispatcher:
         return {"blockNumber": 0, "value": config[key]}
 
     async def rpc_getLogs(self, params: list[Any]) -> Any:
-        return get_logs(self.chain, as_str(params, 0), params[1] if len(params) > 1 else None)
+        query = params[1] if len(params) > 1 else None
+        return await self.workers.read(get_logs, self.chain, as_str(params, 0), query)
 
     # ---- execution ------------------------------------------------------------------------
     async def rpc_sendTransaction(self, params: list[Any]) -> Any:

@@ -1,7 +1,8 @@
 """Threads that keep heavy work off the event loop, and the stop flag they all watch.
 
 ``evm``: one thread owns the EVM and its state (blocks, calls, getCode), so executions never
-overlap. ``decode``: large request bodies (JSON, hex, TARS) are parsed here. py-evm, the TARS
+overlap. ``decode``: large request bodies (JSON, hex, TARS) are parsed here, and ledger scans
+that grow with the chain (``getLogs``) run here. py-evm, the TARS
 reader and the JSON depth scan are Python loops, so the event loop gets the GIL every few
 milliseconds and keeps answering; on ``stop`` each of them gives up within one step.
 """
@@ -36,6 +37,10 @@ class Workers:
         """Run ``func`` in a decoding thread, or right here if its input is ``size`` <= 64 KiB."""
         if size <= INLINE_BYTES:
             return func(*args, **kwargs)
+        return await self.read(func, *args, **kwargs)
+
+    async def read(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``func``, which only reads the ledger, in a decoding thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._decode, functools.partial(func, *args, **kwargs))
 
