@@ -1,10 +1,10 @@
 """HTTP/1.1 on aiohttp's server: every request body goes to the JSON-RPC dispatcher.
 
-Like the node's ``HttpSession``, the path is ignored and every answer is ``200`` with
-``application/json`` (``OPTIONS`` gets an empty one). aiohttp parses the request strictly
-(one plain decimal ``Content-Length``, no ``Transfer-Encoding`` beside it, ``chunked`` only as
-the last coding) and answers a malformed one with ``400``; its keep-alive timer also closes a
-connection that never sends a request. On top of it:
+Like the node's ``HttpSession``, the path is ignored and every well-framed request is answered
+``200`` with ``application/json`` (``OPTIONS`` gets an empty one). aiohttp parses requests
+strictly (one plain decimal ``Content-Length``, no ``Transfer-Encoding`` beside it, ``chunked``
+only as the last coding) and answers a malformed one with ``400``; its keep-alive timer also
+closes a connection that never sends a request. On top of it:
 
 - at most ``max_connections`` at once, fewer if the process's file limit is lower: at the cap a
   new connection displaces the longest-open idle one, or, when every one is busy, gets ``503``
