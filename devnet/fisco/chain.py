@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,8 @@ from devnet.fisco.ledger import Ledger, Record, block_hash_of, receipt_record
 from devnet.fisco.store import KeyValueStore
 from devnet.fisco.tars import WireTransaction, decode_transaction
 from verifier.hashing import keccak256
+
+_ADDRESS_DIGITS = re.compile(r"[0-9a-fA-F]{40}")
 
 COMPATIBILITY_VERSION = 0x03030000  # 3.3.0: tx JSON nonce is hex of the nonce bytes
 SUPPORTED_TX_VERSION = 0  # TransactionData fields 1-8 only (spec 3.1)
@@ -370,10 +373,11 @@ def _call_address_error() -> bytes:
 
 
 def _parse_address(text: str) -> bytes | None:
+    """The 20 bytes a ``to`` of 40 hex digits (``0x`` optional) names, else None.
+
+    Only hex digits: ``bytes.fromhex`` alone would also take spaces, turning a 40-character
+    text into a shorter address that a real node would not call."""
     body = text[2:] if text[:2] in ("0x", "0X") else text
-    if len(body) != 40:
+    if not _ADDRESS_DIGITS.fullmatch(body):
         return None
-    try:
-        return bytes.fromhex(body)
-    except ValueError:
-        return None
+    return bytes.fromhex(body)
