@@ -33,6 +33,10 @@ Path = list[str | int]
 
 _INTERESTING_INTS = (0, 1, -1, 2, 31, 32, 33, 255, 256, 2**31, 2**32, 2**63 - 1, 2**63, 2**64)
 _HEX_DIGITS = "0123456789abcdef"
+_ABI_TYPES = (
+    "uint256[]", "bytes", "string", "tuple", "(uint256[],bytes)", "bytes32[4]", "int8",
+    "address", "bool", "uint256[2][]", "string[]", "(string,uint64)[]", "fixed128x18",
+)  # fmt: skip
 
 
 def mutate(data: bytes, max_size: int, seed: int, fallback: Fallback) -> bytes:
@@ -118,7 +122,7 @@ def _other_values(rng: random.Random) -> list[Any]:
 def _mutated_text(text: str, rng: random.Random) -> str:
     prefix = "0x" if text[:2] in ("0x", "0X") else ""
     body = text[len(prefix) :]
-    choice = rng.randrange(12)
+    choice = rng.randrange(13)
     if choice == 0 and body:  # flip one digit
         i = rng.randrange(len(body))
         return (
@@ -147,6 +151,8 @@ def _mutated_text(text: str, rng: random.Random) -> str:
         return str(int(body) + rng.choice((1, -1, 10**20)))
     if choice == 10:
         return prefix + body[::-1]
+    if choice == 11:
+        return rng.choice(_ABI_TYPES)
     return ""
 
 
