@@ -457,3 +457,41 @@ def test_item_cap_boundary() -> None:
     )
     err = _fails([*proof, _marker(2)], leaf, current, MalformedProof)
     assert f"at most {MAX_PROOF_ITEMS}" in err.reason
+
+
+def test_error_details_name_the_item_and_the_values() -> None:
+    """Errors carry what the audit log records: the item index, field and both values."""
+    a, b = _leaves(2)
+    err = _fails([b.hex()], a, a, ProofMismatch)
+    assert isinstance(err, ProofMismatch)
+    assert (err.index, err.expected, err.computed) == (0, a.hex(), b.hex())
+    err = _fails([_marker(1), a.hex()], a, keccak256(a), MalformedProof)
+    assert isinstance(err, MalformedProof)
+    assert err.index == 0
+    proof, leaf, root = _case()
+    err = _fails([*proof[:-3], _marker(1), proof[-2]], leaf, root, MalformedProof)
+    assert isinstance(err, MalformedProof)
+    assert err.index == len(proof) - 3
+    tampered = list(proof)
+    tampered[4] = tampered[5] = keccak256(b"x").hex()
+    err = _fails(tampered, leaf, root, ProofMismatch)
+    assert isinstance(err, ProofMismatch)
+    assert err.index == 3
+    assert err.expected == f"{tampered[4]} or {tampered[5]}"
+    err = _fails(proof, leaf, keccak256(root), ProofMismatch)
+    assert isinstance(err, ProofMismatch)
+    assert err.expected == "0x" + keccak256(root).hex()
+    for bad_leaf, bad_root, name in ((leaf[:31], root, "leaf"), (leaf, root[:31], "root")):
+        err = _fails(proof, bad_leaf, bad_root, MalformedEvidence)
+        assert isinstance(err, MalformedEvidence)
+        assert err.field == name
+
+
+def test_builder_index_errors() -> None:
+    """A bool is not an index (True would prove leaf 1); the error names the valid range."""
+    leaves = _leaves(3)
+    for bad in (True, False, -1, 3):
+        with pytest.raises(MalformedEvidence) as info:
+            compute_merkle_proof(leaves, bad, keccak256)
+        assert info.value.field == "index"
+        assert "outside 0..2" in info.value.reason
