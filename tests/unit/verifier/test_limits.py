@@ -299,3 +299,36 @@ def test_mpt_proof_nodes_at_the_bound_are_walked_and_one_more_is_refused() -> No
     bundle["proof"].append(node)
     with pytest.raises(MalformedProof, match=f"more than {limits.MAX_MPT_PROOF_NODES}"):
         verify_bundle(bundle)
+
+
+def test_a_bad_proof_is_refused_before_the_receipt_is_re_encoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The EVM proof is walked first: a proof that does not hold costs no re-encoding."""
+    from verifier.evm import receipt as evm_receipt  # noqa: PLC0415 - the module patched
+
+    bundle = evm_bundle([evm_log(i) for i in range(50)])
+    bundle["proof"][0] = bundle["proof"][0][:-2] + (
+        "00" if bundle["proof"][0][-2:] != "00" else "01"
+    )
+
+    def must_not_run(_: object) -> bytes:
+        raise AssertionError("the receipt was re-encoded before the proof was checked")
+
+    monkeypatch.setattr(evm_receipt, "encode_receipt", must_not_run)
+    with pytest.raises(VerificationError) as info:
+        verify_bundle(bundle)
+    assert info.value.check == "receipt_proof"
+
+
+def test_a_late_difference_in_a_large_receipt_is_located_exactly() -> None:
+    """A receipt that differs from the proven value only in its last data byte (1 MiB of
+    data) is refused as receipt_proof naming that byte, found without a per-byte loop."""
+    bundle = evm_bundle([evm_log(0, data=limits.MAX_LOG_DATA_BYTES)])
+    data = bundle["receipt"]["logs"][0]["data"]
+    bundle["receipt"]["logs"][0]["data"] = data[:-2] + "ff"
+    with pytest.raises(VerificationError, match=r"first difference at byte \d+") as info:
+        verify_bundle(bundle)
+    assert info.value.check == "receipt_proof"
+    proven_length = int(str(info.value).split("lengths ")[1].split(" ")[0])
+    assert f"first difference at byte {proven_length - 1};" in str(info.value)
