@@ -17,14 +17,19 @@ Usage::
     python -m bench.mutate [--max-minutes 30] [--only 'verifier.merkle.*' ...] [--keep]
         [--json results.json]
 
-It prints a table of counts per module and every surviving mutant with its diff. Exit code 0
-when the run completed, 3 when it was cut short by the time limit (results are still printed),
-2 when the unmutated tests fail or mutmut is missing.
+It prints a table of counts per module and every surviving mutant with its diff. A survivor
+whose changed lines all lie inside a ``raise`` statement is counted apart as an *error detail*:
+the same error type is still raised and only its text or attributes (``index``, ``field``,
+``expected``...) differ; such mutants point at untested diagnostics, not at a wrong verdict.
+
+Exit code 0 when the run completed, 3 when it was cut short by the time limit (results are
+still printed), 2 when the unmutated tests fail or mutmut is missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import json
 import os
@@ -63,7 +68,7 @@ _STATUS = {
     -9: "segfault",
     -11: "segfault",
 }
-COLUMNS = ("killed", "survived", "timeout", "no tests", "caught by type check", "not checked")
+COLUMNS = ("killed", "survived", "detail", "timeout", "no tests", "not checked")
 
 
 @dataclass
@@ -73,6 +78,7 @@ class ModuleResult:
     path: str
     counts: Counter[str] = field(default_factory=Counter)
     survivors: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
 
 
 def status_of(exit_code: int | None) -> str:
@@ -180,21 +186,62 @@ def show(workdir: Path, name: str) -> str:
     )
 
 
+def raise_lines(source: str) -> set[int]:
+    """Line numbers covered by ``raise`` statements."""
+    lines: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Raise):
+            lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    return lines
+
+
+def is_error_detail(source: str, diff: str) -> bool:
+    """True when every line the mutant removed occurs in the source only inside ``raise``."""
+    text = source.splitlines()
+    inside = raise_lines(source)
+    removed = [line[1:] for line in diff.splitlines() if line.startswith("-")]
+    if not removed:
+        return False
+    for line in removed:
+        where = {n for n, src in enumerate(text, start=1) if src == line}
+        if not where or not where <= inside:
+            return False
+    return True
+
+
+def classify(workdir: Path, results: list[ModuleResult], diffs: dict[str, str]) -> None:
+    """Move survivors that only change an error's details from ``survived`` to ``detail``."""
+    for r in results:
+        source = (workdir / r.path).read_text(encoding="utf-8")
+        logic = []
+        for name in r.survivors:
+            if is_error_detail(source, diffs.get(name, "")):
+                r.details.append(name)
+            else:
+                logic.append(name)
+        r.survivors = logic
+        r.counts["detail"] = len(r.details)
+        r.counts["survived"] = len(logic)
+
+
 def report(results: list[ModuleResult], diffs: dict[str, str]) -> None:
     """Print the table of counts and every survivor with its diff."""
     width = max([len(r.path) for r in results] + [len("module")])
-    print(f"{'module':<{width}}  " + "  ".join(f"{c:>8}" for c in COLUMNS))
+    print(f"{'module':<{width}}  " + "  ".join(f"{c:>11}" for c in COLUMNS))
     total: Counter[str] = Counter()
     for r in results:
         total.update(r.counts)
-        print(f"{r.path:<{width}}  " + "  ".join(f"{r.counts[c]:>8}" for c in COLUMNS))
-    print(f"{'total':<{width}}  " + "  ".join(f"{total[c]:>8}" for c in COLUMNS))
+        print(f"{r.path:<{width}}  " + "  ".join(f"{r.counts[c]:>11}" for c in COLUMNS))
+    print(f"{'total':<{width}}  " + "  ".join(f"{total[c]:>11}" for c in COLUMNS))
     others = set(total) - set(COLUMNS)
     if others:
         print("also: " + ", ".join(f"{k} {total[k]}" for k in sorted(others)))
     for r in results:
         for name in r.survivors:
             print(f"\nSURVIVED {name}\n{diffs.get(name, '')}")
+    for r in results:
+        for name in r.details:
+            print(f"\nDETAIL {name}\n{diffs.get(name, '')}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         completed = run_mutmut(workdir, args.only, budget, workdir / "mutmut.log")
         results = collect(workdir)
         diffs = {n: show(workdir, n) for r in results for n in r.survivors}
+        classify(workdir, results, diffs)
         report(results, diffs)
         minutes = (time.monotonic() - started) / 60
         print(f"\n{'completed' if completed else 'stopped by --max-minutes'} in {minutes:.1f} min")
@@ -230,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                     {
                         "completed": completed,
                         "modules": {r.path: dict(r.counts) for r in results},
-                        "survivors": diffs,
+                        "survivors": {n: diffs[n] for r in results for n in r.survivors},
+                        "details": {n: diffs[n] for r in results for n in r.details},
                     },
                     indent=2,
                 ),
