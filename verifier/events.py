@@ -14,10 +14,12 @@ nothing else fits. So, for a non-anonymous event ``Name(T1 indexed a, T2 b, ...)
   following log that a FISCO receipt hash cannot separate from this one), non-canonical
   offsets, aliased tails and dirty padding are all refused.
 
-Anonymous events (no topic 0) are never evidence. Arrays whose elements are themselves dynamic
-(``string[]``, ``bytes[][]``) are refused in event definitions: their offsets can alias one
-tail many times, so decoding could expand a small input far beyond its size before the
-re-encoding comparison could reject it.
+Anonymous events (no topic 0) are never evidence. ABI offsets can point several heads at one
+tail, and the decoder expands each before the re-encoding comparison can refuse the data, so
+event definitions are kept to shapes where that stays linear: arrays whose elements are
+themselves dynamic (``string[]``, ``bytes[][]``) are refused, and the non-indexed inputs may
+hold at most ``MAX_DYNAMIC_HEADS`` dynamic values (strings, bytes, dynamic arrays and tuples,
+nested ones included), so no input is decoded more than that many times over.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from verifier.types import DecodedLog
 CHECK: Final = "event"
 MAX_EVENT_INPUTS: Final = 32
 """More inputs than any event the gateway relies on; keeps a hostile ABI entry small."""
+MAX_DYNAMIC_HEADS: Final = 8
+"""Dynamic values in an event's data; the gateway's events have at most 4 (see above)."""
 MAX_TOPICS: Final = 4
 """LOG0..LOG4: topic 0 plus at most three indexed inputs."""
 _WORD: Final = 32
@@ -101,6 +105,12 @@ def parse_event_abi(entry: object, path: str = "event") -> EventAbi:
     inputs = tuple(_parse_input(item, f"{path}.inputs[{i}]") for i, item in enumerate(raw_inputs))
     if 1 + sum(i.indexed for i in inputs) > MAX_TOPICS:
         raise MalformedEvidence("more than 3 indexed inputs", field=f"{path}.inputs")
+    heads = sum(_dynamic_heads(parse(i.type)) for i in inputs if not i.indexed)
+    if heads > MAX_DYNAMIC_HEADS:
+        raise MalformedEvidence(
+            f"{heads} dynamic values in the data, at most {MAX_DYNAMIC_HEADS}",
+            field=f"{path}.inputs",
+        )
     return EventAbi(name=name, inputs=inputs)
 
 
@@ -175,6 +185,15 @@ def _refuse_aliasing(abi_type: ABIType, field: str) -> None:
     if isinstance(abi_type, TupleType):
         for component in abi_type.components:
             _refuse_aliasing(component, field)
+
+
+def _dynamic_heads(abi_type: ABIType) -> int:
+    """How many offsets the encoding of ``abi_type`` holds, its own included."""
+    if not abi_type.is_dynamic:
+        return 0
+    if isinstance(abi_type, TupleType) and not abi_type.is_array:
+        return 1 + sum(_dynamic_heads(c) for c in abi_type.components)
+    return 1  # string, bytes, or an array of static elements (dynamic elements are refused)
 
 
 def _decode_topic(item: EventInput, topic: bytes, position: int) -> Any:

@@ -199,3 +199,36 @@ def _expected(abi_type: str, arg: Any) -> Any:
     if abi_type.endswith("[]"):
         return tuple(arg)
     return arg
+
+
+@pytest.mark.parametrize(("count", "refused"), [(8, False), (9, True)])
+def test_dynamic_values_in_the_data_are_bounded(count: int, refused: bool) -> None:
+    """Offsets can alias one tail; with at most 8 dynamic values no byte is decoded more than
+    8 times before the re-encoding check (a tuple counts itself and its dynamic members)."""
+    entry = _entry(["string"] * (count - 2) + ["(bytes,uint8)"])
+    if refused:
+        with pytest.raises(MalformedEvidence, match="dynamic values"):
+            parse_event_abi(entry)
+    else:
+        assert parse_event_abi(entry).signature.endswith(",(bytes,uint8))")
+
+
+def test_aliased_tails_through_tuples_are_refused_up_front() -> None:
+    """From the adversarial benchmark: 32 tuples of 32 uint256[] aliasing one tail decoded a
+    34 KB input 1,024 times over; such a definition is refused before any decoding."""
+    components = [{"type": "uint256[]"}] * 32
+    entry = {
+        "type": "event",
+        "name": "E",
+        "inputs": [{"name": f"a{i}", "type": "tuple", "components": components} for i in range(32)],
+    }
+    with pytest.raises(MalformedEvidence, match="1056 dynamic values"):
+        parse_event_abi(entry)
+
+
+def test_aliased_heads_within_the_bound_are_refused_by_the_comparison() -> None:
+    event = parse_event_abi(_entry(["bytes"] * 8))
+    tail = (1024).to_bytes(32, "big") + b"\x01" * 1024
+    data = (256).to_bytes(32, "big") * 8 + tail
+    with pytest.raises(VerificationError, match="non-canonical"):
+        decode_event(_log([event.topic0(keccak256)], data), event, keccak256)
