@@ -25,7 +25,7 @@ from verifier.limits import (
 
 # Possessive and with an optional closing quote, so an unterminated string is consumed once
 # instead of rescanned from every quote (which made the scan quadratic).
-_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
 _NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
 _DEPTH_STEP: Final = tuple(1 if b in b"[{" else -1 for b in range(256))
 _HEX = re.compile(r"[0-9a-fA-F]*")
@@ -159,10 +159,10 @@ def _check_shape(raw: bytes, what: str, *, max_depth: int, max_values: int) -> N
     ``bytes.count`` alone: every value or key but the first follows a comma, a colon or an
     opening bracket, and every string has two quotes. Only when both counts are within
     ``max_values`` are strings blanked out (one regex match per string, so a bounded number) to
-    measure the depth. Working on the UTF-8 bytes, not the decoded text, keeps every copy at
-    one byte a character (decoded text takes 4 bytes a character once one emoji is in it);
-    UTF-8 never uses bytes below 0x80 inside a multi-byte character, so the structure is the
-    same.
+    measure the depth. The scan reads the UTF-8 bytes as Latin-1, one byte a character, so
+    every copy stays at one byte a character (decoded text takes 4 once an emoji is in it) and
+    the regex's pieces are cached one-character strings; UTF-8 never uses bytes below 0x80
+    inside a multi-byte character, so quotes, backslashes and brackets are where they were.
     """
     opens = raw.count(b"[") + raw.count(b"{")
     values = raw.count(b",") + raw.count(b":") + opens + 1
@@ -170,7 +170,9 @@ def _check_shape(raw: bytes, what: str, *, max_depth: int, max_values: int) -> N
     strings = raw.count(b'"') // 2
     check_count(strings, max_values, field=what, what="JSON strings (pairs of quotes)")
     # The possessive pattern never backtracks: linear, and at most strings + 1 matches.
-    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    skeleton = _JSON_STRING.sub("", raw.decode("latin-1"))
+    brackets = skeleton.encode("latin-1").translate(None, _NOT_BRACKETS)
+    del skeleton
     opened = brackets.count(b"[") + brackets.count(b"{")
     if 2 * opened != len(brackets):
         raise MalformedEvidence("not JSON: unbalanced brackets", field=what)
