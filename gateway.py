@@ -21,12 +21,12 @@ from typing import Any, Final, TextIO
 from verifier.encoding import load_json
 from verifier.errors import MalformedEvidence, VerificationError
 from verifier.evidence import BundleFormatError, verify_bundle
+from verifier.limits import MAX_BUNDLE_BYTES
 from verifier.types import VerifiedEvidence
 
 EXIT_OK: Final = 0
 EXIT_INVALID: Final = 1
 EXIT_USAGE: Final = 2
-MAX_BUNDLE_BYTES: Final = 32 * 1024 * 1024
 EXAMPLES_DIR: Final = Path(__file__).resolve().parent / "docs" / "examples"
 
 

@@ -42,13 +42,12 @@ from verifier.fisco.transaction import (
     parse_nonce,
 )
 from verifier.hashing import CryptoSuite, Hasher, hasher_for, keccak256
+from verifier.limits import MAX_PROOF_ITEMS, MAX_SEALERS, check_count
 from verifier.merkle.fisco import LeafPositions, verify_merkle_proof
 from verifier.signatures.quorum import verify_signature_list
 from verifier.types import DecodedLog, Family, VerifiedEvidence
 
 FORMAT_V1: Final = "interop-evidence/1"
-MAX_PROOF_ITEMS: Final = 256
-MAX_SEALERS: Final = 1024
 MAX_NONCE_DIGITS: Final = 20
 """A bound FISCO nonce is 1 to 20 decimal digits (a u64 printed in decimal fits). Short enough
 that no 40-character address text fits in the digit run (docs/evidence-format.md)."""
@@ -108,8 +107,7 @@ def parse_bundle(document: object) -> EvidenceBundle:
     if not chain_id:
         raise MalformedEvidence("must not be empty", field="chain_id")
     proof = parse_list(require(document, "proof", ""), "proof")
-    if len(proof) > MAX_PROOF_ITEMS:
-        raise MalformedEvidence(f"more than {MAX_PROOF_ITEMS} items", field="proof")
+    check_count(len(proof), MAX_PROOF_ITEMS, field="proof", what="proof items")
     for i, item in enumerate(proof):
         parse_str(item, f"proof[{i}]")
     log_index = document.get("log_index")
@@ -335,6 +333,7 @@ def _prove_transaction(
     (decimal digits) is applied to the bytes of the form that was proven.
     """
     proof = parse_list(require(tx, "txProof", "transaction"), "transaction.txProof")
+    check_count(len(proof), MAX_PROOF_ITEMS, field="transaction.txProof", what="proof items")
     preferred = nonce_encoding_for_version(header.version)
     forms: tuple[NonceEncoding, ...] = (
         (preferred, "decimal") if preferred == "hex" else (preferred, "hex")
@@ -428,8 +427,7 @@ def _parse_sealers(trust: Mapping[str, Any]) -> dict[bytes, int]:
     sealers = parse_list(require(trust, "sealers", "trust"), "trust.sealers")
     if not sealers:
         raise MalformedEvidence("the trusted sealer set is empty", field="trust.sealers")
-    if len(sealers) > MAX_SEALERS:
-        raise MalformedEvidence(f"more than {MAX_SEALERS} sealers", field="trust.sealers")
+    check_count(len(sealers), MAX_SEALERS, field="trust.sealers", what="sealers")
     trusted: dict[bytes, int] = {}
     for i, entry in enumerate(sealers):
         path = f"trust.sealers[{i}]"

@@ -28,6 +28,7 @@ from verifier.errors import (
     VerificationError,
 )
 from verifier.hashing import CryptoSuite
+from verifier.limits import MAX_SEALERS, MAX_SIGNATURES_PER_HEADER, check_count
 from verifier.signatures import secp256k1, sm2
 from verifier.types import SignatureQuorum
 
@@ -65,6 +66,11 @@ def verify_signature_list(
     """
     if not isinstance(header_hash, bytes) or len(header_hash) != 32:
         raise MalformedEvidence("not a 32-byte hash", check="signature", field="header_hash")
+    check_count(
+        len(signatures), MAX_SIGNATURES_PER_HEADER, field="signatureList", what="signatures"
+    )
+    check_count(len(sealer_list), MAX_SEALERS, field="sealerList", what="sealers")
+    check_count(len(trusted), MAX_SEALERS, field="trusted", what="trusted sealers")
     total = _trusted_total(trusted)
     need = quorum_threshold(total)
     seen_keys: set[bytes] = set()
