@@ -276,6 +276,7 @@ def test_malformed_nodes(node: bytes, key: bytes) -> None:
     with pytest.raises(MalformedProof) as info:
         verify_mpt_proof(keccak256(node), key, [node], check="t")
     assert info.value.index == 0
+    assert info.value.check == "t"
 
 
 def test_branch_value_slot() -> None:
@@ -331,6 +332,9 @@ def _absent(root: bytes, key: bytes, proof: list[bytes], reason: str) -> None:
     with pytest.raises(ProofMismatch) as info:
         verify_mpt_proof(root, key, proof, check="t")
     assert info.value.computed == f"absence ({reason})"
+    assert info.value.expected == f"a value for key 0x{key.hex()}"
+    assert info.value.check == "t"
+    assert info.value.index is not None
 
 
 def test_leaf_path_is_the_whole_rest_of_the_key() -> None:
@@ -439,3 +443,61 @@ def test_embedded_node_with_bytes_after_it_is_malformed() -> None:
     assert verify_mpt_proof(
         keccak256(_branch_embedding(leaf)), b"\x10", [_branch_embedding(leaf)], check="t"
     ) == (b"a" * 10)
+
+
+# --- from the mutation run (docs/mutation.md) ----------------------------------------------
+
+
+def test_value_size_bound_is_inclusive() -> None:
+    """A value of exactly max_value_size bytes is accepted, one byte less of bound is not."""
+    size = len(ITEMS[KEY])
+    assert verify_mpt_proof(ROOT, KEY, PROOF, check="t", max_value_size=size) == ITEMS[KEY]
+    with pytest.raises(MalformedProof):
+        verify_mpt_proof(ROOT, KEY, PROOF, check="t", max_value_size=size - 1)
+
+
+def test_only_the_last_node_may_exceed_max_node_size() -> None:
+    """Node sizes: the leaf may carry a large value; the node before it may not be large."""
+    items = {b"\x01": b"x" * 1000, b"\x02": b"y" * 1000}
+    root = compute_mpt_root(items)
+    proof = compute_mpt_proof(items, b"\x01")
+    assert [len(node) > 100 for node in proof] == [False, False, True]
+    assert verify_mpt_proof(root, b"\x01", proof, check="t", max_node_size=100) == items[b"\x01"]
+    with pytest.raises(MalformedProof) as info:
+        verify_mpt_proof(root, b"\x01", proof, check="t", max_node_size=len(proof[1]) - 1)
+    assert info.value.index == 1
+
+
+def test_parse_proof_nodes_needs_a_list_and_takes_uppercase_prefix() -> None:
+    """A non-list is a MalformedEvidence on field "proof", not a list of characters; 0X works."""
+    for bad in ("0xc0", b"\xc0", {"0xc0": 1}):
+        with pytest.raises(MalformedEvidence) as info:
+            parse_proof_nodes(bad, check="t")
+        assert not isinstance(info.value, MalformedProof)
+        assert info.value.field == "proof"
+    assert parse_proof_nodes(["0XC0", "0x80"], check="t") == [b"\xc0", b"\x80"]
+    with pytest.raises(MalformedProof) as proof_info:
+        parse_proof_nodes(["0xc0", "0Xzz"], check="receipt_proof")
+    assert (proof_info.value.check, proof_info.value.index) == ("receipt_proof", 1)
+
+
+@pytest.mark.parametrize(
+    ("node", "key"),
+    [
+        (encode([[b"\x20"], b"v"]), b""),  # path that is a list (its payload reads as a leaf)
+        (encode([b"\x21\x23", b"v"]), b"\x23"),  # even leaf path, non-zero pad nibble
+    ],
+)
+def test_malformed_paths(node: bytes, key: bytes) -> None:
+    """A hex-prefix path must be a string whose even form pads with a zero nibble."""
+    with pytest.raises(MalformedProof, match="bad hex-prefix path"):
+        verify_mpt_proof(keccak256(node), key, [node], check="t")
+
+
+def test_errors_in_later_nodes_name_node_and_check() -> None:
+    """A malformed node after the root is reported with its index and the caller's check."""
+    for node in (b"\xc3\x81\x05\x80", b"\x83abc"):  # non-canonical item; not a list
+        branch = encode_list_of_encoded([b"\x80", b"\xa0" + keccak256(node)] + [b"\x80"] * 15)
+        with pytest.raises(MalformedProof) as info:
+            verify_mpt_proof(keccak256(branch), b"\x10", [branch, node], check="receipt_proof")
+        assert (info.value.index, info.value.check) == (1, "receipt_proof")

@@ -200,3 +200,34 @@ def test_encode_list_of_encoded_embeds_raw_items() -> None:
     """A list of pre-encoded items encodes like the list of the items themselves."""
     parts = [encode(b"cat"), encode([b"dog"])]
     assert encode_list_of_encoded(parts) == encode([b"cat", [b"dog"]])
+
+
+# --- from the mutation run (docs/mutation.md) ----------------------------------------------
+
+
+def test_errors_name_the_offset_and_the_check() -> None:
+    """An RlpError carries its detail, the byte offset and check "rlp" unless told otherwise."""
+    with pytest.raises(RlpError) as info:
+        decode(b"\xc2\x81\x00")
+    assert (info.value.detail, info.value.offset, info.value.check) == (
+        "single byte below 0x80 encoded as a string",
+        1,
+        "rlp",
+    )
+    assert str(info.value) == "invalid RLP at byte 1: single byte below 0x80 encoded as a string"
+    for truncated in (b"\xb8", b"\xb8\x38"):
+        with pytest.raises(RlpError) as info:
+            decode(truncated, check="header")
+        assert (info.value.offset, info.value.check) == (0, "header")
+    assert str(RlpError("no offset")) == "invalid RLP: no offset"
+
+
+def test_decode_uint_length_bound_is_inclusive() -> None:
+    """max_bytes bytes are accepted, one more is refused."""
+    assert decode_uint(b"\xff" * 32, field="f", check="c") == (1 << 256) - 1
+    with pytest.raises(MalformedEvidence) as info:
+        decode_uint(b"\x01" * 33, field="f", check="c")
+    assert info.value.field == "f"
+    assert decode_uint(b"\x01\x02", field="f", check="c", max_bytes=2) == 0x0102
+    with pytest.raises(MalformedEvidence):
+        decode_uint(b"\x01\x02", field="f", check="c", max_bytes=1)

@@ -388,3 +388,31 @@ def test_zero_trusted_weight_counts_nothing() -> None:
     with pytest.raises(QuorumNotReached) as info:
         _check(block, suite, trusted_set(block, [0, 1, 1, 1]))
     assert (info.value.have, info.value.need, info.value.total) == (2, 3, 3)
+
+
+def test_bool_and_malformed_inputs_are_refused() -> None:
+    """True is not a weight total nor a sealerIndex; a short hash or a 1-item entry is malformed."""
+    suite = CryptoSuite.KECCAK256_SECP256K1
+    block = build_header(suite, private_keys(suite), [0, 1, 2])
+    header = parse_header(block, keccak256)
+    trusted = trusted_set(block)
+    for total in (True, "3", 0.5):
+        with pytest.raises(MalformedEvidence):
+            quorum_threshold(total)  # type: ignore[arg-type]
+    with pytest.raises(MalformedEvidence) as info:
+        verify_signature_list(
+            header.hash[:31], header.sealer_list, header.signatures, trusted, suite
+        )
+    assert info.value.field == "header_hash"
+    signature = header.signatures[1][1]
+    for entry in ((1,), (1, signature, b""), "ab", (True, signature)):
+        with pytest.raises(MalformedEvidence):
+            verify_signature_list(header.hash, header.sealer_list, [entry], trusted, suite)  # type: ignore[list-item]
+
+
+def test_a_single_sealer_of_weight_one_is_a_quorum() -> None:
+    """Total weight 1 is a valid trusted set: its one signature is the quorum."""
+    suite = CryptoSuite.KECCAK256_SECP256K1
+    block = build_header(suite, private_keys(suite), [0])
+    result = _check(block, suite, trusted_set(block, [1, 0, 0, 0]))
+    assert (result.have, result.need, result.total) == (1, 1, 1)
