@@ -501,3 +501,20 @@ def test_errors_in_later_nodes_name_node_and_check() -> None:
         with pytest.raises(MalformedProof) as info:
             verify_mpt_proof(keccak256(branch), b"\x10", [branch, node], check="receipt_proof")
         assert (info.value.index, info.value.check) == (1, "receipt_proof")
+
+
+def test_non_bytes_key_and_nodes_are_malformed() -> None:
+    """A str key or a str node is refused as malformed input, naming the field or the node."""
+    with pytest.raises(MalformedEvidence) as info:
+        verify_mpt_proof(ROOT, KEY.hex(), PROOF, check="receipt_proof")  # type: ignore[arg-type]
+    assert (info.value.field, info.value.check) == ("key", "receipt_proof")
+    with pytest.raises(MalformedEvidence) as info:
+        verify_mpt_proof(ROOT[:31], KEY, PROOF, check="receipt_proof")
+    assert (info.value.field, info.value.check) == ("root", "receipt_proof")
+    nodes: list[Any] = [PROOF[0], PROOF[1].hex(), *PROOF[2:]]
+    with pytest.raises(MalformedProof) as proof_info:
+        verify_mpt_proof(ROOT, KEY, nodes, check="receipt_proof")
+    assert (proof_info.value.index, proof_info.value.check) == (1, "receipt_proof")
+    with pytest.raises(MalformedProof) as proof_info:
+        verify_mpt_proof(ROOT, KEY, [], check="receipt_proof")
+    assert proof_info.value.check == "receipt_proof"
