@@ -100,6 +100,38 @@ class RpcClient:
         return str(receipt["contractAddress"])
 
 
+MESSENGER_EVENT: dict[str, Any] = next(
+    e for e in artifact("Messenger")["abi"] if e["type"] == "event"
+)
+
+
+def evidence_bundle(
+    node: DevNode, client: RpcClient, tx_hash: str, *, call: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The evidence bundle of ``tx_hash`` as an adapter fetches it from the devnode, with the
+    devnode's sealers, ids and the Messenger event as trust; the pinned call is ``call``, or
+    the transaction's own ``to`` and ``input``. No ``log_index``: callers add it."""
+    receipt = client.call("getTransactionReceipt", tx_hash, True)
+    transaction = client.call("getTransaction", tx_hash, True)
+    return {
+        "format": "interop-evidence/1",
+        "family": "fisco-bcos-3",
+        "chain_id": "devnode",
+        "crypto": "keccak256-secp256k1",
+        "block": client.call("getBlockByNumber", receipt["blockNumber"], True, True),
+        "receipt": receipt,
+        "proof": receipt["txReceiptProof"],
+        "transaction": transaction,
+        "trust": {
+            "sealers": [{"node_id": k.public_key.hex(), "weight": 1} for k in node.sealer_keys],
+            "chainID": "chain0",
+            "groupID": "group0",
+            "call": call or {"to": transaction["to"], "input": transaction["input"]},
+            "event": MESSENGER_EVENT,
+        },
+    }
+
+
 def send_block(
     node: DevNode, client: RpcClient, to: str, values: list[int]
 ) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from devnet.fisco.node import DevNode
-from tests.integration.devnet.client import RpcClient, artifact, selector, uint
+from tests.integration.devnet.client import RpcClient, evidence_bundle, selector, uint
 from verifier.errors import QuorumNotReached
 from verifier.evidence import verify_bundle
 from verifier.hashing import keccak256
@@ -22,27 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 def _bundle(node: DevNode, client: RpcClient, tx_hash: str) -> dict[str, Any]:
-    receipt = client.call("getTransactionReceipt", tx_hash, True)
-    block = client.call("getBlockByNumber", receipt["blockNumber"], True, True)
-    transaction = client.call("getTransaction", tx_hash, True)
-    return {
-        "format": "interop-evidence/1",
-        "family": "fisco-bcos-3",
-        "chain_id": "devnode",
-        "crypto": "keccak256-secp256k1",
-        "block": block,
-        "receipt": receipt,
-        "proof": receipt["txReceiptProof"],
-        "log_index": 0,
-        "transaction": transaction,
-        "trust": {
-            "sealers": [{"node_id": k.public_key.hex(), "weight": 1} for k in node.sealer_keys],
-            "chainID": "chain0",
-            "groupID": "group0",
-            "call": {"to": transaction["to"], "input": transaction["input"]},
-            "event": next(e for e in artifact("Messenger")["abi"] if e["type"] == "event"),
-        },
-    }
+    return evidence_bundle(node, client, tx_hash) | {"log_index": 0}
 
 
 def _send_call(dst: str, payload: bytes) -> bytes:

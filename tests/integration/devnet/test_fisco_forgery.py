@@ -13,14 +13,13 @@ verifier refuses the bundle, naming the rule that forces the boundary.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from eth_abi.abi import encode as abi_encode
 
-from devnet.fisco.node import DevNode, DevNodeOptions, DevNodeThread
-from tests.integration.devnet.client import RpcClient, artifact, selector, uint
+from devnet.fisco.node import DevNode
+from tests.integration.devnet.client import RpcClient, evidence_bundle, selector, uint
 from verifier.errors import MalformedEvidence, VerificationError
 from verifier.evidence import verify_bundle
 from verifier.fisco.receipt import compute_receipt_hash
@@ -32,7 +31,6 @@ pytestmark = pytest.mark.integration
 VICTIM = "5e5e" + "a1" * 18
 """The victim gateway's address (40 lowercase hex digits); it needs no code at all."""
 SEAL = selector("seal()")
-EVENT = next(e for e in artifact("Messenger")["abi"] if e["type"] == "event")
 TOPIC0 = keccak256(b"CrossChainMessage(uint64,string,bytes)")
 
 
@@ -51,17 +49,6 @@ def _log_shaped(client: RpcClient, owner_of_log: str | None, seq: int) -> str:
     return address
 
 
-@pytest.fixture(name="node", scope="module")
-def _node() -> Iterator[DevNode]:
-    with DevNodeThread(DevNodeOptions(port=0, block_interval_ms=20, seed="forgery")) as node:
-        yield node
-
-
-@pytest.fixture(name="client", scope="module")
-def _client(node: DevNode) -> RpcClient:
-    return RpcClient(node.url)
-
-
 @pytest.fixture(name="attacker", scope="module")
 def _attacker(client: RpcClient) -> str:
     """Contract A: returns the victim's log bytes, whatever it is called with."""
@@ -69,26 +56,9 @@ def _attacker(client: RpcClient) -> str:
 
 
 def _genuine(node: DevNode, client: RpcClient, receipt: dict[str, Any]) -> dict[str, Any]:
-    """The honest bundle of ``receipt``'s transaction, as an adapter would fetch it."""
-    tx_hash = receipt["transactionHash"]
-    full = client.call("getTransactionReceipt", tx_hash, True)
-    return {
-        "format": "interop-evidence/1",
-        "family": "fisco-bcos-3",
-        "chain_id": "devnode",
-        "crypto": "keccak256-secp256k1",
-        "block": client.call("getBlockByNumber", full["blockNumber"], True, True),
-        "receipt": full,
-        "proof": full["txReceiptProof"],
-        "transaction": client.call("getTransaction", tx_hash, True),
-        "trust": {
-            "sealers": [{"node_id": k.public_key.hex(), "weight": 1} for k in node.sealer_keys],
-            "chainID": "chain0",
-            "groupID": "group0",
-            "call": {"to": "0x" + VICTIM, "input": "0x" + SEAL.hex()},
-            "event": EVENT,
-        },
-    }
+    """The honest bundle of ``receipt``'s transaction, pinned to a ``seal()`` of the victim."""
+    call = {"to": "0x" + VICTIM, "input": "0x" + SEAL.hex()}
+    return evidence_bundle(node, client, receipt["transactionHash"], call=call)
 
 
 def _forge(bundle: dict[str, Any], tx_fields: dict[str, Any]) -> dict[str, Any]:
