@@ -13,7 +13,7 @@ import argparse
 import hashlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,28 +102,7 @@ def evm_example(*, proven_status: int = 1) -> dict[str, Any]:
             }
         )
     items = {receipt_key(i): encode_receipt(r) for i, r in enumerate(receipts)}
-    header: dict[str, Any] = {
-        "parentHash": _hex(_derive("evm-parent")),
-        "sha3Uncles": "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347",
-        "miner": _hex(_derive("evm-miner")[:20]),
-        "stateRoot": _hex(_derive("evm-state")),
-        "transactionsRoot": _hex(_derive("evm-txroot")),
-        "receiptsRoot": _hex(compute_mpt_root(items)),
-        "logsBloom": _hex(bytes(256)),
-        "difficulty": "0x0",
-        "number": "0x1a2b",
-        "gasLimit": "0x1c9c380",
-        "gasUsed": hex(cumulative),
-        "timestamp": "0x6700a1b2",
-        "extraData": "0x",
-        "mixHash": _hex(_derive("evm-mix")),
-        "nonce": "0x0000000000000000",
-        "baseFeePerGas": "0x7",
-        "withdrawalsRoot": "0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421",
-        "blobGasUsed": "0x0",
-        "excessBlobGas": "0x0",
-        "parentBeaconBlockRoot": _hex(_derive("evm-beacon")),
-    }
+    header = evm_header(compute_mpt_root(items), cumulative)
     block_hash = compute_block_hash(header)
     header["hash"] = _hex(block_hash)
     index = 5
@@ -139,6 +118,39 @@ def evm_example(*, proven_status: int = 1) -> dict[str, Any]:
         "proof": [_hex(node) for node in proof],
         "log_index": 0,
         "trust": {"block_hash": header["hash"], "event": EVENT_ABI},
+    }
+
+
+def evm_header(
+    receipts_root: bytes,
+    gas_used: int,
+    *,
+    derive: Callable[[str], bytes] = _derive,
+    gas_limit: int = 30_000_000,
+) -> dict[str, Any]:
+    """A Cancun-style header (block 0x1a2b) over ``receipts_root``, other roots derived; the
+    caller adds ``hash`` (``compute_block_hash``)."""
+    return {
+        "parentHash": _hex(derive("evm-parent")),
+        "sha3Uncles": "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347",
+        "miner": _hex(derive("evm-miner")[:20]),
+        "stateRoot": _hex(derive("evm-state")),
+        "transactionsRoot": _hex(derive("evm-txroot")),
+        "receiptsRoot": _hex(receipts_root),
+        "logsBloom": _hex(bytes(256)),
+        "difficulty": "0x0",
+        "number": "0x1a2b",
+        "gasLimit": hex(gas_limit),
+        "gasUsed": hex(gas_used),
+        "timestamp": "0x6700a1b2",
+        "extraData": "0x",
+        "mixHash": _hex(derive("evm-mix")),
+        "nonce": "0x0000000000000000",
+        "baseFeePerGas": "0x7",
+        "withdrawalsRoot": "0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421",
+        "blobGasUsed": "0x0",
+        "excessBlobGas": "0x0",
+        "parentBeaconBlockRoot": _hex(derive("evm-beacon")),
     }
 
 

@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from devnet.examples import evm_header
 from verifier.evm.header import compute_block_hash
 from verifier.evm.receipt import encode_receipt, receipt_key
 from verifier.fisco.header import compute_header_hash
@@ -91,28 +92,7 @@ def evm_bundle(logs: Sequence[dict[str, Any]], *, log_index: int | None = None) 
             }
         )
     items = {receipt_key(i): encode_receipt(r) for i, r in enumerate(receipts)}
-    header: dict[str, Any] = {
-        "parentHash": hex0x(derive("evm-parent")),
-        "sha3Uncles": "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347",
-        "miner": hex0x(derive("evm-miner")[:20]),
-        "stateRoot": hex0x(derive("evm-state")),
-        "transactionsRoot": hex0x(derive("evm-txroot")),
-        "receiptsRoot": hex0x(compute_mpt_root(items)),
-        "logsBloom": hex0x(bytes(256)),
-        "difficulty": "0x0",
-        "number": "0x1a2b",
-        "gasLimit": "0x2255100",
-        "gasUsed": hex(cumulative),
-        "timestamp": "0x6700a1b2",
-        "extraData": "0x",
-        "mixHash": hex0x(derive("evm-mix")),
-        "nonce": "0x0000000000000000",
-        "baseFeePerGas": "0x7",
-        "withdrawalsRoot": "0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421",
-        "blobGasUsed": "0x0",
-        "excessBlobGas": "0x0",
-        "parentBeaconBlockRoot": hex0x(derive("evm-beacon")),
-    }
+    header = evm_header(compute_mpt_root(items), cumulative, derive=derive, gas_limit=36_000_000)
     block_hash = hex0x(compute_block_hash(header))
     header["hash"] = block_hash
     bundle: dict[str, Any] = {
