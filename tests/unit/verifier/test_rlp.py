@@ -231,3 +231,10 @@ def test_decode_uint_length_bound_is_inclusive() -> None:
     assert decode_uint(b"\x01\x02", field="f", check="c", max_bytes=2) == 0x0102
     with pytest.raises(MalformedEvidence):
         decode_uint(b"\x01\x02", field="f", check="c", max_bytes=1)
+
+
+def test_scanner_errors_default_to_check_rlp() -> None:
+    """Errors of the list scanner, raised outside decode(), carry the default check "rlp"."""
+    with pytest.raises(RlpError) as info:
+        list_payload(b"\x80")
+    assert (info.value.check, info.value.offset) == ("rlp", 0)

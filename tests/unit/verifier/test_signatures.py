@@ -416,3 +416,19 @@ def test_a_single_sealer_of_weight_one_is_a_quorum() -> None:
     block = build_header(suite, private_keys(suite), [0])
     result = _check(block, suite, trusted_set(block, [1, 0, 0, 0]))
     assert (result.have, result.need, result.total) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_signature_length_error_says_what_it_got(suite: CryptoSuite) -> None:
+    """The error names the expected and the received length, or "no" for a non-bytes value."""
+    block = build_header(suite, private_keys(suite), [0, 1, 2])
+    header = parse_header(block, hasher_for(suite.hash_scheme))
+    want = len(header.signatures[0][1])
+    bad: list[tuple[Any, str]] = [(header.signatures[0][1] + b"\x00", str(want + 1)), ("ab", "no")]
+    for signature, got in bad:
+        entries = [(0, signature), *header.signatures[1:]]
+        with pytest.raises(InvalidSignature) as info:
+            verify_signature_list(
+                header.hash, header.sealer_list, entries, trusted_set(block), suite
+            )
+        assert info.value.reason.endswith(f"must be {want} bytes, got {got}")
