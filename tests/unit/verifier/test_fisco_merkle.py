@@ -495,3 +495,12 @@ def test_builder_index_errors() -> None:
             compute_merkle_proof(leaves, bad, keccak256)
         assert info.value.field == "index"
         assert "outside 0..2" in info.value.reason
+
+
+def test_valid_items_in_a_non_list_container_are_refused() -> None:
+    """A dict (or a set) holding the right items is not a proof: the type is checked first."""
+    proof, leaf, root = _case(n=2, index=0)
+    assert len(set(proof)) == len(proof) == 3  # a dict of these keys keeps every item
+    _fails(dict.fromkeys(proof, 1), leaf, root, MalformedProof)
+    _fails(iter(proof), leaf, root, MalformedProof)
+    verify_merkle_proof(tuple(proof), leaf, root, keccak256, check="receipt_proof")
