@@ -29,6 +29,7 @@ from verifier.encoding import load_json
 from verifier.errors import MalformedEvidence, MalformedProof, VerificationError
 from verifier.evidence import verify_bundle
 from verifier.hashing import CryptoSuite
+from verifier.signatures.quorum import verify_signature_list
 from verifier.types import VerifiedEvidence
 
 KECCAK = CryptoSuite.KECCAK256_SECP256K1
@@ -328,3 +329,28 @@ def test_a_late_difference_in_a_large_receipt_is_located_exactly() -> None:
     assert info.value.check == "receipt_proof"
     proven_length = int(str(info.value).split("lengths ")[1].split(" ")[0])
     assert f"first difference at byte {proven_length - 1};" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("signatures", "sealers", "trusted", "field"),
+    [
+        (limits.MAX_SIGNATURES_PER_HEADER + 1, 1, 1, "signatureList"),
+        (0, limits.MAX_SEALERS + 1, 1, "sealerList"),
+        (0, 1, limits.MAX_SEALERS + 1, "trusted"),
+    ],
+)
+def test_quorum_bounds_its_own_inputs(
+    signatures: int, sealers: int, trusted: int, field: str
+) -> None:
+    """Callers that pass typed fields (not through header.py) are bounded too, before any
+    signature is verified, naming the list that is too long."""
+    key = b"\x01" * 64
+    with pytest.raises(MalformedEvidence, match="more than the limit") as info:
+        verify_signature_list(
+            b"\x00" * 32,
+            [key] * sealers,
+            [(0, b"\x00" * 65)] * signatures,
+            {i.to_bytes(64, "big"): 1 for i in range(1, trusted + 1)},
+            CryptoSuite.KECCAK256_SECP256K1,
+        )
+    assert (info.value.check, info.value.field) == ("limit", field)
