@@ -19,7 +19,9 @@ tail, and the decoder expands each before the re-encoding comparison can refuse 
 event definitions are kept to shapes where that stays linear: arrays whose elements are
 themselves dynamic (``string[]``, ``bytes[][]``) are refused, and the non-indexed inputs may
 hold at most ``MAX_DYNAMIC_HEADS`` dynamic values (strings, bytes, dynamic arrays and tuples,
-nested ones included), so no input is decoded more than that many times over.
+nested ones included), and the top-level offsets must be the canonical ones (strictly
+increasing, the first right after the heads) before anything is decoded, so aliasing is left
+only inside a dynamic tuple, at most three-fold.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from verifier.types import DecodedLog
 CHECK: Final = "event"
 MAX_EVENT_INPUTS: Final = 32
 """More inputs than any event the gateway relies on; keeps a hostile ABI entry small."""
-MAX_DYNAMIC_HEADS: Final = 8
+MAX_DYNAMIC_HEADS: Final = 4
 """Dynamic values in an event's data; the gateway's events have at most 4 (see above)."""
 MAX_TOPICS: Final = 4
 """LOG0..LOG4: topic 0 plus at most three indexed inputs."""
@@ -204,7 +206,52 @@ def _decode_topic(item: EventInput, topic: bytes, position: int) -> Any:
     return value
 
 
+def _check_offsets(types: list[str], data: bytes, what: str) -> None:
+    """Top-level offsets as a canonical encoding has them, checked on the raw words before
+    decoding: strictly increasing, the first right after the heads, none past the end."""
+    abi_types = [parse(t) for t in types]
+    head = sum(_head_size(t) for t in abi_types)
+    position, previous = 0, None
+    for abi_type in abi_types:
+        if abi_type.is_dynamic:
+            offset = int.from_bytes(data[position : position + _WORD], "big")
+            expected_min = head if previous is None else previous + _WORD
+            if (previous is None and offset != head) or offset < expected_min:
+                raise VerificationError(
+                    f"{what}: offset {offset} at byte {position} is not canonical "
+                    "(offsets must increase, the first right after the heads)",
+                    check=CHECK,
+                )
+            if offset > len(data):
+                raise VerificationError(
+                    f"{what}: offset {offset} at byte {position} is past the data", check=CHECK
+                )
+            previous = offset
+        position += _head_size(abi_type)
+
+
+def _head_size(abi_type: ABIType) -> int:
+    """Bytes a value of ``abi_type`` takes in its enclosing head (32 for a dynamic one)."""
+    if abi_type.is_dynamic:
+        return _WORD
+    if abi_type.is_array:
+        count = 1
+        for dims in abi_type.arrlist:
+            count *= dims[0]
+        return count * _head_size(_base(abi_type))
+    if isinstance(abi_type, TupleType):
+        return sum(_head_size(c) for c in abi_type.components)
+    return _WORD
+
+
+def _base(abi_type: ABIType) -> ABIType:
+    while abi_type.is_array:
+        abi_type = abi_type.item_type
+    return abi_type
+
+
 def _decode_data(types: list[str], data: bytes, what: str) -> tuple[Any, ...]:
+    _check_offsets(types, data, what)
     try:
         values = abi_decode(types, data, strict=True)
         canonical = abi_encode(types, values)
