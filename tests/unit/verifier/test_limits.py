@@ -332,15 +332,15 @@ def test_a_late_difference_in_a_large_receipt_is_located_exactly() -> None:
 
 
 @pytest.mark.parametrize(
-    ("signatures", "sealers", "trusted", "field"),
+    ("signatures", "sealers", "trusted", "field", "what"),
     [
-        (limits.MAX_SIGNATURES_PER_HEADER + 1, 1, 1, "signatureList"),
-        (0, limits.MAX_SEALERS + 1, 1, "sealerList"),
-        (0, 1, limits.MAX_SEALERS + 1, "trusted"),
+        (limits.MAX_SIGNATURES_PER_HEADER + 1, 1, 1, "signatureList", "257 signatures"),
+        (0, limits.MAX_SEALERS + 1, 1, "sealerList", "257 sealers"),
+        (0, 1, limits.MAX_SEALERS + 1, "trusted", "257 trusted sealers"),
     ],
 )
 def test_quorum_bounds_its_own_inputs(
-    signatures: int, sealers: int, trusted: int, field: str
+    signatures: int, sealers: int, trusted: int, field: str, what: str
 ) -> None:
     """Callers that pass typed fields (not through header.py) are bounded too, before any
     signature is verified, naming the list that is too long."""
@@ -354,3 +354,4 @@ def test_quorum_bounds_its_own_inputs(
             CryptoSuite.KECCAK256_SECP256K1,
         )
     assert (info.value.check, info.value.field) == ("limit", field)
+    assert f"{field}: {what}, more than the limit of 256" in str(info.value)
