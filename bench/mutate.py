@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED_VECTORS = ROOT.parent / "shared" / "vectors"
 COPIED_DIRS = ("verifier", "devnet", "tests")
 COPIED_FILES = ("pyproject.toml",)
 PYTEST_ARGS = ("-q", "-x", "-p", "no:cacheprovider", "tests/unit/verifier")
@@ -103,6 +104,9 @@ def _environment() -> dict[str, str]:
     # Anything mutmut starts by name comes from this interpreter's environment.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("PYTHONPATH", None)
+    # The copy lives in /tmp, away from ../shared: point the vector tests at the real folder,
+    # or they would skip and every check they make would look untested.
+    env.setdefault("GATEWAY_SHARED_VECTORS", str(SHARED_VECTORS))
     return env
 
 

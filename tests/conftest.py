@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,12 @@ settings.register_profile(
 )
 settings.load_profile("gateway")
 
-# tests/conftest.py -> parents[1] is the checkout, parents[2] the folder that holds shared/
-SHARED_VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+# tests/conftest.py -> parents[1] is the checkout, parents[2] the folder that holds shared/.
+# GATEWAY_SHARED_VECTORS overrides it for copies of the tests run elsewhere (make mutate).
+SHARED_VECTORS = Path(
+    os.environ.get("GATEWAY_SHARED_VECTORS")
+    or Path(__file__).resolve().parents[2] / "shared" / "vectors"
+)
 
 VectorLoader = Callable[[str], Any]
 

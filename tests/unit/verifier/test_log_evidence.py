@@ -336,3 +336,74 @@ def test_log_address_must_be_the_exact_hashed_text() -> None:
         receipts[0]["logEntries"][0]["address"] = GATEWAY.upper()
 
     _fails(_bundle(receipts_change=upper), "log_binding", "not the called contract")
+
+
+# --- found by mutation testing of verifier/evidence.py --------------------------------------
+
+
+def test_decimal_nonce_form_verifies_under_a_hex_printing_header() -> None:
+    """The header says 3.3 (hex nonce); a node binary <= 3.2 prints the decimal text: the
+    second form is tried when the first does not reproduce the proven hash."""
+    bundle = _bundle()
+    assert verify_bundle(bundle).log is not None
+    bundle["transaction"]["nonce"] = bytes.fromhex(bundle["transaction"]["nonce"]).decode()
+    assert bundle["transaction"]["nonce"].isdecimal()
+    assert verify_bundle(bundle).log is not None
+
+
+def test_gas_used_at_the_int64_bound_is_accepted() -> None:
+    def changed(receipts: list[dict[str, Any]]) -> None:
+        receipts[0]["gasUsed"] = str((1 << 63) - 1)
+
+    assert verify_bundle(_bundle(receipts_change=changed)).log is not None
+
+
+def test_evm_event_is_decoded_when_trusted_and_absent_otherwise() -> None:
+    bundle = evm_example()
+    evidence = verify_bundle(bundle)
+    assert evidence.event is not None
+    assert dict(evidence.event.args)["dstChain"] == "fisco-demo"
+    del bundle["trust"]["event"]
+    assert verify_bundle(bundle).event is None
+
+
+def test_plain_receipts_carry_no_event() -> None:
+    bundle = _bundle()
+    del bundle["log_index"]
+    evidence = verify_bundle(bundle)
+    assert (evidence.log, evidence.event, evidence.receipt_status) == (None, None, 0)
+
+
+@pytest.mark.parametrize("family", ["evm", "fisco"])
+def test_log_index_one_past_the_last_log_is_malformed(family: str) -> None:
+    bundle = evm_example() if family == "evm" else _bundle()
+    logs = bundle["receipt"]["logs" if family == "evm" else "logEntries"]
+    bundle["log_index"] = len(logs)
+    with pytest.raises(MalformedEvidence) as info:
+        verify_bundle(bundle)
+    assert info.value.check == "log_index"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"chainID": ""}, "trust.chainID"),
+        ({"groupID": ""}, "trust.groupID"),
+    ],
+)
+def test_empty_trusted_ids_are_malformed(change: dict[str, str], field: str) -> None:
+    bundle = _bundle()
+    bundle["trust"].update(change)
+    with pytest.raises(MalformedEvidence) as info:
+        verify_bundle(bundle)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("sealers", ["empty", "duplicate"])
+def test_malformed_trusted_sealer_sets(sealers: str) -> None:
+    bundle = _bundle()
+    listed = bundle["trust"]["sealers"]
+    bundle["trust"]["sealers"] = [] if sealers == "empty" else [*listed, listed[0]]
+    with pytest.raises(MalformedEvidence) as info:
+        verify_bundle(bundle)
+    assert (info.value.field or "").startswith("trust.sealers")
