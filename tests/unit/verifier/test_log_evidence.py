@@ -407,3 +407,10 @@ def test_malformed_trusted_sealer_sets(sealers: str) -> None:
     with pytest.raises(MalformedEvidence) as info:
         verify_bundle(bundle)
     assert (info.value.field or "").startswith("trust.sealers")
+
+
+def test_a_wrong_receipt_hash_claim_is_refused() -> None:
+    """The receipt's stated hash is not trusted, but it must agree with the recomputed one."""
+    bundle = _bundle()
+    bundle["receipt"]["hash"] = "0x" + "00" * 32
+    _fails(bundle, "receipt_hash")
