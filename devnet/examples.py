@@ -161,7 +161,7 @@ def fisco_transactions(
     hasher = hasher_for(suite.hash_scheme)
     sm = suite is CryptoSuite.SM3_SM2
     client = _derive(f"{chain_id}-client")
-    pub = sm2.public_key(client) if sm else secp256k1.public_key(client)
+    pub = sealer_public_key(suite, client)
     out = []
     for i in range(count):
         nonce = str(int.from_bytes(_derive(f"{chain_id}-nonce-{i}")[:8], "big"))
@@ -230,6 +230,53 @@ def fisco_example(suite: CryptoSuite, chain_id: str) -> dict[str, Any]:
     return fisco_bundle(suite, chain_id, txs, receipts, index=2)
 
 
+def sealer_public_key(suite: CryptoSuite, secret: bytes) -> bytes:
+    """The 64-byte node id of a sealer key under ``suite``."""
+    return sm2.public_key(secret) if suite is CryptoSuite.SM3_SM2 else secp256k1.public_key(secret)
+
+
+def signed_fisco_block(
+    suite: CryptoSuite,
+    keys: Sequence[bytes],
+    *,
+    signers: Sequence[int],
+    sealer: int,
+    number: int,
+    gas_used: int,
+    parents: Sequence[bytes],
+    txs_root: bytes,
+    receipts_root: bytes,
+    state_root: bytes,
+) -> dict[str, Any]:
+    """A FISCO BCOS 3.x header (compatibility 3.3.0) listing ``keys`` as sealers of weight 1,
+    with its hash and the signatures of ``signers`` (indices into ``keys``)."""
+    hasher = hasher_for(suite.hash_scheme)
+    block: dict[str, Any] = {
+        "version": 50528256,
+        "number": number,
+        "gasUsed": str(gas_used),
+        "timestamp": 1764300000000,
+        "sealer": sealer,
+        "extraData": "0x",
+        "parentInfo": [
+            {"blockNumber": number - 1 - p, "blockHash": _hex(parent)}
+            for p, parent in enumerate(parents)
+        ],
+        "txsRoot": _hex(txs_root),
+        "receiptsRoot": _hex(receipts_root),
+        "stateRoot": _hex(state_root),
+        "sealerList": [_hex(sealer_public_key(suite, k)) for k in keys],
+        "consensusWeights": [1] * len(keys),
+    }
+    header_hash = compute_header_hash(block, hasher)
+    block["hash"] = _hex(header_hash)
+    sign = sm2.sign if suite is CryptoSuite.SM3_SM2 else secp256k1.sign
+    block["signatureList"] = [
+        {"sealerIndex": i, "signature": _hex(sign(keys[i], header_hash))} for i in signers
+    ]
+    return block
+
+
 def fisco_bundle(
     suite: CryptoSuite,
     chain_id: str,
@@ -240,40 +287,23 @@ def fisco_bundle(
 ) -> dict[str, Any]:
     """Seal ``txs``/``receipts`` into block 42 signed by 3 of 4 sealers; bundle ``index``."""
     hasher = hasher_for(suite.hash_scheme)
-    sm = suite is CryptoSuite.SM3_SM2
     keys = [_derive(f"{chain_id}-sealer-{i}") for i in range(4)]
-    pubs = [sm2.public_key(k) if sm else secp256k1.public_key(k) for k in keys]
+    pubs = [sealer_public_key(suite, k) for k in keys]
     number = FISCO_NUMBER
     leaves = [bytes.fromhex(r["hash"][2:]) for r in receipts]
     tx_leaves = [bytes.fromhex(t["hash"][2:]) for t in txs]
-    block: dict[str, Any] = {
-        "version": 50528256,
-        "number": number,
-        "gasUsed": str(sum(int(r["gasUsed"]) for r in receipts)),
-        "timestamp": 1764300000000,
-        "sealer": 1,
-        "extraData": "0x",
-        "parentInfo": [
-            {"blockNumber": number - 1, "blockHash": _hex(_derive(f"{chain_id}-parent"))}
-        ],
-        "txsRoot": _hex(compute_merkle_root(tx_leaves, hasher)),
-        "receiptsRoot": _hex(compute_merkle_root(leaves, hasher)),
-        "stateRoot": _hex(_derive(f"{chain_id}-state")),
-        "sealerList": [_hex(p) for p in pubs],
-        "consensusWeights": [1, 1, 1, 1],
-    }
-    header_hash = compute_header_hash(block, hasher)
-    block["hash"] = _hex(header_hash)
-    signers = (0, 1, 3)
-    block["signatureList"] = [
-        {
-            "sealerIndex": i,
-            "signature": _hex(
-                sm2.sign(keys[i], header_hash) if sm else secp256k1.sign(keys[i], header_hash)
-            ),
-        }
-        for i in signers
-    ]
+    block = signed_fisco_block(
+        suite,
+        keys,
+        signers=(0, 1, 3),
+        sealer=1,
+        number=number,
+        gas_used=sum(int(r["gasUsed"]) for r in receipts),
+        parents=[_derive(f"{chain_id}-parent")],
+        txs_root=compute_merkle_root(tx_leaves, hasher),
+        receipts_root=compute_merkle_root(leaves, hasher),
+        state_root=_derive(f"{chain_id}-state"),
+    )
     return {
         "format": "interop-evidence/1",
         "family": "fisco-bcos-3",

@@ -14,15 +14,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from devnet.examples import evm_header
+from devnet.examples import evm_header, sealer_public_key, signed_fisco_block
 from verifier.evm.header import compute_block_hash
 from verifier.evm.receipt import encode_receipt, receipt_key
-from verifier.fisco.header import compute_header_hash
 from verifier.fisco.receipt import compute_receipt_hash
 from verifier.hashing import CryptoSuite, hasher_for, keccak256
 from verifier.merkle.fisco import compute_merkle_proof, compute_merkle_root
 from verifier.merkle.mpt import compute_mpt_proof, compute_mpt_root
-from verifier.signatures import secp256k1, sm2
 
 FORMAT = "interop-evidence/1"
 
@@ -143,10 +141,9 @@ def fisco_bundle(
     ``parents`` entries in ``parentInfo`` (a real 3.x block has one).
     """
     hasher = hasher_for(suite.hash_scheme)
-    sm = suite is CryptoSuite.SM3_SM2
     keys = list(secrets) if secrets is not None else sealer_secrets(sealers)
     keys = keys[:sealers]
-    pubs = [sm2.public_key(k) if sm else secp256k1.public_key(k) for k in keys]
+    pubs = [sealer_public_key(suite, k) for k in keys]
     number = 42
     receipts = []
     for i in range(3):
@@ -164,30 +161,18 @@ def fisco_bundle(
         receipt["hash"] = hex0x(compute_receipt_hash(receipt, hasher))
         receipts.append(receipt)
     leaves = [bytes.fromhex(r["hash"][2:]) for r in receipts]
-    block: dict[str, Any] = {
-        "version": 50528256,
-        "number": number,
-        "gasUsed": str(sum(int(r["gasUsed"]) for r in receipts)),
-        "timestamp": 1_764_300_000_000,
-        "sealer": 0,
-        "extraData": "0x",
-        "parentInfo": [
-            {"blockNumber": number - 1 - p, "blockHash": hex0x(derive(f"fisco-parent-{p}"))}
-            for p in range(parents)
-        ],
-        "txsRoot": hex0x(derive("fisco-txs")),
-        "receiptsRoot": hex0x(compute_merkle_root(leaves, hasher)),
-        "stateRoot": hex0x(derive("fisco-state")),
-        "sealerList": [hex0x(p) for p in pubs],
-        "consensusWeights": [1] * len(pubs),
-    }
-    digest = compute_header_hash(block, hasher)
-    block["hash"] = hex0x(digest)
-    sign = sm2.sign if sm else secp256k1.sign
-    chosen = range(len(keys)) if signers is None else signers
-    block["signatureList"] = [
-        {"sealerIndex": i, "signature": hex0x(sign(keys[i], digest))} for i in chosen
-    ]
+    block = signed_fisco_block(
+        suite,
+        keys,
+        signers=range(len(keys)) if signers is None else signers,
+        sealer=0,
+        number=number,
+        gas_used=sum(int(r["gasUsed"]) for r in receipts),
+        parents=[derive(f"fisco-parent-{p}") for p in range(parents)],
+        txs_root=derive("fisco-txs"),
+        receipts_root=compute_merkle_root(leaves, hasher),
+        state_root=derive("fisco-state"),
+    )
     return {
         "format": FORMAT,
         "family": "fisco-bcos-3",
