@@ -1,5 +1,8 @@
 // Compile the contracts with the pinned solcjs (npm solc 0.8.37) for EVM "london" (no PUSH0,
 // which FISCO BCOS 3.x's evmone rejects) and write artifacts.json: {Name: {abi, bytecode}}.
+// Sources: contracts/*.sol and the subfolders examples/ and testing/ (source unit names are the
+// paths relative to contracts/, so `import "../CrossChainGateway.sol"` works from a subfolder).
+// Contract names must be unique across all of them.
 // Usage: node contracts/build.mjs [OUT.json]   (default: contracts/artifacts.json)
 import fs from "node:fs";
 import path from "node:path";
@@ -9,9 +12,15 @@ import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
 const solc = require("solc");
 const here = path.dirname(fileURLToPath(import.meta.url));
+const SUBFOLDERS = ["examples", "testing"];
 const sources = {};
-for (const file of fs.readdirSync(here).filter((f) => f.endsWith(".sol")).sort()) {
-  sources[file] = { content: fs.readFileSync(path.join(here, file), "utf8") };
+for (const dir of ["", ...SUBFOLDERS]) {
+  const full = path.join(here, dir);
+  if (!fs.existsSync(full)) continue;
+  for (const file of fs.readdirSync(full).filter((f) => f.endsWith(".sol")).sort()) {
+    const unit = dir ? `${dir}/${file}` : file;
+    sources[unit] = { content: fs.readFileSync(path.join(full, file), "utf8") };
+  }
 }
 const input = {
   language: "Solidity",
@@ -31,6 +40,10 @@ if (errors.length) {
 const artifacts = { compiler: `solc ${solc.version()}`, evmVersion: "london", contracts: {} };
 for (const file of Object.keys(output.contracts).sort()) {
   for (const [name, c] of Object.entries(output.contracts[file])) {
+    if (name in artifacts.contracts) {
+      console.error(`contract name ${name} is defined twice (second time in ${file})`);
+      process.exit(1);
+    }
     artifacts.contracts[name] = { abi: c.abi, bytecode: "0x" + c.evm.bytecode.object };
   }
 }
