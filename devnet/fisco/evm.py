@@ -8,6 +8,11 @@ would let one endless loop run for ten minutes. Each executor therefore has a pe
 gas cap and an ``ExecutionWatch``: every opcode first checks it, so code stops within one
 opcode of a wall-clock deadline (as if out of gas) or of the node stopping
 (``ExecutionCancelled``, which unwinds the whole call stack and leaves the state untouched).
+
+The KECCAK256 opcode (0x20) hashes with Keccak-256 unless the executor is given
+``opcode_hash=HashScheme.SM3``: on a FISCO BCOS 3.x chain with ``sm_crypto=true`` that opcode is
+SM3 (docs/sm-crypto.md, "Hash opcode on SM chains"). Only 0x20 changes; CREATE2 addresses and
+EXTCODEHASH stay Keccak-256 here.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from eth.constants import BLANK_ROOT_HASH, CREATE_CONTRACT_ADDRESS, ZERO_ADDRESS
+from eth._utils.numeric import ceil32
+from eth.constants import BLANK_ROOT_HASH, CREATE_CONTRACT_ADDRESS, GAS_SHA3WORD, ZERO_ADDRESS
 from eth.db.atomic import AtomicDB
 from eth.exceptions import (
     ContractCreationCollision,
@@ -43,7 +49,7 @@ from eth_typing import Address, BlockNumber, Hash32
 from devnet.fisco.errors import ExecutionCancelled, TransactionStatus
 from devnet.fisco.hashing import LogEntry
 from devnet.fisco.store import KeyValueStore
-from verifier.hashing import keccak256
+from verifier.hashing import Hasher, HashScheme, hasher_for, keccak256
 
 NODE_TX_GAS_LIMIT = 3_000_000_000  # genesis ``[tx] gaslimit`` of a real node
 DEFAULT_TX_GAS_LIMIT = 30_000_000  # an endless loop: about 10 s of py-evm on a 2020s core
@@ -136,9 +142,32 @@ def _guarded(watch: ExecutionWatch, opcode: Callable[..., None]) -> Callable[...
     return run
 
 
-def _state_class(watch: ExecutionWatch) -> Any:
-    """London state whose computations check ``watch`` before every opcode."""
-    opcodes = {code: _guarded(watch, fn) for code, fn in LondonComputation.opcodes.items()}
+_KECCAK256_OPCODE = 0x20
+
+
+def _hash_opcode(hasher: Hasher) -> Any:
+    """London's KECCAK256 opcode (same gas, memory expansion, stack use) hashing with ``hasher``."""
+    london = LondonComputation.opcodes[_KECCAK256_OPCODE]
+
+    def logic(computation: Any) -> None:
+        start, size = computation.stack_pop_ints(2)
+        computation.extend_memory(start, size)
+        data = computation.memory_read_bytes(start, size)
+        computation.consume_gas(GAS_SHA3WORD * (ceil32(len(data)) // 32), reason="SHA3: word gas")
+        computation.stack_push_bytes(hasher(bytes(data)))
+
+    return type(london).as_opcode(logic, london.mnemonic, london.gas_cost)
+
+
+def _state_class(watch: ExecutionWatch, opcode_hash: HashScheme = HashScheme.KECCAK256) -> Any:
+    """London state whose computations check ``watch`` before every opcode.
+
+    ``opcode_hash`` is the KECCAK256 opcode's hash; for Keccak-256 London's own opcode is kept.
+    """
+    table = dict(LondonComputation.opcodes)
+    if opcode_hash is not HashScheme.KECCAK256:
+        table[_KECCAK256_OPCODE] = _hash_opcode(hasher_for(opcode_hash))
+    opcodes = {code: _guarded(watch, fn) for code, fn in table.items()}
     computation = type("WatchedComputation", (LondonComputation,), {"opcodes": opcodes})
     london: Any = LondonVM.get_state_class()
     return type("WatchedState", (london,), {"computation_class": computation})
@@ -219,7 +248,10 @@ class BlockExecution:
 
 
 class EvmExecutor:
-    """The EVM over the store; use it from one thread at a time (the node's EVM worker)."""
+    """The EVM over the store; use it from one thread at a time (the node's EVM worker).
+
+    ``opcode_hash`` is the chain's hash for the KECCAK256 opcode: SM3 on an SM chain.
+    """
 
     def __init__(
         self,
@@ -228,12 +260,14 @@ class EvmExecutor:
         *,
         tx_gas_limit: int = DEFAULT_TX_GAS_LIMIT,
         stop: threading.Event | None = None,
+        opcode_hash: HashScheme = HashScheme.KECCAK256,
     ) -> None:
         self.db = AtomicDB(store)
         self.state_root: bytes = state_root or BLANK_ROOT_HASH
         self.tx_gas_limit = tx_gas_limit
         self.watch = ExecutionWatch(stop or threading.Event())
-        self.state_class = _state_class(self.watch)
+        self.opcode_hash = opcode_hash
+        self.state_class = _state_class(self.watch, opcode_hash)
 
     def block(self, number: int, timestamp_ms: int) -> BlockExecution:
         return BlockExecution(self, number, timestamp_ms)
