@@ -1,0 +1,258 @@
+"""``EvmAdapter``: the ``ChainAdapter`` of an Ethereum-compatible chain (Anvil, geth, Besu...).
+
+Observation runs a whole page on one endpoint (final head, logs, blocks, receipts, proofs), so a
+page's parts agree; an endpoint that fails, hangs or answers inconsistently is marked unhealthy
+and the page is read again from the next one. Submissions go through :mod:`adapters.evm.submit`
+from the relayer account, or from the separate sender account for ``send_message``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from adapters.base import (
+    ChainStatus,
+    ConfigurationError,
+    Cursor,
+    Fact,
+    FactPage,
+    Submission,
+    UnexpectedResponse,
+)
+from adapters.evm.abi import call_data, decode_output
+from adapters.evm.facts import FactReader
+from adapters.evm.rpc import EndpointPool, EvmEndpoint, json_object, quantity
+from adapters.evm.settings import EvmSettings
+from adapters.evm.submit import Submitter
+from verifier.hashing import keccak256
+from verifier.messages import MESSAGE_SENT_EVENT, DeliveryResult, DeliveryStatus, Message
+
+log = structlog.get_logger(__name__)
+_SENT_TOPIC = (
+    "0x"
+    + keccak256(
+        ("MessageSent(" + ",".join(i["type"] for i in MESSAGE_SENT_EVENT["inputs"]) + ")").encode()
+    ).hex()
+)
+
+
+class EvmAdapter:
+    """One EVM chain, its gateway contract, its endpoints and its accounts."""
+
+    def __init__(self, settings: EvmSettings) -> None:
+        self.settings = settings
+        self.chain = settings.chain
+        self._pool = EndpointPool(
+            [
+                EvmEndpoint(
+                    url,
+                    chain=settings.chain,
+                    chain_id=settings.chain_id,
+                    call_timeout=settings.call_timeout,
+                )
+                for url in settings.endpoints
+            ],
+            chain=settings.chain,
+        )
+        self._reader = FactReader(settings)
+        self._relayer = (
+            Submitter(self._pool, settings, settings.relayer_key, "relayer")
+            if settings.relayer_key is not None
+            else None
+        )
+        self._sender = (
+            Submitter(self._pool, settings, settings.sender_key, "sender")
+            if settings.sender_key is not None
+            else None
+        )
+
+    # ------------------------------------------------------------------ observation
+
+    def initial_cursor(self, height: int = 0) -> Cursor:
+        return json.dumps({"next": max(height, 0)})
+
+    def _start(self, cursor: Cursor) -> int:
+        try:
+            value = json.loads(cursor)["next"]
+        except (ValueError, TypeError, KeyError):
+            value = None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigurationError(f"not an EVM cursor: {cursor[:80]!r}", chain=self.chain)
+        return value
+
+    async def facts(self, cursor: Cursor, *, max_blocks: int = 1000) -> FactPage:
+        start = self._start(cursor)
+        limit = max(max_blocks, 1)
+
+        async def page(endpoint: EvmEndpoint) -> FactPage:
+            _, final = await self._reader.final_head(endpoint)
+            if start > final:
+                return FactPage(facts=(), cursor=cursor, final_height=final)
+            end = min(final, start + limit - 1)
+            facts: list[Fact] = []
+            for number, count in (await self._reader.logs(endpoint, start, end)).items():
+                block = await self._reader.block(endpoint, number)
+                facts.extend(self._reader.facts(block, expected_logs=count))
+            log.info(
+                "facts_read",
+                chain=self.chain,
+                first=start,
+                last=end,
+                final=final,
+                facts=len(facts),
+                endpoint=endpoint.url,
+            )
+            return FactPage(
+                facts=tuple(facts), cursor=self.initial_cursor(end + 1), final_height=final
+            )
+
+        return await self._pool.run(page, what="facts")
+
+    async def refetch(self, fact: Fact, *, avoid: frozenset[str]) -> Fact:
+        async def again(endpoint: EvmEndpoint) -> Fact:
+            _, final = await self._reader.final_head(endpoint)
+            if fact.height > final:
+                raise UnexpectedResponse(
+                    f"block {fact.height} is not final there (final head {final})",
+                    chain=self.chain,
+                    endpoint=endpoint.url,
+                )
+            block = await self._reader.block(endpoint, fact.height)
+            if block.hash != fact.block_hash.lower():
+                raise UnexpectedResponse(
+                    f"block {fact.height} is {block.hash} there, not {fact.block_hash}",
+                    chain=self.chain,
+                    endpoint=endpoint.url,
+                )
+            for candidate in self._reader.facts(block):
+                if (candidate.tx_hash, candidate.log_index) == (fact.tx_hash, fact.log_index):
+                    return candidate
+            raise UnexpectedResponse(
+                f"block {fact.height} has no such fact ({fact.tx_hash} log {fact.log_index})",
+                chain=self.chain,
+                endpoint=endpoint.url,
+            )
+
+        return await self._pool.run(again, what="refetch", avoid=avoid)
+
+    async def status(self) -> ChainStatus:
+        async def read(endpoint: EvmEndpoint) -> ChainStatus:
+            head, final = await self._reader.final_head(endpoint)
+            latest = json_object(
+                await endpoint.call("eth_getBlockByNumber", [hex(head), False]), "head", endpoint
+            )
+            timestamp = quantity(latest.get("timestamp"), "timestamp", endpoint)
+            return ChainStatus(chain=self.chain, head=head, final_head=final, timestamp=timestamp)
+
+        status = await self._pool.run(read, what="status")
+        return ChainStatus(
+            chain=status.chain,
+            head=status.head,
+            final_head=status.final_head,
+            timestamp=status.timestamp,
+            endpoints=self._pool.health(),
+        )
+
+    # ------------------------------------------------------------------ views
+
+    async def _view(self, name: str, args: Sequence[Any]) -> tuple[Any, ...]:
+        call = {
+            "to": "0x" + self.settings.gateway.hex(),
+            "data": "0x" + call_data(name, args).hex(),
+        }
+
+        async def read(endpoint: EvmEndpoint) -> tuple[Any, ...]:
+            raw = await endpoint.call("eth_call", [call, "latest"])
+            try:
+                return decode_output(name, bytes.fromhex(str(raw).removeprefix("0x")))
+            except ValueError as exc:
+                raise UnexpectedResponse(
+                    f"{name}: {exc}", chain=self.chain, endpoint=endpoint.url
+                ) from exc
+
+        return await self._pool.run(read, what=name)
+
+    async def delivery_status(self, message_id: bytes) -> DeliveryStatus | None:
+        (value,) = await self._view("deliveryStatus", [message_id])
+        if value == 0:
+            return None
+        try:
+            return DeliveryStatus(value)
+        except ValueError:
+            raise UnexpectedResponse(f"deliveryStatus returned {value}", chain=self.chain) from None
+
+    async def sent_state(self, message_id: bytes) -> int:
+        (value,) = await self._view("sentState", [message_id])
+        return int(value)
+
+    # ------------------------------------------------------------------ submissions
+
+    def _account(self, submitter: Submitter | None, role: str) -> Submitter:
+        if submitter is None:
+            raise ConfigurationError(f"no {role} key is configured", chain=self.chain)
+        return submitter
+
+    async def send_message(
+        self, dst_chain: str, receiver: bytes, payload: bytes, timeout: int
+    ) -> tuple[bytes, Submission]:
+        sender = self._account(self._sender, "sender")
+        data = call_data("sendMessage", [dst_chain, receiver, payload, timeout])
+        submission, receipt = await sender.submit(data, "sendMessage")
+        gateway = "0x" + self.settings.gateway.hex()
+        for entry in receipt.get("logs") or []:
+            topics = entry.get("topics") or []
+            if str(entry.get("address", "")).lower() == gateway and topics[:1] == [_SENT_TOPIC]:
+                return bytes.fromhex(str(topics[1])[2:]), submission
+        raise UnexpectedResponse(
+            f"sendMessage {submission.tx_hash} succeeded without a MessageSent log",
+            chain=self.chain,
+            endpoint=submission.endpoint,
+        )
+
+    async def deliver(self, deliveries: Sequence[tuple[bytes, Message]]) -> Submission:
+        relayer = self._account(self._relayer, "relayer")
+        ids = [message_id for message_id, _ in deliveries]
+        messages = [
+            (
+                m.src_chain,
+                m.src_gateway,
+                m.dst_chain,
+                m.nonce,
+                m.sender,
+                m.receiver,
+                m.payload,
+                m.timeout,
+            )
+            for _, m in deliveries
+        ]
+        submission, _ = await relayer.submit(
+            call_data("deliverMessages", [ids, messages]), "deliverMessages"
+        )
+        return submission
+
+    async def acknowledge(self, results: Sequence[DeliveryResult]) -> Submission:
+        relayer = self._account(self._relayer, "relayer")
+        rows = [(r.id, int(r.status), r.result) for r in results]
+        submission, _ = await relayer.submit(
+            call_data("acknowledgeResults", [rows]), "acknowledgeResults"
+        )
+        return submission
+
+    async def seal(self) -> Submission | None:
+        """EVM logs are evidence by themselves: nothing to seal."""
+        return None
+
+    async def requeue(self, seal_number: int) -> Submission:
+        relayer = self._account(self._relayer, "relayer")
+        submission, _ = await relayer.submit(call_data("requeue", [seal_number]), "requeue")
+        return submission
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+__all__ = ["EvmAdapter"]

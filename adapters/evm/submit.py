@@ -1,0 +1,246 @@
+"""Transactions from one account: estimate, price, sign locally, send, wait, replace if stuck.
+
+One transaction per account is in flight at a time (a lock), which keeps nonces gap-free; the
+relay batches many messages into one call instead. A revert, at estimation or in the receipt,
+is ``RejectedByChain`` with the decoded reason; any other failure resyncs the nonce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+
+import structlog
+from eth_account import Account
+
+from adapters.base import (
+    AdapterError,
+    ChainTimeout,
+    ConfigurationError,
+    RejectedByChain,
+    Submission,
+    UnexpectedResponse,
+)
+from adapters.evm.abi import revert_reason
+from adapters.evm.nonce import Fees, NonceManager, bumped_fees, initial_fees
+from adapters.evm.rpc import (
+    REVERT_CODE,
+    EndpointPool,
+    EvmEndpoint,
+    JsonRpcError,
+    json_object,
+    quantity,
+)
+from adapters.evm.settings import EvmSettings
+
+log = structlog.get_logger(__name__)
+POLL_FIRST = 0.05
+POLL_MAX = 1.0
+
+
+class Submitter:
+    """Sends the gateway's transactions from one account (relayer or sender)."""
+
+    def __init__(self, pool: EndpointPool, settings: EvmSettings, key: bytes, role: str) -> None:
+        try:
+            self._account = Account.from_key(key)
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(
+                f"the {role} key is not a valid secp256k1 key", chain=settings.chain
+            ) from exc
+        self.address: str = self._account.address
+        self._pool = pool
+        self._settings = settings
+        self._role = role
+        self._lock = asyncio.Lock()
+        self.nonces = NonceManager(self._pending_count)
+
+    async def _pending_count(self) -> int:
+        async def read(endpoint: EvmEndpoint) -> int:
+            value = await endpoint.call("eth_getTransactionCount", [self.address, "pending"])
+            return quantity(value, "eth_getTransactionCount", endpoint)
+
+        return await self._pool.run(read, what="eth_getTransactionCount")
+
+    async def submit(self, data: bytes, what: str) -> tuple[Submission, dict[str, Any]]:
+        """Send ``data`` to the gateway; the Submission and the receipt once it is included."""
+        async with self._lock:
+            try:
+                return await self._submit(data, what)
+            except BaseException:
+                self.nonces.resync()
+                raise
+
+    async def _submit(self, data: bytes, what: str) -> tuple[Submission, dict[str, Any]]:
+        s = self._settings
+        to = "0x" + s.gateway.hex()
+        call = {"from": self.address, "to": to, "data": "0x" + data.hex()}
+        gas = math.ceil(await self._estimate(call, what) * s.gas_margin)
+        fees = await self._fees()
+        nonce = await self.nonces.reserve()
+        tx: dict[str, Any] = {
+            "type": 2,
+            "chainId": s.chain_id,
+            "nonce": nonce,
+            "to": s.gateway,
+            "value": 0,
+            "data": data,
+            "gas": gas,
+        }
+        hashes = [await self._send(tx, fees)]
+        log.info("transaction_sent", chain=s.chain, operation=what, tx_hash=hashes[0], nonce=nonce)
+        start = time.monotonic()
+        replaced = False
+        delay = POLL_FIRST
+        while True:
+            found = await self._receipt(hashes)
+            if found is not None:
+                receipt, endpoint = found
+                break
+            elapsed = time.monotonic() - start
+            if elapsed >= s.receipt_timeout:
+                raise ChainTimeout(
+                    f"{what}: no receipt for {', '.join(hashes)} within {s.receipt_timeout:g} s",
+                    chain=s.chain,
+                )
+            if not replaced and elapsed >= s.receipt_timeout / 2:
+                replaced = True
+                fees = bumped_fees(fees, await self._fees())
+                try:
+                    hashes.append(await self._send(tx, fees))
+                    log.warning(
+                        "transaction_replaced",
+                        chain=s.chain,
+                        operation=what,
+                        nonce=nonce,
+                        tx_hash=hashes[-1],
+                        replaces=hashes[0],
+                    )
+                except JsonRpcError as exc:  # e.g. the original was mined meanwhile
+                    log.warning(
+                        "replacement_refused", chain=s.chain, operation=what, reason=exc.reason
+                    )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, POLL_MAX)
+        return await self._outcome(receipt, endpoint, call, what), receipt
+
+    async def _estimate(self, call: dict[str, Any], what: str) -> int:
+        async def estimate(endpoint: EvmEndpoint) -> int:
+            try:
+                value = await endpoint.call("eth_estimateGas", [call])
+            except JsonRpcError as exc:
+                if exc.code == REVERT_CODE:
+                    raise _rejection(exc, what) from exc
+                raise
+            return quantity(value, "eth_estimateGas", endpoint)
+
+        return await self._pool.run(estimate, what="eth_estimateGas")
+
+    async def _fees(self) -> Fees:
+        async def read(endpoint: EvmEndpoint) -> Fees:
+            block = json_object(
+                await endpoint.call("eth_getBlockByNumber", ["latest", False]),
+                "latest block",
+                endpoint,
+            )
+            base = quantity(block.get("baseFeePerGas"), "baseFeePerGas", endpoint)
+            tip = quantity(await endpoint.call("eth_maxPriorityFeePerGas", []), "tip", endpoint)
+            return initial_fees(base, tip)
+
+        return await self._pool.run(read, what="fees")
+
+    async def _send(self, tx: dict[str, Any], fees: Fees) -> str:
+        signed = Account.sign_transaction(
+            dict(
+                tx,
+                maxFeePerGas=fees.max_fee_per_gas,
+                maxPriorityFeePerGas=fees.max_priority_fee_per_gas,
+            ),
+            self._account.key,
+        )
+        raw = "0x" + bytes(signed.raw_transaction).hex()
+        tx_hash = "0x" + bytes(signed.hash).hex()
+
+        async def send(endpoint: EvmEndpoint) -> str:
+            try:
+                await endpoint.call("eth_sendRawTransaction", [raw])
+            except JsonRpcError as exc:
+                if exc.code == REVERT_CODE:
+                    raise _rejection(exc, "eth_sendRawTransaction") from exc
+                raise
+            return tx_hash
+
+        return await self._pool.run(send, what="eth_sendRawTransaction")
+
+    async def _receipt(self, hashes: list[str]) -> tuple[dict[str, Any], str] | None:
+        async def read(endpoint: EvmEndpoint) -> tuple[dict[str, Any], str] | None:
+            for tx_hash in hashes:
+                value = await endpoint.call("eth_getTransactionReceipt", [tx_hash])
+                if value is not None:
+                    return json_object(value, "receipt", endpoint), endpoint.url
+            return None
+
+        return await self._pool.run(read, what="eth_getTransactionReceipt")
+
+    async def _outcome(
+        self, receipt: dict[str, Any], endpoint: str, call: dict[str, Any], what: str
+    ) -> Submission:
+        s = self._settings
+        try:
+            height = int(receipt["blockNumber"], 16)
+            status = int(receipt["status"], 16)
+            gas_used = int(receipt["gasUsed"], 16)
+            tx_hash = str(receipt["transactionHash"])
+        except (KeyError, TypeError, ValueError):
+            raise UnexpectedResponse(
+                f"{what}: malformed receipt", chain=s.chain, endpoint=endpoint
+            ) from None
+        if status != 1:
+            reason = await self._replay_reason(call, height)
+            log.warning(
+                "transaction_reverted",
+                chain=s.chain,
+                operation=what,
+                tx_hash=tx_hash,
+                reason=reason,
+            )
+            raise RejectedByChain(
+                f"{what} reverted in {tx_hash}: {reason}", chain=s.chain, endpoint=endpoint
+            )
+        log.info(
+            "transaction_included", chain=s.chain, operation=what, tx_hash=tx_hash, height=height
+        )
+        return Submission(tx_hash=tx_hash, height=height, endpoint=endpoint, gas_used=gas_used)
+
+    async def _replay_reason(self, call: dict[str, Any], height: int) -> str:
+        """Best effort: the revert reason from replaying the call on the parent block's state."""
+
+        async def replay(endpoint: EvmEndpoint) -> str:
+            try:
+                await endpoint.call("eth_call", [call, hex(max(height - 1, 0))])
+            except JsonRpcError as exc:
+                return revert_reason(_hex_bytes(exc.data))
+            return "reverted (the replay succeeded: state changed within the block)"
+
+        try:
+            return await self._pool.run(replay, what="eth_call")
+        except AdapterError:  # the reason is a courtesy; the revert is the verdict
+            return "reverted (reason unavailable)"
+
+
+def _hex_bytes(data: str | None) -> bytes | None:
+    if not data or not data.startswith("0x"):
+        return None
+    try:
+        return bytes.fromhex(data[2:])
+    except ValueError:
+        return None
+
+
+def _rejection(exc: JsonRpcError, what: str) -> RejectedByChain:
+    """A revert (JSON-RPC error 3) as RejectedByChain with its decoded reason."""
+    return RejectedByChain(
+        f"{what}: {revert_reason(_hex_bytes(exc.data))}", chain=exc.chain, endpoint=exc.endpoint
+    )
