@@ -18,6 +18,7 @@ from adapters.base import (
     ChainStatus,
     ConfigurationError,
     Cursor,
+    EndpointHealth,
     Fact,
     FactPage,
     Submission,
@@ -156,6 +157,10 @@ class EvmAdapter:
             timestamp=status.timestamp,
             endpoints=self._pool.health(),
         )
+
+    def health(self) -> tuple[EndpointHealth, ...]:
+        """Each endpoint's health as last seen, without asking any of them."""
+        return self._pool.health()
 
     # ------------------------------------------------------------------ views
 

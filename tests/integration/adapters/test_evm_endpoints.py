@@ -1,0 +1,301 @@
+"""Endpoint faults against a real Anvil: refused, hanging, garbage and lying endpoints.
+
+Each fault is a small local server: a port nobody listens on, a TCP server that never answers,
+an HTTP server that answers garbage, and a proxy in front of Anvil that alters receipts (and,
+in one variant, the header's receiptsRoot to match). The adapter must raise a typed error naming
+the endpoint, or fail over to the next one; never crash or stall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from adapters.base import (
+    AdapterError,
+    ChainTimeout,
+    ChainUnavailable,
+    FactKind,
+    UnexpectedResponse,
+)
+from tests.integration.adapters.env_evm import CHAIN, EvmChainEnv, evm_env
+from verifier.errors import VerificationError
+from verifier.evidence import verify_bundle
+from verifier.evm.receipt import encode_receipt, receipt_key
+from verifier.merkle.mpt import compute_mpt_root
+
+pytestmark = pytest.mark.integration
+TIMEOUT = 0.5
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    return sock
+
+
+def refused_url() -> str:
+    """A port that was free a moment ago and has nobody listening."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@asynccontextmanager
+async def hanging_server() -> AsyncIterator[str]:
+    """Accepts connections, reads, never answers."""
+    writers: list[asyncio.StreamWriter] = []
+    stop = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await stop.wait()
+
+    sock = _listening_socket()
+    server = await asyncio.start_server(handle, sock=sock)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+@asynccontextmanager
+async def http_server(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_post("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = _listening_socket()
+    await web.SockSite(runner, sock).start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def garbage(request: web.Request) -> web.Response:
+    await request.read()
+    return web.Response(
+        text="<html>502 Bad Gateway, but with status 200{", content_type="text/html"
+    )
+
+
+async def wrong_shape(request: web.Request) -> web.Response:
+    body = await request.json()
+    return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": {"not": "a number"}})
+
+
+@asynccontextmanager
+async def tampering_proxy(upstream: str, *, fix_header: bool) -> AsyncIterator[str]:
+    """Forwards to ``upstream``; alters the first receipt of every eth_getBlockReceipts answer.
+
+    With ``fix_header`` it also rewrites the block's receiptsRoot to match the altered receipts,
+    so only the block hash can tell.
+    """
+    async with aiohttp.ClientSession() as session:
+
+        async def forward(method: str, params: Any) -> Any:
+            request = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+            async with session.post(upstream, json=request) as response:
+                return (await response.json())["result"]
+
+        async def tampered_receipts(block_hash: str) -> list[dict[str, Any]]:
+            receipts: list[dict[str, Any]] = await forward("eth_getBlockReceipts", [block_hash])
+            if receipts:
+                receipts[0]["cumulativeGasUsed"] = hex(
+                    int(receipts[0]["cumulativeGasUsed"], 16) + 1
+                )
+            return receipts
+
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.json()
+            method, params = body["method"], body.get("params", [])
+            result = await forward(method, params)
+            if method == "eth_getBlockReceipts" and result:
+                result = await tampered_receipts(params[0])
+            elif (
+                fix_header
+                and method == "eth_getBlockByNumber"
+                and result
+                and result["transactions"]
+            ):
+                receipts = await tampered_receipts(result["hash"])
+                items = {receipt_key(i): encode_receipt(r) for i, r in enumerate(receipts)}
+                result["receiptsRoot"] = "0x" + compute_mpt_root(items).hex()
+            return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": result})
+
+        async with http_server(handle) as url:
+            yield url
+
+
+def run(test: Callable[[EvmChainEnv], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with evm_env(call_timeout=TIMEOUT) as env:
+            await test(env)
+
+    asyncio.run(main())
+
+
+async def final_ping(env: EvmChainEnv) -> str:
+    cursor = env.adapter.initial_cursor(await env.evm.head() + 1)
+    timeout = await env.driver.timestamp() + 3600
+    await env.driver.transact(
+        env.ping_pong, "ping(string,address,bytes,uint64)", [CHAIN, env.ping_pong, b"p", timeout]
+    )
+    await env.driver.finalize()
+    return cursor
+
+
+def test_each_faulty_endpoint_alone_is_a_typed_error_naming_it() -> None:
+    """Refused -> ChainUnavailable, hanging -> ChainTimeout within the deadline, garbage and a
+    wrongly shaped result -> UnexpectedResponse; each names the endpoint."""
+
+    async def body(env: EvmChainEnv) -> None:
+        cursor = await final_ping(env)
+        async with (
+            hanging_server() as hang,
+            http_server(garbage) as junk,
+            http_server(wrong_shape) as shape,
+        ):
+            cases: list[tuple[str, type[AdapterError]]] = [
+                (refused_url(), ChainUnavailable),
+                (hang, ChainTimeout),
+                (junk, UnexpectedResponse),
+                (shape, UnexpectedResponse),
+            ]
+            for url, error in cases:
+                adapter = env.adapter_with(endpoints=(url,))
+                try:
+                    began = time.monotonic()
+                    with pytest.raises(error) as caught:
+                        await adapter.facts(cursor)
+                    assert time.monotonic() - began < TIMEOUT * 4
+                    assert caught.value.endpoint == url
+                    assert url in str(caught.value)
+                    health = adapter.health()[0]
+                    assert not health.healthy
+                    assert health.last_error
+                finally:
+                    await adapter.close()
+
+    run(body)
+
+
+def test_failover_past_refusing_hanging_and_garbage_endpoints() -> None:
+    """With three bad endpoints before Anvil, facts and submissions still go through; the bad
+    ones are marked unhealthy and tried last afterwards (no second wait on the hanging one)."""
+
+    async def body(env: EvmChainEnv) -> None:
+        cursor = await final_ping(env)
+        async with hanging_server() as hang, http_server(garbage) as junk:
+            urls = (refused_url(), hang, junk, env.anvil.url)
+            adapter = env.adapter_with(endpoints=urls)
+            try:
+                page = await adapter.facts(cursor)
+                assert [f.kind for f in page.facts] == [FactKind.MESSAGE_SENT]
+                assert page.facts[0].endpoint == env.anvil.url
+                began = time.monotonic()
+                status = await adapter.status()
+                assert time.monotonic() - began < TIMEOUT  # the hanging endpoint is tried last
+                assert [e.healthy for e in status.endpoints] == [False, False, False, True]
+                fact = page.facts[0]
+                assert fact.message is not None
+                delivered = await adapter.deliver([(fact.id, fact.message)])
+                assert delivered.endpoint == env.anvil.url
+            finally:
+                await adapter.close()
+
+    run(body)
+
+
+def test_tampered_receipts_fail_the_root_check_and_fail_over() -> None:
+    """A proxy that alters a receipt: alone, the adapter's receiptsRoot check names it; in front
+    of Anvil, the page is read again from Anvil and its bundle verifies."""
+
+    async def body(env: EvmChainEnv) -> None:
+        cursor = await final_ping(env)
+        async with tampering_proxy(env.anvil.url, fix_header=False) as bad:
+            alone = env.adapter_with(endpoints=(bad,))
+            pooled = env.adapter_with(endpoints=(bad, env.anvil.url))
+            try:
+                with pytest.raises(UnexpectedResponse, match="receiptsRoot") as caught:
+                    await alone.facts(cursor)
+                assert caught.value.endpoint == bad
+                page = await pooled.facts(cursor)
+                (fact,) = page.facts
+                assert fact.endpoint == env.anvil.url
+                assert fact.evidence is not None
+                verify_bundle(fact.evidence.bundle)
+            finally:
+                await alone.close()
+                await pooled.close()
+
+    run(body)
+
+
+def test_consistently_forged_block_fails_verification_and_refetch_avoids_it() -> None:
+    """A proxy that alters a receipt and the header's receiptsRoot to match passes the adapter's
+    consistency check, but its bundle fails verify_bundle (header hash); refetch avoiding it
+    rebuilds the evidence from Anvil, which verifies against the chain's block hash."""
+
+    async def body(env: EvmChainEnv) -> None:
+        cursor = await final_ping(env)
+        async with tampering_proxy(env.anvil.url, fix_header=True) as bad:
+            adapter = env.adapter_with(endpoints=(bad, env.anvil.url))
+            try:
+                (fact,) = (await adapter.facts(cursor)).facts
+                assert fact.endpoint == bad
+                assert fact.evidence is not None
+                canonical = (await env.evm.block(fact.height))["hash"]
+                for trust in (fact.evidence.bundle["trust"]["block_hash"], canonical):
+                    bundle = dict(fact.evidence.bundle, trust={"block_hash": trust})
+                    with pytest.raises(VerificationError):
+                        verify_bundle(bundle)
+                good = await adapter.refetch(fact, avoid=frozenset({bad}))
+                assert good.endpoint == env.anvil.url
+                assert good.evidence is not None
+                assert good.id == fact.id
+                bundle = dict(good.evidence.bundle, trust={"block_hash": canonical})
+                assert verify_bundle(bundle).block_number == fact.height
+                with pytest.raises(ChainUnavailable):
+                    await adapter.refetch(fact, avoid=frozenset({bad, env.anvil.url}))
+            finally:
+                await adapter.close()
+
+    run(body)
+
+
+def test_finality_tag_is_never_replaced_by_latest() -> None:
+    """With finality_tag="finalized", Anvil's finalized block (head - 64, else genesis) bounds
+    the page: a ping a few blocks deep is not reported; json of the cursor is unchanged."""
+
+    async def body(env: EvmChainEnv) -> None:
+        cursor = await final_ping(env)
+        adapter = env.adapter_with(finality_tag="finalized")
+        try:
+            page = await adapter.facts(cursor)
+            assert page.facts == ()
+            assert json.loads(page.cursor) == json.loads(cursor)
+            assert page.final_height < await env.evm.head() - 2
+        finally:
+            await adapter.close()
+
+    run(body)
