@@ -5,18 +5,28 @@ Subcommands:
                     2 unreadable or not a bundle
   demo              the main job on the embedded default (for now: verify the shipped examples)
   devnet fisco      run the local FISCO BCOS 3.x devnode
+  devnet evm        run Anvil, the local Ethereum-compatible chain, and print its dev accounts
+  deploy            deploy the gateway contract (and the examples) to a configured chain
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
+import re
+import signal
+import ssl
 import sys
-from collections.abc import Sequence
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final, Protocol, TextIO
 
 from verifier.encoding import load_json
 from verifier.errors import MalformedEvidence, VerificationError
@@ -92,6 +102,26 @@ def _build_parser() -> argparse.ArgumentParser:
         "JSON-RPC, with deterministic sealer keys. Stops on Ctrl-C / SIGTERM.",
     )
     _add_devnet_fisco_arguments(fisco)
+    evm = devnet_sub.add_parser(
+        "evm",
+        help="Anvil, the local Ethereum-compatible chain",
+        description="Start the project's pinned Anvil (make setup installs it), print its URL, "
+        "chain id and funded dev accounts with their private keys (Anvil's public test keys: "
+        "never use them on a real chain), and run until Ctrl-C / SIGTERM.",
+    )
+    evm.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    evm.add_argument("--port", type=int, default=8545, help="RPC port (default 8545; 0: any)")
+    evm.add_argument("--chain-id", type=int, default=31337, help="chain id (default 31337)")
+    evm.add_argument(
+        "--block-time",
+        type=float,
+        default=None,
+        metavar="S",
+        help="mine a block every S seconds (default: one block per transaction, none idle)",
+    )
+    evm.add_argument("--accounts", type=int, default=10, help="funded dev accounts (default 10)")
+    evm.set_defaults(handler=_cmd_devnet_evm)
+    _add_deploy_parser(sub)
     return parser
 
 
@@ -126,6 +156,112 @@ def _cmd_devnet_fisco(args: argparse.Namespace) -> int:
     from devnet.fisco.cli import run
 
     return run(args)
+
+
+def _cmd_devnet_evm(args: argparse.Namespace) -> int:
+    from devnet.anvil import AnvilError, start_anvil
+
+    if not 0 <= args.port <= 65535 or not 1 <= args.accounts <= 1000 or args.chain_id < 1:
+        sys.stderr.write("error: --port 0..65535, --accounts 1..1000, --chain-id >= 1\n")
+        return EXIT_USAGE
+    if args.block_time is not None and not args.block_time > 0:
+        sys.stderr.write("error: --block-time must be > 0\n")
+        return EXIT_USAGE
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _sig, _frame: stop.set())
+    out = sys.stdout
+    out.write("starting Anvil...\n")
+    out.flush()
+    try:
+        anvil = start_anvil(
+            host=args.host,
+            port=args.port,
+            chain_id=args.chain_id,
+            block_time=args.block_time,
+            accounts=args.accounts,
+        )
+    except AnvilError as exc:
+        sys.stderr.write(f"error: {_first_line(str(exc))}\n")
+        return EXIT_USAGE
+    try:
+        _print_anvil(out, anvil, args.block_time)
+        while not stop.wait(0.2):
+            if anvil.process.poll() is not None:
+                sys.stderr.write(f"error: Anvil exited with status {anvil.process.returncode}\n")
+                return EXIT_INVALID
+    finally:
+        anvil.stop()
+        if anvil.process.stdout is not None:
+            anvil.process.stdout.close()
+    out.write("Anvil stopped\n")
+    return EXIT_OK
+
+
+def _print_anvil(out: TextIO, anvil: Any, block_time: float | None) -> None:
+    mining = f"a block every {block_time} s" if block_time else "one block per transaction"
+    out.write(f"Anvil (Ethereum-compatible devnet) listening on {anvil.url}\n")
+    out.write(f"chain id: {anvil.chain_id}\n")
+    out.write(f"mining: {mining}\n")
+    out.write(
+        "dev accounts, 10000 ETH each (Anvil's PUBLIC test keys: anyone can spend on a chain "
+        "that accepts them; never use them on a real chain):\n"
+    )
+    from web3 import Web3
+
+    for index, account in enumerate(anvil.accounts):
+        address = Web3.to_checksum_address(account.address)
+        out.write(f"  account {index}: {address}  private key {account.private_key}\n")
+    out.write(
+        'for a config section: family = "evm", '
+        f'endpoints = ["{anvil.url}"], chain_id = {anvil.chain_id}, '
+        'relayer_key = { env = "RELAYER_KEY" } with RELAYER_KEY set to a key above\n'
+        "Ctrl-C stops it\n"
+    )
+    out.flush()
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "unknown error"
+
+
+def _add_deploy_parser(sub: Any) -> None:
+    deploy = sub.add_parser(
+        "deploy",
+        help="deploy the gateway contract to a configured chain",
+        description="Deploy CrossChainGateway to the chain NAME of the configuration file: "
+        "the chain name and timestamp unit (seconds on EVM chains, milliseconds on FISCO BCOS) "
+        "are fixed in the contract; receiver_gas and ack_gas come from the chain's section. "
+        "Then register the relayer key's account (addRelayer) and every configured chain, "
+        "this one included, as a destination with that chain's max_payload (setDestination). "
+        "The deployer, and so the contract's owner, is owner_key if the section sets one, "
+        "else relayer_key. EVM transactions are signed locally and need funds; FISCO BCOS "
+        "charges no gas. Prints the addresses and a TOML snippet; --write puts the address "
+        "into the file. Exit status: 0 deployed, 1 the chain failed (unreachable, no funds, "
+        "reverted), 2 bad configuration or options.",
+    )
+    deploy.add_argument("--config", type=Path, required=True, metavar="FILE", help="gateway.toml")
+    deploy.add_argument("--chain", required=True, metavar="NAME", help="a [chains.NAME] section")
+    deploy.add_argument(
+        "--examples", action="store_true", help="also deploy the PingPong and Notary examples"
+    )
+    deploy.add_argument(
+        "--write", action="store_true", help="set gateway = ... in the chain's section of FILE"
+    )
+    deploy.set_defaults(handler=_cmd_deploy)
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from relay.config import ConfigError
+
+    try:
+        return _run_deploy(args.config, args.chain, examples=args.examples, write=args.write)
+    except ConfigError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    except DeployError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_INVALID
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -328,6 +464,443 @@ def _tamper(document: dict[str, Any]) -> dict[str, Any]:
         receipt["gasUsed"] = str(int(receipt["gasUsed"]) ^ 1)
         receipt.pop("hash", None)  # a forger would not leave the stale hash behind
     return tampered
+
+
+# ---------------------------------------------------------------------------------------------
+# gateway deploy: one small synchronous client per family (web3 for EVM, JSON-RPC for FISCO)
+
+ARTIFACTS: Final = Path(__file__).resolve().parent / "contracts" / "artifacts.json"
+DEPLOY_RPC_TIMEOUT_S: Final = 30.0
+DEPLOY_RECEIPT_TIMEOUT_S: Final = 120.0
+FISCO_BLOCK_LIMIT_AHEAD: Final = 500
+
+
+class DeployError(Exception):
+    """A chain could not be reached or refused a deploy step; one line, never a key."""
+
+
+class _DeployClient(Protocol):
+    endpoint: str
+    sender: str
+
+    def describe(self) -> str: ...
+
+    def address_of(self, key: bytes) -> str: ...
+
+    def deploy(self, contract: str, args: Sequence[object]) -> tuple[str, int]: ...
+
+    def transact(self, to: str, contract: str, fn: str, args: Sequence[object]) -> int: ...
+
+    def call(self, to: str, contract: str, fn: str, args: Sequence[object]) -> tuple[Any, ...]: ...
+
+
+def _run_deploy(config_path: Path, chain_name: str, *, examples: bool, write: bool) -> int:
+    from relay.config import (
+        ConfigError,
+        ConfigProblem,
+        gateway_snippet,
+        load_config,
+        write_gateway_address,
+    )
+
+    config = load_config(config_path)
+    chain = config.chains.get(chain_name)
+    if chain is None:
+        names = ", ".join(config.chains) or "none"
+        problem = ConfigProblem(f"chains.{chain_name}", f"no such chain (configured: {names})")
+        raise ConfigError([problem], source=str(config_path))
+    owner_key = chain.load_owner_key()
+    relayer_key = chain.load_keys()[0]
+    assert relayer_key is not None
+    out = sys.stdout
+    client = _deploy_client(chain, owner_key)
+    relayer = client.address_of(relayer_key)
+    destinations = [(name, other.deploy.max_payload) for name, other in config.chains.items()]
+    total = 3 + len(destinations) + (2 if examples else 0)
+    steps = iter(range(1, total + 1))
+
+    def step(text: str) -> _Step:
+        return _Step(out, f"[{next(steps)}/{total}] {text}")
+
+    out.write(f"deploying to {client.describe()} from {client.sender} (owner)\n")
+    units, opts = chain.timestamp_units_per_second, chain.deploy
+    ctor = [chain.name, units, opts.receiver_gas, opts.ack_gas]
+    with step(f'CrossChainGateway("{chain.name}", {units}, {opts.receiver_gas}, {opts.ack_gas})'):
+        gateway, block = client.deploy("CrossChainGateway", ctor)
+        _done(out, f"{gateway} (block {block})")
+    with step(f"addRelayer({relayer})"):
+        _done(
+            out, f"block {client.transact(gateway, 'CrossChainGateway', 'addRelayer', [relayer])}"
+        )
+    for name, cap in destinations:
+        with step(f'setDestination("{name}", {cap})'):
+            block = client.transact(gateway, "CrossChainGateway", "setDestination", [name, cap])
+            _done(out, f"block {block}")
+    extras: dict[str, str] = {}
+    if examples:
+        for contract, key in (("PingPong", "ping_pong"), ("Notary", "notary")):
+            with step(f"{contract}({gateway})"):
+                extras[key], block = client.deploy(contract, [gateway])
+                _done(out, f"{extras[key]} (block {block})")
+    with step(f"isRelayer({relayer})"):
+        (registered,) = client.call(gateway, "CrossChainGateway", "isRelayer", [relayer])
+        if registered is not True:
+            raise DeployError(f"the gateway at {gateway} does not list {relayer} as a relayer")
+        _done(out, "true")
+    out.write(f"\ngateway on {chain.name}: {gateway}\n")
+    for key, address in extras.items():
+        out.write(f"{key}: {address}\n")
+    snippet = gateway_snippet(chain.name, gateway, extras)
+    if write:
+        write_gateway_address(config_path, chain.name, gateway)
+        out.write(f"\nwrote into {config_path}:\n{snippet}")
+    else:
+        out.write(f"\nadd to {config_path} (or deploy with --write):\n{snippet}")
+    return EXIT_OK
+
+
+class _Step:
+    """One progress line: the step's text, then its result or ``failed``."""
+
+    def __init__(self, out: TextIO, text: str) -> None:
+        self.out, self.text = out, text
+
+    def __enter__(self) -> None:
+        self.out.write(f"{self.text} ... ")
+        self.out.flush()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self.out.write("failed\n")
+            self.out.flush()
+
+
+def _done(out: TextIO, text: str) -> None:
+    out.write(text + "\n")
+    out.flush()
+
+
+def _deploy_client(chain: Any, key: bytes) -> _DeployClient:
+    from relay.config import EvmChainConfig
+
+    if isinstance(chain, EvmChainConfig):
+        return _EvmDeployClient(chain, key)
+    return _FiscoDeployClient(chain, key)
+
+
+def _artifact(name: str) -> dict[str, Any]:
+    try:
+        contracts = json.loads(ARTIFACTS.read_text(encoding="utf-8"))["contracts"]
+        art: dict[str, Any] = contracts[name]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DeployError(f"{ARTIFACTS} has no usable {name} ({exc!r})") from None
+    return art
+
+
+def _abi_types(abi: list[dict[str, Any]], fn: str | None) -> list[str]:
+    for entry in abi:
+        if (fn is None and entry["type"] == "constructor") or (
+            entry["type"] == "function" and entry.get("name") == fn
+        ):
+            return [str(i["type"]) for i in entry["inputs"]]
+    if fn is None:
+        return []
+    raise DeployError(f"the contract ABI has no function {fn}")
+
+
+def _output_types(abi: list[dict[str, Any]], fn: str) -> list[str]:
+    entry = next(e for e in abi if e["type"] == "function" and e.get("name") == fn)
+    return [str(o["type"]) for o in entry["outputs"]]
+
+
+def _call_data(
+    contract: str, fn: str, args: Sequence[object], hasher: Callable[[bytes], bytes]
+) -> bytes:
+    from eth_abi.abi import encode
+
+    types = _abi_types(_artifact(contract)["abi"], fn)
+    selector = hasher(f"{fn}({','.join(types)})".encode())[:4]
+    return selector + bytes(encode(types, list(args)))
+
+
+def _deploy_data(contract: str, args: Sequence[object]) -> tuple[bytes, str]:
+    from eth_abi.abi import encode
+
+    art = _artifact(contract)
+    code = bytes.fromhex(str(art["bytecode"]).removeprefix("0x"))
+    return code + bytes(encode(_abi_types(art["abi"], None), list(args))), json.dumps(art["abi"])
+
+
+def _decode_output(contract: str, fn: str, data: bytes) -> tuple[Any, ...]:
+    from eth_abi.abi import decode
+
+    try:
+        return tuple(decode(_output_types(_artifact(contract)["abi"], fn), data))
+    except Exception as exc:  # eth_abi's decoding errors have no common base
+        raise DeployError(f"{fn} returned undecodable data ({type(exc).__name__})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, key-free reason for a transport error ('[Errno 111] Connection refused')."""
+    text = str(exc)
+    match = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    if match:
+        return match.group(0).strip()
+    return _first_line(text)[:200] if text else type(exc).__name__
+
+
+class _EvmDeployClient:
+    def __init__(self, chain: Any, key: bytes) -> None:
+        from eth_account import Account
+        from web3 import Web3
+
+        self.name = chain.name
+        self.chain_id: int = chain.chain_id
+        self.account = Account.from_key(key)
+        self.sender = str(self.account.address)
+        problems = []
+        for url in chain.endpoints:
+            provider = Web3.HTTPProvider(
+                url,
+                request_kwargs={"timeout": DEPLOY_RPC_TIMEOUT_S},
+                exception_retry_configuration=None,
+            )
+            self.w3, self.endpoint = Web3(provider), url
+            try:
+                served = self.w3.eth.chain_id
+            except (OSError, ValueError) as exc:
+                problems.append(f"{url}: {_reason(exc)}")
+                continue
+            if served != self.chain_id:
+                raise DeployError(
+                    f"{url} serves chain id {served}, but chains.{self.name}.chain_id is "
+                    f"{self.chain_id}"
+                )
+            break
+        else:
+            raise DeployError(f"cannot reach {self.name}: " + "; ".join(problems))
+        with self._errors():
+            if self.w3.eth.get_balance(self.account.address) == 0:
+                raise DeployError(
+                    f"the deploying account {self.sender} has no funds on {self.name}; fund it "
+                    "(or set owner_key to a funded key)"
+                )
+            self.nonce = int(self.w3.eth.get_transaction_count(self.account.address, "pending"))
+
+    def describe(self) -> str:
+        return f"{self.name} (evm, chain id {self.chain_id}) at {self.endpoint}"
+
+    def address_of(self, key: bytes) -> str:
+        from eth_account import Account
+
+        return str(Account.from_key(key).address)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
+
+        try:
+            yield
+        except ContractLogicError as exc:
+            raise DeployError(f"{self.name} would revert it: {_first_line(str(exc))}") from None
+        except TimeExhausted:
+            raise DeployError(
+                f"no receipt from {self.name} within {DEPLOY_RECEIPT_TIMEOUT_S:.0f} s"
+            ) from None
+        except OSError as exc:
+            raise DeployError(
+                f"cannot reach {self.name} at {self.endpoint}: {_reason(exc)}"
+            ) from None
+        except (Web3Exception, ValueError) as exc:
+            raise DeployError(f"{self.name} refused: {_first_line(str(exc))[:300]}") from None
+
+    def _send(self, to: str | None, data: bytes) -> Any:
+        with self._errors():
+            tx: dict[str, Any] = {
+                "from": self.sender,
+                "data": data,
+                "nonce": self.nonce,
+                "chainId": self.chain_id,
+                "value": 0,
+            }
+            if to is not None:
+                tx["to"] = to
+            tx["gas"] = self.w3.eth.estimate_gas(tx) * 12 // 10 + 10_000  # type: ignore[arg-type]
+            base = self.w3.eth.get_block("latest").get("baseFeePerGas")
+            if base is None:
+                tx["gasPrice"] = self.w3.eth.gas_price
+            else:
+                tip = self.w3.eth.max_priority_fee
+                tx |= {"type": 2, "maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
+            signed = self.account.sign_transaction(tx)
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            self.nonce += 1
+            receipt = self.w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=DEPLOY_RECEIPT_TIMEOUT_S
+            )
+        if receipt["status"] != 1:
+            raise DeployError(
+                f"transaction 0x{bytes(tx_hash).hex()} reverted on {self.name} "
+                f"(block {receipt['blockNumber']})"
+            )
+        return receipt
+
+    def deploy(self, contract: str, args: Sequence[object]) -> tuple[str, int]:
+        data, _abi = _deploy_data(contract, args)
+        receipt = self._send(None, data)
+        return str(receipt["contractAddress"]), int(receipt["blockNumber"])
+
+    def transact(self, to: str, contract: str, fn: str, args: Sequence[object]) -> int:
+        from verifier.hashing import keccak256
+
+        return int(self._send(to, _call_data(contract, fn, args, keccak256))["blockNumber"])
+
+    def call(self, to: str, contract: str, fn: str, args: Sequence[object]) -> tuple[Any, ...]:
+        from verifier.hashing import keccak256
+
+        with self._errors():
+            data = _call_data(contract, fn, args, keccak256)
+            output = self.w3.eth.call({"to": to, "data": data})
+        return _decode_output(contract, fn, bytes(output))
+
+
+class _FiscoDeployClient:
+    def __init__(self, chain: Any, key: bytes) -> None:
+        from adapters.fisco.transaction import account_address
+        from verifier.hashing import CryptoSuite, hasher_for
+
+        self.chain, self.name, self.key = chain, chain.name, key
+        if chain.crypto is CryptoSuite.SM3_SM2:
+            raise DeployError(
+                f"{self.name} uses sm3-sm2, whose selectors and code need an SM3 build of the "
+                "contracts; contracts/artifacts.json is the keccak256 build"
+            )
+        self.hasher = hasher_for(chain.crypto.hash_scheme)
+        self.sender = account_address(key, chain.crypto)
+        self._id = 0
+        problems = []
+        for endpoint in chain.endpoints:
+            self.endpoint, self._tls = endpoint.url, endpoint
+            try:
+                self.head = int(self._rpc("getBlockNumber"))
+                break
+            except DeployError as exc:
+                problems.append(str(exc))
+        else:
+            raise DeployError("; ".join(problems))
+        self._check_sealers()
+
+    def describe(self) -> str:
+        return (
+            f"{self.name} (fisco-bcos-3, {self.chain.chain_id}/{self.chain.group_id}, block "
+            f"{self.head}) at {self.endpoint}"
+        )
+
+    def address_of(self, key: bytes) -> str:
+        from adapters.fisco.transaction import account_address
+
+        return account_address(key, self.chain.crypto)
+
+    def _check_sealers(self) -> None:
+        listed = self._rpc("getSealerList")
+        ids = {
+            str(s.get("nodeID", "") if isinstance(s, dict) else s).lower().removeprefix("0x")
+            for s in (listed if isinstance(listed, list) else [])
+        }
+        if ids != {s.node_id for s in self.chain.sealers}:
+            sys.stdout.write(
+                f"warning: {self.endpoint}'s sealers differ from chains.{self.name}.sealers "
+                "(the trust root): evidence from this chain will not verify until they agree\n"
+            )
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        endpoint = self._tls
+        if not endpoint.url.startswith("https:"):
+            return None
+        context = ssl.create_default_context(cafile=endpoint.ca_cert)
+        context.check_hostname = False  # FISCO certificates name the node, not its host
+        if endpoint.client_cert is not None:
+            context.load_cert_chain(endpoint.client_cert, endpoint.client_key)
+        return context
+
+    def _rpc(self, method: str, *params: object) -> Any:
+        self._id += 1
+        body = {
+            "jsonrpc": "2.0",
+            "id": self._id,
+            "method": method,
+            "params": [self.chain.group_id, "", *params],
+        }
+        request = urllib.request.Request(  # noqa: S310 (http(s) only: checked by the config)
+            self.endpoint,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(  # noqa: S310 (http(s) only: checked by the config)
+                request, timeout=DEPLOY_RPC_TIMEOUT_S, context=self._ssl_context()
+            ) as response:
+                answer = json.loads(response.read(16 * 1024 * 1024))
+        except urllib.error.HTTPError as exc:
+            raise DeployError(f"{self.endpoint} answered {method} with HTTP {exc.code}") from None
+        except (OSError, ssl.SSLError) as exc:
+            reason = _reason(getattr(exc, "reason", exc))
+            raise DeployError(f"cannot reach {self.name} at {self.endpoint}: {reason}") from None
+        except ValueError:
+            raise DeployError(f"{self.endpoint} answered {method} with non-JSON") from None
+        if not isinstance(answer, dict) or ("result" not in answer and "error" not in answer):
+            raise DeployError(f"{self.endpoint} answered {method} with no result")
+        if answer.get("error") is not None:
+            error = answer["error"]
+            detail = error.get("message") if isinstance(error, dict) else error
+            raise DeployError(f"{self.name} refused {method}: {str(detail)[:300]}")
+        return answer["result"]
+
+    def _send(self, to: str, data: bytes, abi: str = "") -> dict[str, Any]:
+        from adapters.fisco.transaction import build_transaction, sign_transaction, transaction_hex
+
+        head = int(self._rpc("getBlockNumber"))
+        tx = build_transaction(
+            chain_id=self.chain.chain_id,
+            group_id=self.chain.group_id,
+            block_limit=head + FISCO_BLOCK_LIMIT_AHEAD,
+            to=to,
+            input=data,
+            abi=abi,
+        )
+        signed = sign_transaction(tx, self.key, self.chain.crypto)
+        receipt = self._rpc("sendTransaction", transaction_hex(signed), False)
+        tx_hash = "0x" + signed.data_hash.hex()
+        deadline = time.monotonic() + DEPLOY_RECEIPT_TIMEOUT_S
+        while not (isinstance(receipt, dict) and "status" in receipt):
+            if time.monotonic() > deadline:
+                raise DeployError(f"no receipt for {tx_hash} from {self.name}")
+            time.sleep(0.5)
+            receipt = self._rpc("getTransactionReceipt", tx_hash, False)
+        if receipt["status"] != 0:
+            message = receipt.get("message") or ""
+            raise DeployError(
+                f"transaction {tx_hash} failed on {self.name} with status {receipt['status']}"
+                + (f": {message}" if message else "")
+            )
+        return receipt
+
+    def deploy(self, contract: str, args: Sequence[object]) -> tuple[str, int]:
+        data, abi = _deploy_data(contract, args)
+        receipt = self._send("", data, abi)
+        return str(receipt["contractAddress"]), int(receipt["blockNumber"])
+
+    def transact(self, to: str, contract: str, fn: str, args: Sequence[object]) -> int:
+        receipt = self._send(to, _call_data(contract, fn, args, self.hasher))
+        return int(receipt["blockNumber"])
+
+    def call(self, to: str, contract: str, fn: str, args: Sequence[object]) -> tuple[Any, ...]:
+        data = "0x" + _call_data(contract, fn, args, self.hasher).hex()
+        result = self._rpc("call", to, data)
+        if not isinstance(result, dict) or result.get("status") != 0:
+            raise DeployError(f"{fn} call failed on {self.name}: {result!r:.200}")
+        return _decode_output(contract, fn, bytes.fromhex(str(result["output"])[2:]))
 
 
 if __name__ == "__main__":
