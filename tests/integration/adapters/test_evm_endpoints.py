@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from adapters.base import (
     AdapterError,
@@ -296,6 +297,74 @@ def test_finality_tag_is_never_replaced_by_latest() -> None:
             assert json.loads(page.cursor) == json.loads(cursor)
             assert page.final_height < await env.evm.head() - 2
         finally:
+            await adapter.close()
+
+    run(body)
+
+
+@asynccontextmanager
+async def proxy_without_block_receipts(upstream: str) -> AsyncIterator[str]:
+    """Forwards to ``upstream`` but answers eth_getBlockReceipts with "method not found"."""
+    async with aiohttp.ClientSession() as session:
+
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.json()
+            if body["method"] == "eth_getBlockReceipts":
+                error = {"code": -32601, "message": "the method does not exist"}
+                return web.json_response({"jsonrpc": "2.0", "id": body["id"], "error": error})
+            async with session.post(upstream, json=body) as response:
+                return web.json_response(await response.json())
+
+        async with http_server(handle) as url:
+            yield url
+
+
+def test_receipts_one_by_one_when_block_receipts_is_missing() -> None:
+    """A node without eth_getBlockReceipts: receipts come from eth_getTransactionReceipt per
+    transaction, and the bundle verifies the same way."""
+
+    async def body(env: EvmChainEnv) -> None:
+        cursor = await final_ping(env)
+        async with proxy_without_block_receipts(env.anvil.url) as old:
+            adapter = env.adapter_with(endpoints=(old,))
+            try:
+                (fact,) = (await adapter.facts(cursor)).facts
+                assert fact.endpoint == old
+                assert fact.evidence is not None
+                canonical = (await env.evm.block(fact.height))["hash"]
+                bundle = dict(fact.evidence.bundle, trust={"block_hash": canonical})
+                assert verify_bundle(bundle).block_number == fact.height
+            finally:
+                await adapter.close()
+
+    run(body)
+
+
+def test_stuck_transaction_is_replaced_on_a_real_node() -> None:
+    """Automine off: after half the receipt timeout the relayer's transaction is re-sent with the
+    same nonce and higher fees; Anvil accepts the replacement and mines it."""
+
+    async def body(env: EvmChainEnv) -> None:
+        cursor = await final_ping(env)
+        (fact,) = (await env.adapter.facts(cursor)).facts
+        assert fact.message is not None
+        adapter = env.adapter_with(receipt_timeout=1.0)
+        try:
+            await env.evm.rpc.call("evm_setAutomine", [False])
+            with capture_logs() as logs:
+                task = asyncio.create_task(adapter.deliver([(fact.id, fact.message)]))
+                await asyncio.sleep(0.8)  # past half the timeout: the replacement is in the pool
+                await env.evm.mine(1)
+                submission = await task
+            events = {entry["event"]: entry for entry in logs}
+            replaced = events["transaction_replaced"]
+            assert replaced["tx_hash"] == submission.tx_hash
+            assert replaced["replaces"] != submission.tx_hash
+            block = await env.evm.block(submission.height)
+            assert block["transactions"] == [submission.tx_hash]
+            assert await adapter.delivery_status(fact.id) is not None
+        finally:
+            await env.evm.rpc.call("evm_setAutomine", [True])
             await adapter.close()
 
     run(body)
