@@ -53,6 +53,8 @@ def artifact(name: str) -> dict[str, Any]:
 def arg_types(signature: str) -> list[str]:
     """``f(uint64,(string,bytes)[])`` -> ``["uint64", "(string,bytes)[]"]``."""
     inner = signature[signature.index("(") :]
+    if inner == "()":
+        return []
     parsed = parse(inner)
     assert isinstance(parsed, TupleType)
     return [c.to_type_str() for c in parsed.components]

@@ -1,0 +1,242 @@
+"""FiscoAdapter against forgeries and bad endpoints: look-alike gateways, log-shaped output, a
+seal through a contract, injected logs, bodies that do not hash to the sealed id, wrong
+receipts, and endpoints that refuse, hang or answer garbage."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any, cast
+
+import pytest
+from structlog.testing import capture_logs
+
+from adapters.base import ChainTimeout, ChainUnavailable, Fact, UnexpectedResponse
+from adapters.fisco.adapter import FiscoAdapter
+from adapters.fisco.settings import FiscoEndpoint
+from tests.integration.adapters.env import ChainEnv
+from tests.integration.adapters.env_fisco import (
+    CHAIN,
+    RELAYER,
+    FiscoDriver,
+    fisco_env,
+)
+from tests.integration.adapters.fisco_proxy import (
+    garbage_endpoint,
+    hanging_endpoint,
+    refused_url,
+    tampering_proxy,
+)
+from verifier.errors import VerificationError
+from verifier.evidence import verify_bundle
+from verifier.hashing import keccak256
+
+pytestmark = pytest.mark.integration
+FAR = 2**40
+SEALED_TOPIC = "0x" + keccak256(b"Sealed(uint64,bytes32[],bytes32[])").hex()
+SENT_TOPIC = (
+    "0x"
+    + keccak256(b"MessageSent(bytes32,string,string,uint64,address,address,bytes,uint64)").hex()
+)
+
+
+@pytest.fixture(name="env", scope="module")
+async def _env() -> AsyncIterator[ChainEnv]:
+    """One devnode with the gateway for the module."""
+    async with fisco_env(seed="adapter-hostile") as env:
+        yield env
+
+
+def driver_of(env: ChainEnv) -> FiscoDriver:
+    return cast(FiscoDriver, env.driver)
+
+
+def adapter_with(env: ChainEnv, *urls: str, timeout: float = 5.0) -> FiscoAdapter:
+    adapter = cast(FiscoAdapter, env.adapter)
+    endpoints = tuple(FiscoEndpoint(u) for u in urls)
+    return FiscoAdapter(replace(adapter.settings, endpoints=endpoints, call_timeout=timeout))
+
+
+async def drain(adapter: FiscoAdapter, cursor: str) -> list[Fact]:
+    facts: list[Fact] = []
+    while True:
+        page = await adapter.facts(cursor)
+        facts.extend(page.facts)
+        if page.cursor == cursor:
+            return facts
+        cursor = page.cursor
+
+
+async def head(env: ChainEnv) -> int:
+    return int(await driver_of(env).rpc.call("getBlockNumber"))
+
+
+def as_get_logs_entry(receipt: dict[str, Any], gateway: bytes, log: dict[str, Any]) -> Any:
+    """A forged getLogs entry: ``log`` claimed as the gateway's, in ``receipt``'s transaction."""
+    return {
+        "address": "0x" + gateway.hex(),
+        "blockHash": "0x" + "00" * 32,
+        "blockNumber": hex(receipt["blockNumber"]),
+        "data": log["data"],
+        "logIndex": "0x0",
+        "removed": False,
+        "topics": log["topics"],
+        "transactionHash": receipt["transactionHash"],
+        "transactionIndex": "0x0",
+    }
+
+
+async def test_forged_seals_never_yield_a_fact(env: ChainEnv) -> None:
+    """A FakeGateway's Sealed log, log-shaped output of LogShaped and a seal() made through a
+    contract yield no fact, even when a lying endpoint presents each as the gateway's log."""
+    driver, gateway = driver_of(env), env.gateway
+    start = await head(env) + 1
+    adapter = cast(FiscoAdapter, env.adapter)
+    real_id, _ = await adapter.send_message(CHAIN, env.ping_pong, b"victim", FAR)
+    forged: list[Any] = []
+    # 1. A look-alike gateway sealing the real id.
+    fake = await driver.deploy("FakeGateway")
+    assert (await driver.transact(fake, "load(bytes32[],bytes32[])", [[real_id], []]))[1]
+    receipt = await driver.transact_receipt(fake, "seal()", account=RELAYER)
+    assert receipt["status"] == 0
+    forged.append(as_get_logs_entry(receipt, gateway, receipt["logEntries"][0]))
+    sealed_log = receipt["logEntries"][0]
+    # 2. Output shaped like the gateway's Sealed log.
+    shaped = await driver.deploy("LogShaped")
+    blob = (
+        gateway.hex().encode()
+        + b"".join(bytes.fromhex(t[2:]) for t in sealed_log["topics"])
+        + bytes.fromhex(sealed_log["data"][2:])
+    )
+    assert (await driver.transact(shaped, "load(bytes)", [blob]))[1]
+    receipt = await driver.send_raw("0x" + shaped.hex(), b"\x01\x02\x03\x04")
+    assert receipt["status"] == 0
+    assert receipt["output"] == "0x" + blob.hex()
+    forged.append(as_get_logs_entry(receipt, gateway, sealed_log))
+    # 3. A contract the owner made a relayer, sealing through itself: the gateway reverts.
+    proxy = await driver.deploy("SealProxy", (gateway,))
+    assert (await driver.transact(gateway, "addRelayer(address)", [proxy], account=0))[1]
+    receipt = await driver.transact_receipt(proxy, "sealVia()", account=RELAYER)
+    assert receipt["status"] != 0
+    forged.append(as_get_logs_entry(receipt, gateway, sealed_log))
+
+    def inject(method: str, params: list[Any], result: Any) -> Any:
+        if method == "getLogs" and params[1]["topics"] == []:
+            lo, hi = int(params[1]["fromBlock"], 16), int(params[1]["toBlock"], 16)
+            return result + [f for f in forged if lo <= int(f["blockNumber"], 16) <= hi]
+        return result
+
+    cursor = adapter.initial_cursor(start)
+    async with tampering_proxy(driver.node.url, inject) as url:
+        lying = adapter_with(env, url)
+        try:
+            with capture_logs() as logs:
+                assert await drain(lying, cursor) == []
+            refused = [e for e in logs if e["event"] == "seal_refused"]
+            assert len(refused) == len(forged)  # each forgery reached the adapter's own checks
+            assert await drain(adapter, cursor) == []
+            assert await adapter.seal() is not None  # the real seal: exactly the real fact
+            facts = await drain(lying, cursor)
+        finally:
+            await lying.close()
+    assert [f.id for f in facts] == [real_id]
+
+
+async def test_body_that_does_not_hash_to_the_sealed_id_is_refused(env: ChainEnv) -> None:
+    """An endpoint that alters a MessageSent body gets no fact out of it: the page fails there
+    (naming it) and is read again from the next endpoint."""
+    driver, adapter = driver_of(env), cast(FiscoAdapter, env.adapter)
+    cursor = adapter.initial_cursor(await head(env) + 1)
+    sent_id, _ = await adapter.send_message(CHAIN, env.ping_pong, b"original", FAR)
+    await adapter.seal()
+
+    def alter(method: str, params: list[Any], result: Any) -> Any:
+        if method == "getLogs":
+            for entry in result:
+                if entry["topics"][0] == SENT_TOPIC:
+                    entry["data"] = entry["data"].replace(b"original".hex(), b"0riginal".hex())
+        return result
+
+    async with tampering_proxy(driver.node.url, alter) as url:
+        only_lying = adapter_with(env, url)
+        both = adapter_with(env, url, driver.node.url)
+        try:
+            with pytest.raises(UnexpectedResponse) as caught:
+                await only_lying.facts(cursor)
+            assert caught.value.endpoint == url
+            page = await both.facts(cursor)
+        finally:
+            await only_lying.close()
+            await both.close()
+    assert [f.id for f in page.facts] == [sent_id]
+    assert page.facts[0].endpoint == driver.node.url
+    assert page.facts[0].message is not None
+    assert page.facts[0].message.payload == b"original"
+
+
+async def test_wrong_receipt_fails_verification_and_refetch_avoids_it(env: ChainEnv) -> None:
+    """A receipt altered by the endpoint makes a bundle that fails verify_bundle; refetch with
+    that endpoint avoided brings one that verifies."""
+    driver, adapter = driver_of(env), cast(FiscoAdapter, env.adapter)
+    cursor = adapter.initial_cursor(await head(env) + 1)
+    await adapter.send_message(CHAIN, env.ping_pong, b"receipt", FAR)
+    await adapter.seal()
+
+    def alter(method: str, params: list[Any], result: Any) -> Any:
+        if method == "getTransactionReceipt" and params[3] is True:
+            result["gasUsed"] = str(int(result["gasUsed"]) + 1)
+        return result
+
+    async with tampering_proxy(driver.node.url, alter) as url:
+        both = adapter_with(env, url, driver.node.url)
+        try:
+            (fact,) = (await both.facts(cursor)).facts
+            assert fact.evidence is not None
+            assert fact.evidence.endpoint == url
+            with pytest.raises(VerificationError):
+                verify_bundle(fact.evidence.bundle)
+            good = await both.refetch(fact, avoid=frozenset({url}))
+        finally:
+            await both.close()
+    assert good.evidence is not None
+    assert good.evidence.endpoint == driver.node.url
+    assert good.id == fact.id
+    verify_bundle(good.evidence.bundle)
+
+
+async def test_endpoint_faults_are_typed_and_failed_over(env: ChainEnv) -> None:
+    """Refused, hanging and garbage endpoints raise ChainUnavailable, ChainTimeout and
+    UnexpectedResponse naming the endpoint; a pool with a good one fails over to it."""
+    good = driver_of(env).node.url
+    refused = refused_url()
+    async with hanging_endpoint() as hanging, garbage_endpoint() as garbage:
+        cases = [
+            (refused, ChainUnavailable),
+            (hanging, ChainTimeout),
+            (garbage, UnexpectedResponse),
+        ]
+        for url, kind in cases:
+            one = adapter_with(env, url, timeout=0.5)
+            try:
+                with pytest.raises(kind) as caught:
+                    await one.status()
+                assert caught.value.endpoint == url
+                assert url in str(caught.value)
+            finally:
+                await one.close()
+        pool = adapter_with(env, refused, hanging, garbage, good, timeout=0.5)
+        try:
+            status = await pool.status()
+            assert status.head > 0
+            health = {h.url: h for h in status.endpoints}
+            assert [health[u].healthy for u in (refused, hanging, garbage, good)] == [
+                False,
+                False,
+                False,
+                True,
+            ]
+            assert health[hanging].last_error is not None
+            page = await pool.facts(pool.initial_cursor(status.head))
+            assert page.final_height >= status.head
+        finally:
+            await pool.close()
