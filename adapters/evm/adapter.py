@@ -29,16 +29,12 @@ from adapters.evm.facts import FactReader
 from adapters.evm.rpc import EndpointPool, EvmEndpoint, json_object, quantity
 from adapters.evm.settings import EvmSettings
 from adapters.evm.submit import Submitter
+from verifier.events import parse_event_abi
 from verifier.hashing import keccak256
 from verifier.messages import MESSAGE_SENT_EVENT, DeliveryResult, DeliveryStatus, Message
 
 log = structlog.get_logger(__name__)
-_SENT_TOPIC = (
-    "0x"
-    + keccak256(
-        ("MessageSent(" + ",".join(i["type"] for i in MESSAGE_SENT_EVENT["inputs"]) + ")").encode()
-    ).hex()
-)
+_SENT_TOPIC = "0x" + parse_event_abi(MESSAGE_SENT_EVENT).topic0(keccak256).hex()
 
 
 class EvmAdapter:
@@ -210,7 +206,8 @@ class EvmAdapter:
         gateway = "0x" + self.settings.gateway.hex()
         for entry in receipt.get("logs") or []:
             topics = entry.get("topics") or []
-            if str(entry.get("address", "")).lower() == gateway and topics[:1] == [_SENT_TOPIC]:
+            address = str(entry.get("address", "")).lower()
+            if address == gateway and len(topics) == 2 and topics[0] == _SENT_TOPIC:
                 return bytes.fromhex(str(topics[1])[2:]), submission
         raise UnexpectedResponse(
             f"sendMessage {submission.tx_hash} succeeded without a MessageSent log",
