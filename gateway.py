@@ -240,7 +240,13 @@ def _add_deploy_parser(sub: Any) -> None:
         "into the file. Exit status: 0 deployed, 1 the chain failed (unreachable, no funds, "
         "reverted), 2 bad configuration or options.",
     )
-    deploy.add_argument("--config", type=Path, required=True, metavar="FILE", help="gateway.toml")
+    deploy.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the gateway's TOML configuration (docs/configuration.md)",
+    )
     deploy.add_argument("--chain", required=True, metavar="NAME", help="a [chains.NAME] section")
     deploy.add_argument(
         "--examples", action="store_true", help="also deploy the PingPong and Notary examples"
@@ -510,8 +516,7 @@ def _run_deploy(config_path: Path, chain_name: str, *, examples: bool, write: bo
         problem = ConfigProblem(f"chains.{chain_name}", f"no such chain (configured: {names})")
         raise ConfigError([problem], source=str(config_path))
     owner_key = chain.load_owner_key()
-    relayer_key = chain.load_keys()[0]
-    assert relayer_key is not None
+    relayer_key = chain.load_relayer_key()
     out = sys.stdout
     client = _deploy_client(chain, owner_key)
     relayer = client.address_of(relayer_key)
@@ -659,7 +664,10 @@ class _EvmDeployClient:
         self.account = Account.from_key(key)
         self.sender = str(self.account.address)
         problems = []
-        for url in chain.endpoints:
+        urls = [u for u in chain.endpoints if u.startswith(("http://", "https://"))]
+        if not urls:
+            raise DeployError(f"gateway deploy needs an http(s) endpoint in chains.{self.name}")
+        for url in urls:
             provider = Web3.HTTPProvider(
                 url,
                 request_kwargs={"timeout": DEPLOY_RPC_TIMEOUT_S},

@@ -145,6 +145,12 @@ class ChainConfig:
         )
         return relayer, sender
 
+    def load_relayer_key(self, environ: Mapping[str, str] | None = None) -> bytes:
+        """The relayer key's bytes alone (``gateway deploy`` does not need the sender's)."""
+        raw = self._keys(("relayer_key", self.relayer_key), env=environ)[0]
+        assert raw is not None
+        return raw
+
     def load_owner_key(self, environ: Mapping[str, str] | None = None) -> bytes:
         """The key that deploys and owns the gateway: ``owner_key``, else ``relayer_key``."""
         name, source = (

@@ -64,6 +64,7 @@ family = "evm"
 endpoints = ["{anvil_url}"]
 chain_id = 31337
 relayer_key = {{ env = "T_ANVIL_RELAYER" }}
+sender_key = {{ env = "T_UNSET_SENDER" }}
 max_payload = 1000
 {extra}
 [chains.fisco-test]
