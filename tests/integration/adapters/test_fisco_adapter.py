@@ -161,3 +161,24 @@ async def test_send_message_from_the_sender_account(env: ChainEnv) -> None:
     status = await adapter.status()
     assert status.final_head == status.head
     assert status.timestamp < 10**11
+
+
+async def test_requeued_entries_are_reported_again_from_the_next_seal(env: ChainEnv) -> None:
+    """requeue(n) puts a seal's entries back; the next seal reports them again (new seal
+    number), with the body found far behind the cursor by a freshly started adapter."""
+    adapter = cast(FiscoAdapter, env.adapter)
+    cursor = adapter.initial_cursor((await adapter.status()).head + 1)
+    await ping(env, b"requeued")
+    await adapter.seal()
+    facts, cursor = await drain(adapter, cursor)
+    (first,) = facts
+    assert first.evidence is not None
+    assert first.evidence.seal_number is not None
+    await adapter.requeue(first.evidence.seal_number)
+    await adapter.seal()
+    facts, _ = await drain(cast(FiscoAdapter, env.new_adapter()), cursor)
+    (again,) = facts
+    assert again.id == first.id
+    assert again.evidence is not None
+    assert again.evidence.seal_number == first.evidence.seal_number + 1
+    check_bundle(env, again)
