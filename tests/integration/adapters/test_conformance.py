@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -29,10 +30,15 @@ PING = "ping(string,address,bytes,uint64)"
 @pytest.fixture(name="env", scope="module", params=["evm", "fisco"])
 async def _env(request: pytest.FixtureRequest) -> AsyncIterator[ChainEnv]:
     # Imported here so that one family's missing extras cannot stop the other from running.
+    make: Callable[[], AbstractAsyncContextManager[ChainEnv]]
     if request.param == "evm":
-        from tests.integration.adapters.env_evm import evm_env as make  # noqa: PLC0415
+        from tests.integration.adapters.env_evm import evm_env  # noqa: PLC0415
+
+        make = evm_env
     else:
-        from tests.integration.adapters.env_fisco import fisco_env as make  # noqa: PLC0415
+        from tests.integration.adapters.env_fisco import fisco_env  # noqa: PLC0415
+
+        make = fisco_env
     async with make() as env:
         yield env
 
