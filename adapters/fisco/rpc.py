@@ -141,9 +141,15 @@ class FiscoRpcClient:
             self._session = aiohttp.ClientSession(connector=connector)
         headers = {"Content-Type": "application/json"}
         async with self._session.post(self.url, data=body, headers=headers) as response:
-            data = await response.content.read(MAX_RESPONSE_BYTES + 1)
-            if len(data) > MAX_RESPONSE_BYTES:
-                raise aiohttp.ClientPayloadError("response larger than the limit")
+            # ``read(n)`` returns what has arrived, up to n bytes: read to the end, bounded.
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise aiohttp.ClientPayloadError("response larger than the limit")
+                chunks.append(chunk)
+            data = b"".join(chunks)
             if response.status != 200:
                 raise aiohttp.ClientResponseError(
                     response.request_info,
