@@ -146,11 +146,12 @@ class ChainAdapter(Protocol):
         """``acknowledgeResults`` on this (the source) chain; acknowledged ids are no-ops."""
         ...
 
-    async def seal(self) -> Submission | None:
-        """Make pending sent ids and results provable; None when there is nothing to do.
+    async def seal(self, *, force: bool = False) -> Submission | None:
+        """Make pending sent ids and results provable; None when there is nothing to do now.
 
-        FISCO BCOS: a ``seal()`` transaction when entries are pending. EVM chains: None, their
-        logs are evidence by themselves.
+        FISCO BCOS: a ``seal()`` transaction when entries are pending, paced so that entries
+        batch (``force`` seals whatever is pending at once). EVM chains: always None, their logs
+        are evidence by themselves. Call it periodically: pacing never strands an entry.
         """
         ...
 

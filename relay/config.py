@@ -238,6 +238,7 @@ class FiscoChainConfig(ChainConfig):
     group_id: str = "group0"
     crypto: CryptoSuite = CryptoSuite.KECCAK256_SECP256K1
     seal_batch: int | None = None
+    seal_interval: float | None = None
     block_range: int | None = None
 
     @property
@@ -252,7 +253,7 @@ class FiscoChainConfig(ChainConfig):
         gateway = self._require_gateway()
         relayer, sender = self.load_keys(environ)
         extra = self._timeouts()
-        for name in ("seal_batch", "block_range"):
+        for name in ("seal_batch", "seal_interval", "block_range"):
             if getattr(self, name) is not None:
                 extra[name] = getattr(self, name)
         return FiscoSettings(
@@ -513,6 +514,7 @@ def _parse_fisco(t: _Table, common: dict[str, Any]) -> FiscoChainConfig | None:
     sealers = _sealers(t)
     tuning: dict[str, Any] = {"seal_batch": t.integer("seal_batch", 1, 10_000)}
     tuning["block_range"] = t.integer("block_range", 1, 1_000_000)
+    tuning["seal_interval"] = t.positive("seal_interval")
     if not endpoints or not sealers or common["relayer_key"] is None:
         return None
     return FiscoChainConfig(

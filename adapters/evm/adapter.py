@@ -244,7 +244,7 @@ class EvmAdapter:
         )
         return submission
 
-    async def seal(self) -> Submission | None:
+    async def seal(self, *, force: bool = False) -> Submission | None:  # noqa: ARG002
         """EVM logs are evidence by themselves: nothing to seal."""
         return None
 

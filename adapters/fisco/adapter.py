@@ -17,6 +17,7 @@ misses nor repeats a fact; a failed page is read again whole, from another endpo
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Final
@@ -73,7 +74,8 @@ class FiscoAdapter(ChainAdapter):
             abi.name: abi.topic0(self.hasher)
             for abi in (SENT_ABI, DELIVERED_ABI, ACKNOWLEDGED_ABI, SEALED_ABI)
         }
-        self._last_seal_height: int | None = None
+        self._last_seal: tuple[int, float] | None = None
+        """(height, monotonic time) of this adapter's latest seal."""
 
     # ------------------------------------------------------------------------------- cursor
 
@@ -374,19 +376,21 @@ class FiscoAdapter(ChainAdapter):
             await self._submitter.submit(self.settings.relayer_key, data, "acknowledgeResults")
         )[1]
 
-    async def seal(self) -> Submission | None:
+    async def seal(self, *, force: bool = False) -> Submission | None:
         sent, results = await self._view("pending()", [], [], "(uint256,uint256)")
         pending = sent + results
         if pending == 0:
             return None
-        head = await self.pool.call("getBlockNumber")
-        already = self._last_seal_height is not None and head <= self._last_seal_height
-        if already and pending < self.settings.seal_batch:
-            return None
+        if not force and pending < self.settings.seal_batch and self._last_seal is not None:
+            height, when = self._last_seal
+            head = await self.pool.call("getBlockNumber")
+            waited = time.monotonic() - when
+            if head <= height and waited < self.settings.seal_interval:
+                return None
         _, submission = await self._submitter.submit(
             self.settings.relayer_key, seal_call_data(self.hasher), "seal"
         )
-        self._last_seal_height = submission.height
+        self._last_seal = (submission.height, time.monotonic())
         return submission
 
     async def requeue(self, seal_number: int) -> Submission:

@@ -58,6 +58,10 @@ class FiscoSettings:
     """Deadline of one JSON-RPC call, seconds."""
     seal_batch: int = 50
     """Seal at once (even twice in a block) when this many entries are pending."""
+    seal_interval: float = 1.0
+    """Otherwise seal at most once per block, and at the latest this many seconds after the
+    previous seal: chains that make blocks only for transactions would strand entries left
+    behind by a full seal or sent in the seal's own block."""
     block_range: int = 500
     """Blocks per ``getLogs`` request."""
     receipt_timeout: float = 30.0
@@ -93,7 +97,7 @@ class FiscoSettings:
                 out.append(f"sealer {node_id[:16]}... is not a 128-hex node id")
             if not isinstance(weight, int) or weight < 1:
                 out.append(f"sealer {node_id[:16]}... has weight {weight!r}, not >= 1")
-        for name in ("call_timeout", "receipt_timeout"):
+        for name in ("call_timeout", "receipt_timeout", "seal_interval"):
             if not getattr(self, name) > 0:
                 out.append(f"{name} must be > 0")
         for name in ("seal_batch", "block_range"):

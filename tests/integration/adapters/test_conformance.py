@@ -45,7 +45,7 @@ async def _env(request: pytest.FixtureRequest) -> AsyncIterator[ChainEnv]:
 
 async def settle(env: ChainEnv) -> None:
     """Make everything sent so far provable and final (a seal on FISCO, blocks on Anvil)."""
-    while await env.adapter.seal() is not None:
+    while await env.adapter.seal(force=True) is not None:
         pass
     await env.driver.finalize()
 

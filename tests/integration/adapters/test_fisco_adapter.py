@@ -3,7 +3,10 @@ deliver -> seal -> result -> acknowledge, restarts from a cursor, reverted sends
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -182,3 +185,22 @@ async def test_requeued_entries_are_reported_again_from_the_next_seal(env: Chain
     assert again.evidence is not None
     assert again.evidence.seal_number == first.evidence.seal_number + 1
     check_bundle(env, again)
+
+
+async def test_seal_pacing_batches_within_a_block_but_never_strands_entries(
+    env: ChainEnv,
+) -> None:
+    """Below seal_batch an adapter seals once per block; with no new block (a chain that makes
+    blocks only for transactions), it seals anyway once seal_interval has passed."""
+    base = cast(FiscoAdapter, env.adapter)
+    adapter = FiscoAdapter(replace(base.settings, seal_interval=0.3))
+    try:
+        await ping(env, b"paced")
+        head = (await adapter.status()).head
+        adapter._last_seal = (head, time.monotonic())  # as if it had sealed in the head block
+        assert await adapter.seal() is None, "a second seal in one block waits"
+        await asyncio.sleep(0.35)
+        assert await adapter.seal() is not None, "but not for ever"
+        assert await adapter.seal(force=True) is None  # nothing left
+    finally:
+        await adapter.close()
