@@ -45,6 +45,8 @@ bench: setup
 	$(BIN)/python -m bench.devnode
 	@echo
 	$(BIN)/python -m bench.adversarial
+	@echo
+	$(BIN)/python -m bench.adapters
 
 # Not part of `make test`: bounded runs of the fuzzer and of mutation testing over verifier/.
 FUZZ_SECONDS ?= 120
