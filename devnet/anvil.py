@@ -47,6 +47,7 @@ class Anvil:
     chain_id: int
     accounts: tuple[DevAccount, ...]
     _output: list[bytes] = field(default_factory=list, repr=False)
+    _reader: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -61,6 +62,10 @@ class Anvil:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout)  # it ends at EOF, once Anvil has exited
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         return self.process.returncode
 
 
@@ -119,10 +124,13 @@ def start_anvil(
             args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
         )
         output: list[bytes] = []
-        listening = _wait_listening(process, output, startup_timeout)
+        listening, reader = _wait_listening(process, output, startup_timeout)
         if listening is None:
             process.kill()
             process.wait()
+            reader.join(5)
+            if process.stdout is not None:
+                process.stdout.close()
             tail = b"".join(output)[-2000:].decode(errors="replace")
             raise AnvilError(f"Anvil did not start within {startup_timeout:.0f} s:\n{tail}")
         config = _read_config(config_out, startup_timeout)
@@ -130,7 +138,7 @@ def start_anvil(
         DevAccount(address=a, private_key=k)
         for a, k in zip(config["available_accounts"], config["private_keys"], strict=True)
     )
-    return Anvil(process, listening[0], listening[1], chain_id, dev_accounts, output)
+    return Anvil(process, listening[0], listening[1], chain_id, dev_accounts, output, reader)
 
 
 def _seconds(value: float) -> str:
@@ -139,7 +147,7 @@ def _seconds(value: float) -> str:
 
 def _wait_listening(
     process: subprocess.Popen[bytes], output: list[bytes], timeout: float
-) -> tuple[str, int] | None:
+) -> tuple[tuple[str, int] | None, threading.Thread]:
     """Read Anvil's output on a thread until it names its address; keep draining it after."""
     found: list[tuple[str, int]] = []
     ready = threading.Event()
@@ -155,9 +163,10 @@ def _wait_listening(
                 ready.set()
         ready.set()
 
-    threading.Thread(target=pump, name="anvil-output", daemon=True).start()
+    reader = threading.Thread(target=pump, name="anvil-output", daemon=True)
+    reader.start()
     ready.wait(timeout)
-    return found[0] if found else None
+    return (found[0] if found else None), reader
 
 
 def _read_config(path: Path, timeout: float) -> dict[str, list[str]]:

@@ -176,7 +176,3 @@ def _chain() -> Iterator[EvmChain]:
     """One Anvil for the test module (automine: one block per transaction)."""
     with running_anvil(port=0) as anvil:
         yield EvmChain(anvil, Web3(Web3.HTTPProvider(anvil.url)))
-    # devnet.anvil leaves the output pipe open after stop(); an unclosed file is an
-    # unraisable ResourceWarning, which the test settings turn into an error.
-    if anvil.process.stdout is not None:
-        anvil.process.stdout.close()
