@@ -475,7 +475,6 @@ def _tamper(document: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # gateway deploy: one small synchronous client per family (web3 for EVM, JSON-RPC for FISCO)
 
-ARTIFACTS: Final = Path(__file__).resolve().parent / "contracts" / "artifacts.json"
 DEPLOY_RPC_TIMEOUT_S: Final = 30.0
 DEPLOY_RECEIPT_TIMEOUT_S: Final = 120.0
 FISCO_BLOCK_LIMIT_AHEAD: Final = 500
@@ -593,56 +592,34 @@ def _deploy_client(chain: Any, key: bytes) -> _DeployClient:
     return _FiscoDeployClient(chain, key)
 
 
-def _artifact(name: str) -> dict[str, Any]:
-    try:
-        contracts = json.loads(ARTIFACTS.read_text(encoding="utf-8"))["contracts"]
-        art: dict[str, Any] = contracts[name]
-    except (OSError, ValueError, KeyError) as exc:
-        raise DeployError(f"{ARTIFACTS} has no usable {name} ({exc!r})") from None
-    return art
-
-
-def _abi_types(abi: list[dict[str, Any]], fn: str | None) -> list[str]:
-    for entry in abi:
-        if (fn is None and entry["type"] == "constructor") or (
-            entry["type"] == "function" and entry.get("name") == fn
-        ):
-            return [str(i["type"]) for i in entry["inputs"]]
-    if fn is None:
-        return []
-    raise DeployError(f"the contract ABI has no function {fn}")
-
-
-def _output_types(abi: list[dict[str, Any]], fn: str) -> list[str]:
-    entry = next(e for e in abi if e["type"] == "function" and e.get("name") == fn)
-    return [str(o["type"]) for o in entry["outputs"]]
-
-
 def _call_data(
     contract: str, fn: str, args: Sequence[object], hasher: Callable[[bytes], bytes]
 ) -> bytes:
-    from eth_abi.abi import encode
+    from adapters.gateway_abi import call_data
 
-    types = _abi_types(_artifact(contract)["abi"], fn)
-    selector = hasher(f"{fn}({','.join(types)})".encode())[:4]
-    return selector + bytes(encode(types, list(args)))
+    try:
+        return call_data(fn, args, hasher, contract=contract)
+    except LookupError as exc:
+        raise DeployError(str(exc)) from None
 
 
 def _deploy_data(contract: str, args: Sequence[object]) -> tuple[bytes, str]:
-    from eth_abi.abi import encode
+    from adapters.gateway_abi import artifact, deploy_data
 
-    art = _artifact(contract)
-    code = bytes.fromhex(str(art["bytecode"]).removeprefix("0x"))
-    return code + bytes(encode(_abi_types(art["abi"], None), list(args))), json.dumps(art["abi"])
+    try:
+        return deploy_data(contract, args), json.dumps(artifact(contract)["abi"])
+    except LookupError as exc:
+        raise DeployError(str(exc)) from None
 
 
 def _decode_output(contract: str, fn: str, data: bytes) -> tuple[Any, ...]:
-    from eth_abi.abi import decode
+    from adapters.gateway_abi import OutputError, decode_output
 
     try:
-        return tuple(decode(_output_types(_artifact(contract)["abi"], fn), data))
-    except Exception as exc:  # eth_abi's decoding errors have no common base
-        raise DeployError(f"{fn} returned undecodable data ({type(exc).__name__})") from None
+        return decode_output(fn, data, contract=contract)
+    except OutputError as exc:
+        cause = type(exc.cause or exc).__name__
+        raise DeployError(f"{fn} returned undecodable data ({cause})") from None
 
 
 def _reason(exc: BaseException) -> str:

@@ -24,11 +24,19 @@ from adapters.base import (
     Submission,
     UnexpectedResponse,
 )
-from adapters.evm.abi import call_data, decode_output
 from adapters.evm.facts import FactReader
 from adapters.evm.rpc import EndpointPool, EvmEndpoint, json_object, quantity
 from adapters.evm.settings import EvmSettings
 from adapters.evm.submit import Submitter
+from adapters.gateway_abi import (
+    acknowledge_call,
+    decode_output,
+    deliver_call,
+    delivery_status_call,
+    requeue_call,
+    send_message_call,
+    sent_state_call,
+)
 from verifier.events import parse_event_abi
 from verifier.hashing import keccak256
 from verifier.messages import MESSAGE_SENT_EVENT, DeliveryResult, DeliveryStatus, Message
@@ -160,11 +168,8 @@ class EvmAdapter:
 
     # ------------------------------------------------------------------ views
 
-    async def _view(self, name: str, args: Sequence[Any]) -> tuple[Any, ...]:
-        call = {
-            "to": "0x" + self.settings.gateway.hex(),
-            "data": "0x" + call_data(name, args).hex(),
-        }
+    async def _view(self, name: str, data: bytes) -> tuple[Any, ...]:
+        call = {"to": "0x" + self.settings.gateway.hex(), "data": "0x" + data.hex()}
 
         async def read(endpoint: EvmEndpoint) -> tuple[Any, ...]:
             raw = await endpoint.call("eth_call", [call, "latest"])
@@ -178,7 +183,7 @@ class EvmAdapter:
         return await self._pool.run(read, what=name)
 
     async def delivery_status(self, message_id: bytes) -> DeliveryStatus | None:
-        (value,) = await self._view("deliveryStatus", [message_id])
+        (value,) = await self._view("deliveryStatus", delivery_status_call(message_id, keccak256))
         if value == 0:
             return None
         try:
@@ -187,7 +192,7 @@ class EvmAdapter:
             raise UnexpectedResponse(f"deliveryStatus returned {value}", chain=self.chain) from None
 
     async def sent_state(self, message_id: bytes) -> int:
-        (value,) = await self._view("sentState", [message_id])
+        (value,) = await self._view("sentState", sent_state_call(message_id, keccak256))
         return int(value)
 
     # ------------------------------------------------------------------ submissions
@@ -201,7 +206,7 @@ class EvmAdapter:
         self, dst_chain: str, receiver: bytes, payload: bytes, timeout: int
     ) -> tuple[bytes, Submission]:
         sender = self._account(self._sender, "sender")
-        data = call_data("sendMessage", [dst_chain, receiver, payload, timeout])
+        data = send_message_call(dst_chain, receiver, payload, timeout, keccak256)
         submission, receipt = await sender.submit(data, "sendMessage")
         gateway = "0x" + self.settings.gateway.hex()
         for entry in receipt.get("logs") or []:
@@ -217,31 +222,13 @@ class EvmAdapter:
 
     async def deliver(self, deliveries: Sequence[tuple[bytes, Message]]) -> Submission:
         relayer = self._account(self._relayer, "relayer")
-        ids = [message_id for message_id, _ in deliveries]
-        messages = [
-            (
-                m.src_chain,
-                m.src_gateway,
-                m.dst_chain,
-                m.nonce,
-                m.sender,
-                m.receiver,
-                m.payload,
-                m.timeout,
-            )
-            for _, m in deliveries
-        ]
-        submission, _ = await relayer.submit(
-            call_data("deliverMessages", [ids, messages]), "deliverMessages"
-        )
+        submission, _ = await relayer.submit(deliver_call(deliveries, keccak256), "deliverMessages")
         return submission
 
     async def acknowledge(self, results: Sequence[DeliveryResult]) -> Submission:
         relayer = self._account(self._relayer, "relayer")
-        rows = [(r.id, int(r.status), r.result) for r in results]
-        submission, _ = await relayer.submit(
-            call_data("acknowledgeResults", [rows]), "acknowledgeResults"
-        )
+        data = acknowledge_call(results, keccak256)
+        submission, _ = await relayer.submit(data, "acknowledgeResults")
         return submission
 
     async def seal(self, *, force: bool = False) -> Submission | None:  # noqa: ARG002
@@ -250,7 +237,7 @@ class EvmAdapter:
 
     async def requeue(self, seal_number: int) -> Submission:
         relayer = self._account(self._relayer, "relayer")
-        submission, _ = await relayer.submit(call_data("requeue", [seal_number]), "requeue")
+        submission, _ = await relayer.submit(requeue_call(seal_number, keccak256), "requeue")
         return submission
 
     async def close(self) -> None:

@@ -23,7 +23,6 @@ from adapters.base import (
     Submission,
     UnexpectedResponse,
 )
-from adapters.evm.abi import revert_reason
 from adapters.evm.nonce import Fees, NonceManager, bumped_fees, initial_fees
 from adapters.evm.rpc import (
     REVERT_CODE,
@@ -34,6 +33,7 @@ from adapters.evm.rpc import (
     quantity,
 )
 from adapters.evm.settings import EvmSettings
+from adapters.gateway_abi import revert_reason
 
 log = structlog.get_logger(__name__)
 POLL_FIRST = 0.05

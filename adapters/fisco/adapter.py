@@ -23,8 +23,6 @@ from dataclasses import replace
 from typing import Any, Final
 
 import structlog
-from eth_abi.abi import decode as abi_decode
-from eth_abi.abi import encode as abi_encode
 
 from adapters.base import (
     ChainAdapter,
@@ -52,6 +50,16 @@ from adapters.fisco.evidence import SealEvidence, fetch_seal_evidence
 from adapters.fisco.rpc import EndpointPool, FiscoRpcClient
 from adapters.fisco.settings import FiscoSettings
 from adapters.fisco.submit import Submitter
+from adapters.gateway_abi import (
+    acknowledge_call,
+    decode_output,
+    deliver_call,
+    delivery_status_call,
+    pending_call,
+    requeue_call,
+    send_message_call,
+    sent_state_call,
+)
 from verifier.hashing import hasher_for
 from verifier.messages import DeliveryResult, DeliveryStatus, Message, seal_call_data
 from verifier.types import DecodedLog
@@ -59,7 +67,6 @@ from verifier.types import DecodedLog
 log = structlog.get_logger(__name__)
 
 CURSOR_VERSION: Final = 1
-MESSAGE_TUPLE: Final = "(string,address,string,uint64,address,address,bytes,uint64)"
 
 
 class FiscoAdapter(ChainAdapter):
@@ -319,15 +326,10 @@ class FiscoAdapter(ChainAdapter):
 
     # ------------------------------------------------------------------------------- submit
 
-    def _selector(self, signature: str) -> bytes:
-        return self.hasher(signature.encode())[:4]
-
     async def send_message(
         self, dst_chain: str, receiver: bytes, payload: bytes, timeout: int
     ) -> tuple[bytes, Submission]:
-        data = self._selector("sendMessage(string,address,bytes,uint64)") + abi_encode(
-            ["string", "address", "bytes", "uint64"], [dst_chain, receiver, payload, timeout]
-        )
+        data = send_message_call(dst_chain, receiver, payload, timeout, self.hasher)
         receipt, submission = await self._submitter.submit(
             self.settings.sender_key, data, "sendMessage"
         )
@@ -348,36 +350,17 @@ class FiscoAdapter(ChainAdapter):
         )
 
     async def deliver(self, deliveries: Sequence[tuple[bytes, Message]]) -> Submission:
-        ids = [i for i, _ in deliveries]
-        messages = [
-            (
-                m.src_chain,
-                m.src_gateway,
-                m.dst_chain,
-                m.nonce,
-                m.sender,
-                m.receiver,
-                m.payload,
-                m.timeout,
-            )
-            for _, m in deliveries
-        ]
-        data = self._selector(f"deliverMessages(bytes32[],{MESSAGE_TUPLE}[])") + abi_encode(
-            ["bytes32[]", f"{MESSAGE_TUPLE}[]"], [ids, messages]
-        )
+        data = deliver_call(deliveries, self.hasher)
         return (await self._submitter.submit(self.settings.relayer_key, data, "deliverMessages"))[1]
 
     async def acknowledge(self, results: Sequence[DeliveryResult]) -> Submission:
-        items = [(r.id, int(r.status), r.result) for r in results]
-        data = self._selector("acknowledgeResults((bytes32,uint8,bytes)[])") + abi_encode(
-            ["(bytes32,uint8,bytes)[]"], [items]
-        )
+        data = acknowledge_call(results, self.hasher)
         return (
             await self._submitter.submit(self.settings.relayer_key, data, "acknowledgeResults")
         )[1]
 
     async def seal(self, *, force: bool = False) -> Submission | None:
-        sent, results = await self._view("pending()", [], [], "(uint256,uint256)")
+        sent, results = await self._view("pending", pending_call(self.hasher))
         pending = sent + results
         if pending == 0:
             return None
@@ -394,32 +377,28 @@ class FiscoAdapter(ChainAdapter):
         return submission
 
     async def requeue(self, seal_number: int) -> Submission:
-        data = self._selector("requeue(uint64)") + abi_encode(["uint64"], [seal_number])
+        data = requeue_call(seal_number, self.hasher)
         return (await self._submitter.submit(self.settings.relayer_key, data, "requeue"))[1]
 
     async def delivery_status(self, message_id: bytes) -> DeliveryStatus | None:
-        (value,) = await self._view("deliveryStatus(bytes32)", ["bytes32"], [message_id], "(uint8)")
+        (value,) = await self._view("deliveryStatus", delivery_status_call(message_id, self.hasher))
         return DeliveryStatus(value) if value else None
 
     async def sent_state(self, message_id: bytes) -> int:
-        (value,) = await self._view("sentState(bytes32)", ["bytes32"], [message_id], "(uint8)")
+        (value,) = await self._view("sentState", sent_state_call(message_id, self.hasher))
         return int(value)
 
-    async def _view(
-        self, signature: str, types: list[str], args: list[Any], returns: str
-    ) -> tuple[Any, ...]:
-        data = self._selector(signature) + abi_encode(types, args)
-
+    async def _view(self, name: str, data: bytes) -> tuple[Any, ...]:
         async def read(client: FiscoRpcClient) -> tuple[Any, ...]:
             answer = await client.call("call", self.settings.gateway_hex, "0x" + data.hex())
             output = answer.get("output") if isinstance(answer, dict) else None
             try:
                 if answer.get("status") != 0 or not isinstance(output, str):
                     raise ValueError(f"status {answer.get('status')}")
-                return tuple(abi_decode([returns], bytes.fromhex(output[2:]))[0])
-            except Exception as exc:  # eth-abi raises several unrelated types
+                return decode_output(name, bytes.fromhex(output[2:]))
+            except Exception as exc:  # a malformed answer has many shapes
                 raise UnexpectedResponse(
-                    f"{signature}: {exc}", chain=self.chain, endpoint=client.url
+                    f"{name}: {exc}", chain=self.chain, endpoint=client.url
                 ) from exc
 
         return await self.pool.run(read)
