@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from adapters.base import ChainAdapter
+from adapters.base import ChainAdapter, Fact
 from verifier.hashing import Hasher
 
 
@@ -57,3 +57,17 @@ class ChainEnv:
     """A PingPong example deployed and allowed to talk to itself on this chain."""
     trust: dict[str, Any]
     """The trust root a relay would use for this chain (bundle ``trust`` for the facts' logs)."""
+
+
+async def read_all(
+    adapter: ChainAdapter, cursor: str, *, max_blocks: int = 1000
+) -> tuple[list[Fact], str]:
+    """Every fact from ``cursor`` up to the final head, page by page, and the cursor after them."""
+    facts: list[Fact] = []
+    for _ in range(1000):
+        page = await adapter.facts(cursor, max_blocks=max_blocks)
+        facts.extend(page.facts)
+        if page.cursor == cursor:
+            return facts, cursor
+        cursor = page.cursor
+    raise AssertionError("the cursor never settled")

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from adapters.base import ChainAdapter, Fact, FactKind
-from tests.integration.adapters.env import ChainEnv
+from adapters.base import Fact, FactKind
+from tests.integration.adapters.env import ChainEnv, read_all
 from verifier.evidence import verify_bundle
 from verifier.messages import DeliveryStatus, message_id, result_hash
 from verifier.types import VerifiedEvidence
@@ -48,20 +48,6 @@ async def settle(env: ChainEnv) -> None:
     while await env.adapter.seal(force=True) is not None:
         pass
     await env.driver.finalize()
-
-
-async def read_all(
-    adapter: ChainAdapter, cursor: str, *, max_blocks: int = 1000
-) -> tuple[list[Fact], str]:
-    """Every fact from ``cursor`` up to the final head, page by page."""
-    facts: list[Fact] = []
-    for _ in range(1000):
-        page = await adapter.facts(cursor, max_blocks=max_blocks)
-        facts.extend(page.facts)
-        if page.cursor == cursor:
-            return facts, cursor
-        cursor = page.cursor
-    raise AssertionError("the cursor never settled")
 
 
 def verified(env: ChainEnv, fact: Fact) -> VerifiedEvidence:
@@ -105,7 +91,7 @@ async def test_a_message_from_a_contract_delivers_acknowledges_and_reads_back(
     start = env.adapter.initial_cursor((await env.adapter.status()).head)
     now = await env.driver.timestamp()
     _, ok = await env.driver.transact(
-        env.ping_pong, PING, [env.chain, env.ping_pong, b"p", now + 3600]
+        env.ping_pong, PING, [env.chain, env.ping_pong, b"p", now + 3600], account=0
     )
     assert ok
     await settle(env)

@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from adapters.base import (
-    ChainAdapter,
     ConfigurationError,
     Fact,
     FactKind,
     RejectedByChain,
 )
+from tests.integration.adapters.env import read_all
 from tests.integration.adapters.env_evm import CHAIN, EvmChainEnv, evm_env
 from verifier.evidence import verify_bundle
 from verifier.hashing import keccak256
@@ -33,20 +33,13 @@ def run(test: Callable[[EvmChainEnv], Awaitable[None]], **settings: object) -> N
 async def ping(env: EvmChainEnv, data: bytes = b"hello") -> str:
     timeout = await env.driver.timestamp() + 3600
     tx, ok = await env.driver.transact(
-        env.ping_pong, "ping(string,address,bytes,uint64)", [CHAIN, env.ping_pong, data, timeout]
+        env.ping_pong,
+        "ping(string,address,bytes,uint64)",
+        [CHAIN, env.ping_pong, data, timeout],
+        account=0,
     )
     assert ok
     return tx
-
-
-async def all_facts(adapter: ChainAdapter, cursor: str) -> tuple[list[Fact], str]:
-    facts: list[Fact] = []
-    while True:
-        page = await adapter.facts(cursor, max_blocks=1000)
-        facts.extend(page.facts)
-        if page.cursor == cursor:
-            return facts, cursor
-        cursor = page.cursor
 
 
 def check_evidence(fact: Fact, trusted_hash: str) -> None:
@@ -76,7 +69,7 @@ def test_observe_deliver_acknowledge_round_trip() -> None:
         assert page.facts == ()  # not final yet
         assert page.cursor == start
         await env.driver.finalize()
-        facts, cursor = await all_facts(adapter, start)
+        facts, cursor = await read_all(adapter, start)
         assert [f.kind for f in facts] == [FactKind.MESSAGE_SENT]
         sent = facts[0]
         assert sent.tx_hash == tx
@@ -96,7 +89,7 @@ def test_observe_deliver_acknowledge_round_trip() -> None:
         again = await adapter.deliver([(sent.id, sent.message)])  # delivered ids are no-ops
         assert again.height > delivered.height
         await env.driver.finalize()
-        facts, cursor = await all_facts(adapter, cursor)
+        facts, cursor = await read_all(adapter, cursor)
         kinds = [f.kind for f in facts]
         # the delivery result, and the pong the receiver sent back through the gateway
         assert kinds.count(FactKind.DELIVERY_RESULT) == 1
@@ -111,7 +104,7 @@ def test_observe_deliver_acknowledge_round_trip() -> None:
         await adapter.acknowledge([result.result])
         assert await adapter.sent_state(sent.id) == 2
         await env.driver.finalize()
-        facts, _ = await all_facts(adapter, cursor)
+        facts, _ = await read_all(adapter, cursor)
         acks = [f for f in facts if f.kind is FactKind.ACKNOWLEDGED]
         assert [(a.id, a.ack_status, a.evidence) for a in acks] == [
             (sent.id, DeliveryStatus.SUCCESS, None)
@@ -136,7 +129,7 @@ def test_send_message_uses_the_sender_account_and_reverts_are_rejections() -> No
         assert len(sent_id) == 32
         assert submission.height > 0
         await env.driver.finalize()
-        facts, _ = await all_facts(adapter, cursor)
+        facts, _ = await read_all(adapter, cursor)
         assert [f.id for f in facts] == [sent_id]
         assert facts[0].message is not None
         assert facts[0].message.sender == bytes.fromhex(env.evm.address(3)[2:])
@@ -167,7 +160,10 @@ def test_restart_from_cursor_misses_and_repeats_nothing() -> None:
             await env.evm.mine(1)
         # a reverted ping (unknown destination) and a ping on a look-alike gateway emit nothing
         _, ok = await env.driver.transact(
-            env.ping_pong, "ping(string,address,bytes,uint64)", ["nowhere", env.ping_pong, b"", 9]
+            env.ping_pong,
+            "ping(string,address,bytes,uint64)",
+            ["nowhere", env.ping_pong, b"", 9],
+            account=0,
         )
         assert not ok
         fake = await env.driver.deploy("CrossChainGateway", [CHAIN, 1, 300000, 100000])
@@ -208,11 +204,11 @@ def test_reorg_below_finality_never_yields_a_dropped_block() -> None:
         replaced = await env.evm.block(int(dropped["number"], 16))
         assert replaced["hash"] != dropped["hash"]
         await env.driver.finalize()
-        facts, cursor = await all_facts(adapter, cursor)
+        facts, cursor = await read_all(adapter, cursor)
         assert facts == []  # the replacement block does not hold the ping
         tx = await ping(env, b"kept")
         await env.driver.finalize()
-        facts, _ = await all_facts(adapter, cursor)
+        facts, _ = await read_all(adapter, cursor)
         assert [f.tx_hash for f in facts] == [tx]
         for fact in facts:
             canonical = await env.evm.block(fact.height)

@@ -13,7 +13,7 @@ import pytest
 
 from adapters.base import Fact, FactKind
 from adapters.fisco.adapter import FiscoAdapter
-from tests.integration.adapters.env import ChainEnv
+from tests.integration.adapters.env import ChainEnv, read_all
 from tests.integration.adapters.env_fisco import CHAIN, FiscoDriver, fisco_env
 from verifier.evidence import verify_bundle
 from verifier.messages import DeliveryStatus, message_id, result_hash
@@ -31,20 +31,13 @@ async def _env() -> AsyncIterator[ChainEnv]:
 
 async def ping(env: ChainEnv, data: bytes = b"hi") -> str:
     tx, ok = await env.driver.transact(
-        env.ping_pong, "ping(string,address,bytes,uint64)", [CHAIN, env.ping_pong, data, FAR]
+        env.ping_pong,
+        "ping(string,address,bytes,uint64)",
+        [CHAIN, env.ping_pong, data, FAR],
+        account=0,
     )
     assert ok
     return tx
-
-
-async def drain(adapter: FiscoAdapter, cursor: str) -> tuple[list[Fact], str]:
-    facts: list[Fact] = []
-    while True:
-        page = await adapter.facts(cursor, max_blocks=7)
-        facts.extend(page.facts)
-        cursor = page.cursor
-        if not page.facts and adapter._parse_cursor(cursor) > page.final_height:
-            return facts, cursor
 
 
 def check_bundle(env: ChainEnv, fact: Fact) -> dict[str, Any]:
@@ -63,7 +56,7 @@ async def test_sealed_message_is_observed_with_a_bundle_that_verifies(env: Chain
     await ping(env, b"first")
     assert await adapter.seal() is not None
     assert await adapter.seal() is None  # nothing pending any more
-    facts, _ = await drain(adapter, cursor)
+    facts, _ = await read_all(adapter, cursor, max_blocks=7)
     assert [f.kind for f in facts] == [FactKind.MESSAGE_SENT]
     fact = facts[0]
     assert fact.message is not None
@@ -82,14 +75,14 @@ async def test_round_trip_deliver_seal_result_acknowledge(env: ChainEnv) -> None
     cursor = adapter.initial_cursor((await adapter.status()).head + 1)
     await ping(env, b"round")
     await adapter.seal()
-    facts, cursor = await drain(adapter, cursor)
+    facts, cursor = await read_all(adapter, cursor, max_blocks=7)
     (sent,) = facts
     assert sent.message is not None
     await adapter.deliver([(sent.id, sent.message)])
     await adapter.deliver([(sent.id, sent.message)])  # delivered ids are no-ops
     assert await adapter.delivery_status(sent.id) is DeliveryStatus.SUCCESS
     await adapter.seal()
-    facts, cursor = await drain(adapter, cursor)
+    facts, cursor = await read_all(adapter, cursor, max_blocks=7)
     kinds = sorted(f.kind for f in facts)
     # the ping's delivery result, and the pong the receiver sent from inside the delivery
     assert kinds == [FactKind.DELIVERY_RESULT, FactKind.MESSAGE_SENT]
@@ -101,7 +94,7 @@ async def test_round_trip_deliver_seal_result_acknowledge(env: ChainEnv) -> None
     check_bundle(env, result)
     await adapter.acknowledge([result.result])
     assert await adapter.sent_state(sent.id) == 2
-    facts, _ = await drain(adapter, cursor)
+    facts, _ = await read_all(adapter, cursor, max_blocks=7)
     (ack,) = facts
     assert ack.kind is FactKind.ACKNOWLEDGED
     assert ack.id == sent.id
@@ -118,20 +111,22 @@ async def test_restart_from_cursor_misses_and_repeats_nothing(env: ChainEnv) -> 
     driver = cast(FiscoDriver, env.driver)
     for _ in range(3):  # blocks between the body and its seal
         await driver.transact(env.ping_pong, "isPeer(string,address)", [CHAIN, env.ping_pong])
-    _, cursor = await drain(adapter, cursor)  # nothing sealed yet: no facts, cursor moves on
+    _, cursor = await read_all(
+        adapter, cursor, max_blocks=7
+    )  # nothing sealed yet: no facts, cursor moves on
     await adapter.seal()
     await ping(env, b"late")
     await adapter.seal()
     restarted = cast(FiscoAdapter, env.new_adapter())
     first = await restarted.facts(cursor, max_blocks=1)
-    rest, end = await drain(restarted, first.cursor)
+    rest, end = await read_all(restarted, first.cursor, max_blocks=7)
     facts = [*first.facts, *rest]
     payloads = [f.message.payload for f in facts if f.message is not None]
     assert len(facts) == 2
     assert len({f.id for f in facts}) == 2
     assert b"early" in payloads[0]
     assert b"late" in payloads[1]
-    again, _ = await drain(cast(FiscoAdapter, env.new_adapter()), end)
+    again, _ = await read_all(env.new_adapter(), end, max_blocks=7)
     assert again == []
 
 
@@ -140,11 +135,14 @@ async def test_message_in_a_reverted_transaction_is_never_reported(env: ChainEnv
     adapter = cast(FiscoAdapter, env.adapter)
     cursor = adapter.initial_cursor((await adapter.status()).head + 1)
     _, ok = await env.driver.transact(
-        env.ping_pong, "ping(string,address,bytes,uint64)", ["nowhere", env.ping_pong, b"x", FAR]
+        env.ping_pong,
+        "ping(string,address,bytes,uint64)",
+        ["nowhere", env.ping_pong, b"x", FAR],
+        account=0,
     )
     assert not ok
     assert await adapter.seal() is None
-    facts, _ = await drain(adapter, cursor)
+    facts, _ = await read_all(adapter, cursor, max_blocks=7)
     assert facts == []
 
 
@@ -156,7 +154,7 @@ async def test_send_message_from_the_sender_account(env: ChainEnv) -> None:
     assert submission.height > 0
     assert await adapter.sent_state(message_id_) == 1
     await adapter.seal()
-    facts, _ = await drain(adapter, cursor)
+    facts, _ = await read_all(adapter, cursor, max_blocks=7)
     (fact,) = facts
     assert fact.id == message_id_
     assert fact.message is not None
@@ -173,13 +171,13 @@ async def test_requeued_entries_are_reported_again_from_the_next_seal(env: Chain
     cursor = adapter.initial_cursor((await adapter.status()).head + 1)
     await ping(env, b"requeued")
     await adapter.seal()
-    facts, cursor = await drain(adapter, cursor)
+    facts, cursor = await read_all(adapter, cursor, max_blocks=7)
     (first,) = facts
     assert first.evidence is not None
     assert first.evidence.seal_number is not None
     await adapter.requeue(first.evidence.seal_number)
     await adapter.seal()
-    facts, _ = await drain(cast(FiscoAdapter, env.new_adapter()), cursor)
+    facts, _ = await read_all(env.new_adapter(), cursor, max_blocks=7)
     (again,) = facts
     assert again.id == first.id
     assert again.evidence is not None

@@ -11,10 +11,10 @@ from typing import Any, cast
 import pytest
 from structlog.testing import capture_logs
 
-from adapters.base import ChainTimeout, ChainUnavailable, Fact, UnexpectedResponse
+from adapters.base import ChainTimeout, ChainUnavailable, UnexpectedResponse
 from adapters.fisco.adapter import FiscoAdapter
 from adapters.fisco.settings import FiscoEndpoint
-from tests.integration.adapters.env import ChainEnv
+from tests.integration.adapters.env import ChainEnv, read_all
 from tests.integration.adapters.env_fisco import (
     CHAIN,
     RELAYER,
@@ -55,16 +55,6 @@ def adapter_with(env: ChainEnv, *urls: str, timeout: float = 5.0) -> FiscoAdapte
     adapter = cast(FiscoAdapter, env.adapter)
     endpoints = tuple(FiscoEndpoint(u) for u in urls)
     return FiscoAdapter(replace(adapter.settings, endpoints=endpoints, call_timeout=timeout))
-
-
-async def drain(adapter: FiscoAdapter, cursor: str) -> list[Fact]:
-    facts: list[Fact] = []
-    while True:
-        page = await adapter.facts(cursor)
-        facts.extend(page.facts)
-        if page.cursor == cursor:
-            return facts
-        cursor = page.cursor
 
 
 async def head(env: ChainEnv) -> int:
@@ -131,12 +121,12 @@ async def test_forged_seals_never_yield_a_fact(env: ChainEnv) -> None:
         lying = adapter_with(env, url)
         try:
             with capture_logs() as logs:
-                assert await drain(lying, cursor) == []
+                assert (await read_all(lying, cursor))[0] == []
             refused = [e for e in logs if e["event"] == "seal_refused"]
             assert len(refused) == len(forged)  # each forgery reached the adapter's own checks
-            assert await drain(adapter, cursor) == []
+            assert (await read_all(adapter, cursor))[0] == []
             assert await adapter.seal() is not None  # the real seal: exactly the real fact
-            facts = await drain(lying, cursor)
+            facts = (await read_all(lying, cursor))[0]
         finally:
             await lying.close()
     assert [f.id for f in facts] == [real_id]
