@@ -106,6 +106,9 @@ contract CrossChainGateway {
     bytes32[] private _resultQueue;
     uint256 private _resultHead;
     mapping(uint64 => SealRange) private _seals;
+    /// Seals whose entries were put back once; a seal is requeued at most once, so no entry is
+    /// ever queued twice from the same seal (its re-emission has a seal number of its own).
+    mapping(uint64 => bool) public requeued;
     uint64 public sealCount;
     uint256 private _lock = 1;
 
@@ -144,6 +147,8 @@ contract CrossChainGateway {
     error InsufficientGas();
     error NothingToSeal();
     error UnknownSeal(uint64 sealNumber);
+    error AlreadyRequeued(uint64 sealNumber);
+    error UnexpectedCallData();
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner();
@@ -338,6 +343,9 @@ contract CrossChainGateway {
     /// no call to any contract; only a relayer account calling directly.
     function seal() external onlyRelayer nonReentrant {
         if (msg.sender != tx.origin) revert NotDirectCall();
+        // Exactly the 4-byte selector: a seal is evidence only when its transaction's input is
+        // the pinned call data, so a seal with trailing bytes must not consume the queues.
+        if (msg.data.length != 4) revert UnexpectedCallData();
         uint256 resultStart = _resultHead;
         uint256 resultEnd = _min(_resultQueue.length, resultStart + MAX_SEAL_RESULTS);
         uint256 sentStart = _sentHead;
@@ -361,6 +369,8 @@ contract CrossChainGateway {
     /// seal() emits them again. Never evidence itself.
     function requeue(uint64 sealNumber) external onlyRelayer nonReentrant {
         if (sealNumber == 0 || sealNumber > sealCount) revert UnknownSeal(sealNumber);
+        if (requeued[sealNumber]) revert AlreadyRequeued(sealNumber);
+        requeued[sealNumber] = true;
         SealRange memory s = _seals[sealNumber];
         for (uint256 i = s.resultStart; i < s.resultEnd; i++) {
             _resultQueue.push(_resultQueue[i]);

@@ -17,7 +17,11 @@ contract Notary is ICrossChainReceiver, ICrossChainSender {
     mapping(string => mapping(bytes32 => uint256)) public attested;
     /// The document each request of this contract was about.
     mapping(bytes32 => bytes32) public requestDocument;
-    /// 0 none yet, else the acknowledged DeliveryStatus of the latest request for the document.
+    /// 0 none yet, else the acknowledged DeliveryStatus of each request (by message id).
+    mapping(bytes32 => uint8) public requestStatus;
+    /// The document's best acknowledged status: SUCCESS (1) once any request succeeded, else
+    /// the latest failure. Anyone may request, so a later expired request of someone else's
+    /// cannot undo an attestation.
     mapping(bytes32 => uint8) public attestationStatus;
 
     event PeerAllowed(string chain, address peer);
@@ -68,7 +72,8 @@ contract Notary is ICrossChainReceiver, ICrossChainSender {
     function onCrossChainAck(bytes32 id, uint8 status, bytes calldata) external {
         if (msg.sender != gateway) revert NotGateway();
         bytes32 documentHash = requestDocument[id];
-        attestationStatus[documentHash] = status;
+        requestStatus[id] = status;
+        if (attestationStatus[documentHash] != 1) attestationStatus[documentHash] = status;
         emit AttestationAcknowledged(documentHash, status);
     }
 }

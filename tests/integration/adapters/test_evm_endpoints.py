@@ -159,7 +159,10 @@ async def final_ping(env: EvmChainEnv) -> str:
     cursor = env.adapter.initial_cursor(await env.evm.head() + 1)
     timeout = await env.driver.timestamp() + 3600
     await env.driver.transact(
-        env.ping_pong, "ping(string,address,bytes,uint64)", [CHAIN, env.ping_pong, b"p", timeout]
+        env.ping_pong,
+        "ping(string,address,bytes,uint64)",
+        [CHAIN, env.ping_pong, b"p", timeout],
+        account=0,
     )
     await env.driver.finalize()
     return cursor

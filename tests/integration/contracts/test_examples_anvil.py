@@ -61,7 +61,7 @@ def test_ping_pong_round_trip(chain: EvmChain) -> None:
     chain.tx(pp_a.functions.allowPeer("chain-b", pp_b.address), chain.owner)
     chain.tx(pp_b.functions.allowPeer("chain-a", pp_a.address), chain.owner)
 
-    ping = chain.tx(pp_a.functions.ping("chain-b", pp_b.address, b"hello", FAR), chain.user)
+    ping = chain.tx(pp_a.functions.ping("chain-b", pp_b.address, b"hello", FAR), chain.owner)
     ping_msg, delivered = _relay(chain, gw_a, ping, gw_b)
     assert ping_msg.sender == bytes.fromhex(pp_a.address[2:])  # sent by a contract
     ping_result = _ack(chain, gw_a, gw_b, delivered)
@@ -91,7 +91,7 @@ def test_ping_pong_refuses_unknown_pairs(chain: EvmChain) -> None:
     pp_a = chain.deploy("PingPong", gw_a.address)
     pp_b = chain.deploy("PingPong", gw_b.address)
     chain.tx(pp_b.functions.allowPeer("chain-x", pp_a.address), chain.owner)  # wrong chain
-    ping = chain.tx(pp_a.functions.ping("chain-b", pp_b.address, b"", FAR), chain.user)
+    ping = chain.tx(pp_a.functions.ping("chain-b", pp_b.address, b"", FAR), chain.owner)
     _, delivered = _relay(chain, gw_a, ping, gw_b)
     (ev,) = events(delivered, gw_b.address, "MessageDelivered")
     assert ev["status"] == 2
@@ -119,6 +119,24 @@ def test_notary(chain: EvmChain) -> None:
     ev = _ack(chain, gw_a, gw_b, delivered)
     assert decode_words(["bytes"], ev["result"])[0] == encode(["bytes32"], [doc])
     assert n_a.functions.attestationStatus(doc).call() == 1
+    assert n_a.functions.requestStatus(ev["id"]).call() == 1
+
+    # Anyone may request; someone else's expired request acknowledged later cannot undo it.
+    late = chain.tx(
+        n_a.functions.requestAttestation("chain-b", n_b.address, doc, 1), chain.stranger
+    )
+    _, expired = _relay(chain, gw_a, late, gw_b)
+    ev2 = _ack(chain, gw_a, gw_b, expired)
+    assert ev2["status"] == 3
+    assert n_a.functions.requestStatus(ev2["id"]).call() == 3
+    assert n_a.functions.attestationStatus(doc).call() == 1
+
+
+def test_only_the_owner_pings(chain: EvmChain) -> None:
+    """Every ping costs relayers two deliveries and two acks: strangers cannot make one."""
+    gw = chain.gateway("chain-a")
+    pp = chain.deploy("PingPong", gw.address)
+    chain.reverts(pp.functions.ping("chain-b", pp.address, b"", FAR), chain.stranger, "NotOwner()")
 
 
 def test_fake_gateway_log_differs_only_by_address(chain: EvmChain) -> None:

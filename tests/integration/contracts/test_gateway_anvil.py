@@ -10,6 +10,7 @@ import pytest
 from eth_abi.abi import encode
 from web3 import Web3
 from web3.contract import Contract
+from web3.exceptions import ContractLogicError
 
 from tests.integration.contracts.conftest import (
     ACK_GAS,
@@ -18,12 +19,20 @@ from tests.integration.contracts.conftest import (
     EvmChain,
     artifact,
     decode_words,
+    error_selector,
     events,
     message_tuple,
     sent_message,
 )
 from verifier.hashing import keccak256
-from verifier.messages import DeliveryResult, DeliveryStatus, Message, message_id, result_hash
+from verifier.messages import (
+    DeliveryResult,
+    DeliveryStatus,
+    Message,
+    message_id,
+    result_hash,
+    seal_call_data,
+)
 
 pytestmark = pytest.mark.integration
 FAR = 2**40  # a timeout far in the future (seconds)
@@ -347,6 +356,27 @@ def test_seals_take_results_first_within_caps_and_requeue_reemits(chain: EvmChai
         seals[1]["sentIds"],
         seals[1]["resultHashes"],
     )
+    # Once per seal: a second requeue(2) would queue the same entries twice.
+    chain.reverts(f.requeue(2), chain.relayer, "AlreadyRequeued(uint64)")
+    assert f.pending().call() == [0, 0]
+    assert f.requeued(2).call()
+    assert not f.requeued(1).call()
+
+
+def test_a_seal_with_trailing_call_data_consumes_nothing(chain: EvmChain) -> None:
+    """Only seal()'s exact 4 bytes are evidence, so a "seal" with more call data (which Solidity
+    would otherwise accept) must not advance the queues: its entries would be stranded."""
+    gw = chain.gateway()
+    chain.tx(gw.functions.sendMessage("chain-b", chain.user, b"", FAR), chain.user)
+    selector = bytes.fromhex(gw.functions.seal()._encode_transaction_data()[2:])
+    assert selector == seal_call_data(keccak256)
+    with pytest.raises(ContractLogicError) as info:
+        chain.w3.eth.send_transaction(
+            {"from": chain.relayer, "to": gw.address, "data": selector + bytes(32)}
+        )
+    assert str(info.value.data).startswith(error_selector("UnexpectedCallData()"))
+    assert gw.functions.pending().call() == [1, 0]
+    assert gw.functions.sealCount().call() == 0
 
 
 def test_several_seals_in_one_block(chain: EvmChain) -> None:
