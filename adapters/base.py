@@ -16,8 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Final, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
+from verifier.encoding import load_json
+from verifier.errors import MalformedEvidence
 from verifier.messages import DeliveryResult, DeliveryStatus, Message
 
 Cursor = str
@@ -28,6 +31,11 @@ class FactKind(StrEnum):
     MESSAGE_SENT = "message_sent"
     DELIVERY_RESULT = "delivery_result"
     ACKNOWLEDGED = "acknowledged"
+    UNUSABLE_SEAL = "unusable_seal"
+    """FISCO BCOS: a ``Sealed`` log of the gateway whose transaction every endpoint serves as
+    something other than exactly ``seal()`` (another SDK's nonce, a version other than 0...):
+    its entries are consumed on chain but nothing proves them. The relay requeues the seal
+    (:meth:`ChainAdapter.requeue` with ``seal_number``) so that the next seal emits them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,10 @@ class Fact:
     ack_status: DeliveryStatus | None = None
     evidence: Evidence | None = None
     """None for ``acknowledged``: the source gateway reads those from its own chain."""
+    seal_number: int | None = None
+    """``unusable_seal``: the seal to requeue (``id`` is then empty)."""
+    reason: str | None = None
+    """``unusable_seal``: why the seal's transaction cannot be evidence."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,3 +229,60 @@ class ConfigurationError(AdapterError):
     """The adapter's settings cannot work (wrong chain id, no gateway code, bad key)."""
 
     retryable = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers every adapter uses for what endpoints send and for what it says about them.
+
+MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
+"""The largest JSON-RPC answer an adapter reads (a page of logs, a block's receipts)."""
+MAX_RESPONSE_VALUES: Final = 4_000_000
+"""JSON values in one answer: a 10,000-transaction block's receipts with their logs fit."""
+
+
+def display_url(url: str) -> str:
+    """An endpoint as logs, errors and facts name it: scheme, host and port only.
+
+    Provider URLs often carry an API key in the path, the query or the user part
+    (``https://user:pass@host/v2/KEY``); none of that is printed. A path is shown as ``/…``.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable endpoint URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    path = "/…" if parts.path not in ("", "/") or parts.query else ""
+    return f"{parts.scheme}://{host}{port}{path}"
+
+
+def parse_json_answer(raw: bytes, *, what: str) -> Any:
+    """An endpoint's JSON answer, bounded in size, values and nesting before it is built.
+
+    ``json.loads`` recurses on the C stack per nesting level and stops only at the recursion
+    limit, which web3's dependencies (py_ecc) and py-evm raise to 100,000: an answer of
+    ``[[[[...`` would crash the process instead of raising. Raises ``ValueError`` (the caller
+    maps it to :class:`UnexpectedResponse` naming the endpoint).
+    """
+    try:
+        return load_json(
+            raw, what=what, max_bytes=MAX_RESPONSE_BYTES, max_values=MAX_RESPONSE_VALUES
+        )
+    except MalformedEvidence as exc:
+        raise ValueError(str(exc)) from None
+
+
+def endpoint_names(urls: Sequence[str]) -> tuple[str, ...]:
+    """How each configured endpoint is named in facts, errors, logs and ``refetch(avoid=)``:
+    :func:`display_url`, made unique with ``#2``, ``#3``... when two display alike."""
+    names: list[str] = []
+    for url in urls:
+        base = display_url(url)
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base}#{n}"
+        names.append(name)
+    return tuple(names)
