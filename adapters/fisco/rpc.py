@@ -22,6 +22,7 @@ import aiohttp
 import structlog
 
 from adapters.base import (
+    MAX_RESPONSE_BYTES,
     AdapterError,
     ChainTimeout,
     ChainUnavailable,
@@ -30,15 +31,13 @@ from adapters.base import (
     NotFound,
     RejectedByChain,
     UnexpectedResponse,
+    parse_json_answer,
 )
 from adapters.fisco.settings import FiscoEndpoint, FiscoSettings
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-
-MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
-"""A bundle is at most 16 MiB; a block with its receipts may be larger, never this large."""
 
 # Node error codes (bcos-framework TransactionStatus, bcos-ledger LedgerError, JsonRpcError).
 _TX_ALREADY_KNOWN: Final = frozenset({10004, 10005})  # AlreadyInTxPool, TxAlreadyInChain
@@ -160,10 +159,12 @@ class FiscoRpcClient:
             return data
 
     def _result(self, method: str, request_id: int, raw: bytes) -> Any:
+        # Bounded before parsing: ``json.loads`` of ``[[[[...`` recurses on the C stack up to
+        # the recursion limit, which py_ecc raises to 100,000, and crashes the process.
         try:
-            answer = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise self._error(UnexpectedResponse, f"{method}: not JSON: {raw[:80]!r}") from None
+            answer = parse_json_answer(raw, what=f"{method} answer")
+        except ValueError as exc:
+            raise self._error(UnexpectedResponse, f"{method}: {str(exc)[:200]}") from None
         if not isinstance(answer, dict) or answer.get("id") != request_id:
             raise self._error(UnexpectedResponse, f"{method}: not an answer to this request")
         error = answer.get("error")

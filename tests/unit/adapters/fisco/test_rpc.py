@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime
 import json
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,3 +159,52 @@ def test_node_error_codes(code: object, kind: type[Exception]) -> None:
     error = map_node_error(code, "msg", chain="c", endpoint="http://n", method="m")
     assert type(error) is kind
     assert "http://n" in str(error)
+
+
+BOMB_CLIENT = """
+import asyncio, sys
+sys.setrecursionlimit(100_000)  # what py_ecc and py-evm do on import
+from aiohttp import web
+from adapters.base import UnexpectedResponse
+from adapters.fisco.rpc import FiscoRpcClient
+from adapters.fisco.settings import FiscoEndpoint
+
+async def main() -> None:
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=b"[" * 100_000, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    client = FiscoRpcClient(FiscoEndpoint(url), chain="fisco-test", group="group0", timeout=5.0)
+    try:
+        await client.call("getBlockNumber")
+    except UnexpectedResponse as exc:
+        print("UnexpectedResponse", exc.endpoint == url, exc.reason[:60])
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+asyncio.run(main())
+"""
+
+
+def test_nesting_bomb_is_an_unexpected_response_not_a_crash() -> None:
+    """An endpoint answering ``[`` * 100,000 once crashed the process (json.loads recursion,
+    with the limit raised as py_ecc does); now it is UnexpectedResponse naming the endpoint.
+    The client runs in a subprocess, so a regression fails this test instead of the run."""
+    done = subprocess.run(
+        [sys.executable, "-c", BOMB_CLIENT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[4],
+        check=False,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.startswith("UnexpectedResponse True"), done.stdout
