@@ -143,6 +143,13 @@ class ChainConfig:
         relayer, sender = self._keys(
             ("relayer_key", self.relayer_key), ("sender_key", self.sender_key), env=environ
         )
+        if sender is not None and sender == relayer:
+            problem = ConfigProblem(
+                f"chains.{self.name}.sender_key",
+                "is the relayer's key: sendMessage must come from another account (no nonce "
+                "contention with deliveries, no draining of the relayer's funds)",
+            )
+            raise ConfigError([problem], source="keys")
         return relayer, sender
 
     def load_relayer_key(self, environ: Mapping[str, str] | None = None) -> bytes:
@@ -469,14 +476,24 @@ def _parse_chain(name: str, t: _Table) -> ChainConfig | None:
 
 
 def _parse_evm(t: _Table, common: dict[str, Any]) -> EvmChainConfig | None:
-    endpoints = _endpoints(t, ("http", "https", "ws", "wss"))
+    endpoints = _endpoints(t, ("http", "https"))
     chain_id = t.integer("chain_id", 1, (1 << 63) - 1, required=True)
-    confirmations = t.integer("confirmations", 0, 10_000)
+    confirmations = t.integer("confirmations", 1, 10_000)
     finality = t.get("finality", str, "'safe' or 'finalized'")
     if finality is not None and finality not in FINALITY_TAGS:
         t.ctx.add(t.at("finality"), f"must be 'safe' or 'finalized', not {finality!r}")
     if finality is not None and confirmations is not None:
         t.ctx.add(t.at("finality"), "set either confirmations or finality, not both")
+    if (
+        finality is None
+        and confirmations is None
+        and not {"finality", "confirmations"} & t.data.keys()
+    ):
+        t.ctx.add(
+            t.at("confirmations"),
+            "not set: say when a block is final, with confirmations (blocks that must follow "
+            "it, at least 1) or finality = 'safe' | 'finalized'; there is no safe default",
+        )
     gas_margin = t.get("gas_margin", float, "a number >= 1")
     if gas_margin is not None and not 1 <= gas_margin <= 10:
         t.ctx.add(t.at("gas_margin"), f"must be within 1..10, not {gas_margin}")

@@ -42,7 +42,13 @@ def run_deploy(
     owner_key = chain.load_owner_key()
     relayer_key = chain.load_relayer_key()
     client = deploy_client(chain, owner_key)
-    for warning in client.warnings:
+    warnings = list(client.warnings)
+    if chain.owner_key is None:
+        warnings.append(
+            "no owner_key: the relayer key will own the contract (it can add relayers and "
+            "destinations); fine for a devnet, set owner_key to a key kept offline in production"
+        )
+    for warning in warnings:
         out.write(f"warning: {warning}\n")
     relayer = client.address_of(relayer_key)
     destinations = [(name, other.deploy.max_payload) for name, other in config.chains.items()]

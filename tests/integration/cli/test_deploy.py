@@ -63,6 +63,7 @@ def _config(tmp_path: Path, anvil_url: str, node: DevNode | None, extra: str = "
 family = "evm"
 endpoints = ["{anvil_url}"]
 chain_id = 31337
+{"" if "finality" in extra else "confirmations = 1"}
 relayer_key = {{ env = "T_ANVIL_RELAYER" }}
 sender_key = {{ env = "T_UNSET_SENDER" }}
 max_payload = 1000
@@ -110,6 +111,7 @@ def test_deploy_evm(
     )
     out = capsys.readouterr().out
     assert re.findall(r"^\[(\d)/7\] ", out, re.M) == [str(i) for i in range(1, 8)]
+    assert "warning: no owner_key: the relayer key will own the contract" in out
     found = _addresses(out)
     assert set(found) == {"gateway on anvil-test", "ping_pong", "notary"}
     address = Web3.to_checksum_address(found["gateway on anvil-test"])
@@ -138,6 +140,7 @@ def test_deploy_fisco(node: DevNode, tmp_path: Path, capsys: pytest.CaptureFixtu
         gateway.main(["deploy", "--config", str(path), "--chain", "fisco-test", "--examples"]) == 0
     )
     out = capsys.readouterr().out
+    assert "no owner_key" not in out  # fisco-test sets one
     assert "warning" not in out
     address = _addresses(out)["gateway on fisco-test"]
     assert f'[chains.fisco-test]\ngateway = "{address}"' in out

@@ -34,6 +34,7 @@ EVM = """
 family = "evm"
 endpoints = ["http://127.0.0.1:8545", "https://rpc.example.org/v1"]
 chain_id = 31337
+confirmations = 2
 relayer_key = { env = "RELAYER" }
 """
 
@@ -133,9 +134,9 @@ family = "cosmos"
         "chains.evm-a.relayer_key.keystore: file not found: " + str(tmp_path / "missing.json"),
         "chains.evm-a.relayer_key: a keystore needs exactly one of password_env and password_file",
         "chains.evm-a.max_payload: must be within 1..65536, not 100000",
-        "chains.evm-a.endpoints[0]: not a URL (http/https/ws/wss://host:port): 'ftp://x'",
+        "chains.evm-a.endpoints[0]: not a URL (http/https://host:port): 'ftp://x'",
         "chains.evm-a.endpoints[1]: must be a URL string, not an integer",
-        "chains.evm-a.endpoints[2]: not a URL (http/https/ws/wss://host:port): 'http://'",
+        "chains.evm-a.endpoints[2]: not a URL (http/https://host:port): 'http://'",
         "chains.evm-a.chain_id: must be an integer 1..9223372036854775807, not a string",
         "chains.evm-a.finality: must be 'safe' or 'finalized', not 'latest'",
         "chains.evm-a.finality: set either confirmations or finality, not both",
@@ -260,7 +261,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 def test_evm_settings(tmp_path: Path) -> None:
     """evm_settings() builds EvmSettings with both keys loaded and the finality tag."""
-    text = EVM.replace("chain_id = 31337", 'chain_id = 31337\nfinality = "safe"')
+    text = EVM.replace("confirmations = 2", 'finality = "safe"')
     text += f'gateway = "{GATEWAY}"\nsender_key = {{ env = "SENDER" }}\ncall_timeout = 3\n'
     chain = parse_config(text, tmp_path / "g.toml").chains["evm-a"]
     settings = chain.evm_settings({"RELAYER": KEY, "SENDER": SENDER})
@@ -308,6 +309,20 @@ def test_settings_need_gateway_and_keys(tmp_path: Path) -> None:
         "chains.evm-a.sender_key: environment variable SENDER: holds 2 bytes, not a 32-byte "
         "private key",
     ]
+
+
+def test_the_sender_account_is_never_the_relayers(tmp_path: Path) -> None:
+    """Requirement 20: sendMessage from the relayer's account would contend for its nonces and
+    let any API caller spend the relayer's funds."""
+    text = EVM + f'gateway = "{GATEWAY}"\nsender_key = {{ env = "SENDER" }}\n'
+    chain = parse_config(text, tmp_path / "g.toml").chains["evm-a"]
+    with pytest.raises(ConfigError) as info:
+        chain.evm_settings({"RELAYER": KEY, "SENDER": KEY})
+    [problem] = info.value.problems
+    assert str(problem).startswith("chains.evm-a.sender_key: is the relayer's key")
+    assert KEY[2:] not in str(info.value)
+    settings = chain.evm_settings({"RELAYER": KEY, "SENDER": SENDER})
+    assert settings.sender_key == bytes.fromhex(SENDER[2:])
 
 
 def test_owner_key_defaults_to_relayer(tmp_path: Path) -> None:
