@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Collection, Sequence
 from typing import Any, Final
 
+from adapters.base import MAX_RESPONSE_BYTES, display_url, parse_json_answer
 from adapters.deploy import (
     DEPLOY_RECEIPT_TIMEOUT_S,
     DEPLOY_RPC_TIMEOUT_S,
@@ -57,7 +58,7 @@ class FiscoDeployClient:
         self._id = 0
         problems = []
         for endpoint in endpoints:
-            self.endpoint, self._tls = endpoint.url, endpoint
+            self.endpoint, self._tls = display_url(endpoint.url), endpoint
             try:
                 self.head = int(self._rpc("getBlockNumber"))
                 break
@@ -108,7 +109,7 @@ class FiscoDeployClient:
             "params": [self.group_id, "", *params],
         }
         request = urllib.request.Request(  # noqa: S310 (http(s) only: checked by the config)
-            self.endpoint,
+            self._tls.url,
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",
@@ -117,7 +118,10 @@ class FiscoDeployClient:
             with urllib.request.urlopen(  # noqa: S310 (http(s) only: checked by the config)
                 request, timeout=DEPLOY_RPC_TIMEOUT_S, context=self._ssl_context()
             ) as response:
-                answer = json.loads(response.read(16 * 1024 * 1024))
+                # bounded before parsing: json.loads of [[[[... crashes the process
+                answer = parse_json_answer(
+                    response.read(MAX_RESPONSE_BYTES + 1), what=f"{method} answer"
+                )
         except urllib.error.HTTPError as exc:
             raise DeployError(f"{self.endpoint} answered {method} with HTTP {exc.code}") from None
         except (OSError, ssl.SSLError) as exc:

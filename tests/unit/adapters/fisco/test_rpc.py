@@ -186,6 +186,20 @@ async def main() -> None:
         await client.call("getBlockNumber")
     except UnexpectedResponse as exc:
         print("UnexpectedResponse", exc.endpoint == url, exc.reason[:60])
+    try:  # gateway deploy's own client (sync), in a thread while the server runs
+        from adapters.deploy import DeployError
+        from adapters.fisco.deploy import FiscoDeployClient
+        from verifier.hashing import CryptoSuite
+
+        await asyncio.to_thread(
+            lambda: FiscoDeployClient(
+                name="fisco-test", chain_id="chain0", group_id="group0",
+                crypto=CryptoSuite.KECCAK256_SECP256K1, endpoints=[FiscoEndpoint(url)],
+                sealer_ids=(), key=b"\x01" * 32,
+            )
+        )
+    except DeployError as exc:
+        print("DeployError", str(exc)[:60])
     finally:
         await client.close()
         await runner.cleanup()
@@ -196,7 +210,8 @@ asyncio.run(main())
 
 def test_nesting_bomb_is_an_unexpected_response_not_a_crash() -> None:
     """An endpoint answering ``[`` * 100,000 once crashed the process (json.loads recursion,
-    with the limit raised as py_ecc does); now it is UnexpectedResponse naming the endpoint.
+    with the limit raised as py_ecc does); now it is UnexpectedResponse naming the endpoint,
+    and a DeployError for ``gateway deploy``.
     The client runs in a subprocess, so a regression fails this test instead of the run."""
     done = subprocess.run(
         [sys.executable, "-c", BOMB_CLIENT],
@@ -207,4 +222,6 @@ def test_nesting_bomb_is_an_unexpected_response_not_a_crash() -> None:
         check=False,
     )
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
-    assert done.stdout.startswith("UnexpectedResponse True"), done.stdout
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("UnexpectedResponse True"), done.stdout
+    assert lines[1].startswith("DeployError"), done.stdout
