@@ -1,4 +1,8 @@
-"""``gateway deploy`` on an Ethereum-compatible chain: web3 over HTTP, signed locally."""
+"""``gateway deploy`` on an Ethereum-compatible chain: web3 over HTTP, signed locally.
+
+Every answer is parsed with :func:`adapters.base.parse_json_answer` (bounded size, values and
+nesting) instead of web3's plain ``json.loads``, which a ``[[[[...`` answer crashed.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from eth_account import Account
-from web3 import Web3
+from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
 
+from adapters.base import parse_json_answer
 from adapters.deploy import (
     DEPLOY_RECEIPT_TIMEOUT_S,
     DEPLOY_RPC_TIMEOUT_S,
@@ -21,6 +26,14 @@ from adapters.deploy import (
     transport_reason,
 )
 from verifier.hashing import keccak256
+
+
+class _BoundedHTTPProvider(HTTPProvider):
+    """web3's HTTP provider, its answers parsed bounded (ValueError otherwise)."""
+
+    @staticmethod
+    def decode_rpc_response(raw_response: bytes) -> Any:
+        return parse_json_answer(raw_response, what="JSON-RPC answer")
 
 
 class EvmDeployClient:
@@ -37,7 +50,7 @@ class EvmDeployClient:
         if not urls:
             raise DeployError(f"gateway deploy needs an http(s) endpoint in chains.{self.name}")
         for url in urls:
-            provider = Web3.HTTPProvider(
+            provider = _BoundedHTTPProvider(
                 url,
                 request_kwargs={"timeout": DEPLOY_RPC_TIMEOUT_S},
                 exception_retry_configuration=None,

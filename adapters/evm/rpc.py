@@ -1,8 +1,11 @@
 """JSON-RPC endpoints of one EVM chain: per-call deadlines, typed errors, health and failover.
 
-Each endpoint is an ``AsyncWeb3`` over ``AsyncHTTPProvider``, used for its raw
-``make_request``: evidence carries the node's JSON exactly as returned, so web3's result
-formatters stay out of the way, and so does its retry layer (the pool fails over instead).
+Each endpoint is a plain JSON-RPC-over-HTTP client on one ``aiohttp`` session: evidence carries
+the node's JSON exactly as returned, and every answer is read bounded in size and parsed with
+:func:`adapters.base.parse_json_answer` (bounded values and nesting) before anything is built
+from it. web3's provider is not used for transport: its ``json.loads`` recursed once per ``[``
+of an answer like ``[[[[...`` and, with the recursion limit py_ecc raises to 100,000, crashed
+the process instead of raising.
 
 Every failure becomes an :mod:`adapters.base` error naming the endpoint: refused or reset
 connections and HTTP errors are ``ChainUnavailable``, a missed deadline ``ChainTimeout``, a body
@@ -14,16 +17,16 @@ reverts into ``RejectedByChain``).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
 import structlog
-from web3 import AsyncHTTPProvider, AsyncWeb3
-from web3.types import RPCEndpoint
 
 from adapters.base import (
+    MAX_RESPONSE_BYTES,
     AdapterError,
     ChainTimeout,
     ChainUnavailable,
@@ -31,6 +34,7 @@ from adapters.base import (
     EndpointHealth,
     RejectedByChain,
     UnexpectedResponse,
+    parse_json_answer,
 )
 
 log = structlog.get_logger(__name__)
@@ -39,6 +43,7 @@ T = TypeVar("T")
 REVERT_CODE = 3
 """JSON-RPC error code of ``execution reverted`` (geth, Anvil, reth, Erigon)."""
 METHOD_NOT_FOUND = -32601
+_CHUNK = 64 * 1024
 
 
 class JsonRpcError(UnexpectedResponse):
@@ -52,6 +57,10 @@ class JsonRpcError(UnexpectedResponse):
         self.data = data
 
 
+class _TooLarge(Exception):
+    pass
+
+
 class EvmEndpoint:
     """One JSON-RPC URL: a call with a deadline, its errors typed, its health recorded."""
 
@@ -60,13 +69,8 @@ class EvmEndpoint:
         self.chain = chain
         self.chain_id = chain_id
         self.call_timeout = call_timeout
-        self.w3 = AsyncWeb3(
-            AsyncHTTPProvider(
-                url,
-                request_kwargs={"timeout": aiohttp.ClientTimeout(total=call_timeout)},
-                exception_retry_configuration=None,
-            )
-        )
+        self._session: aiohttp.ClientSession | None = None
+        self._ids = itertools.count(1)
         self.healthy = True
         self.last_error: str | None = None
         self.chain_checked = False
@@ -74,12 +78,23 @@ class EvmEndpoint:
     def health(self) -> EndpointHealth:
         return EndpointHealth(url=self.url, healthy=self.healthy, last_error=self.last_error)
 
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers={"Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=self.call_timeout),
+            )
+        return self._session
+
     async def call(self, method: str, params: Sequence[Any]) -> Any:
         """``method(params)``'s ``result``, or the typed error; never waits past the deadline."""
-        provider = self.w3.provider
+        request_id = next(self._ids)
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": request_id, "method": method, "params": list(params)}
+        ).encode()
         try:
             async with asyncio.timeout(self.call_timeout):
-                response = await provider.make_request(RPCEndpoint(method), list(params))
+                raw = await self._post(body)
         except TimeoutError:
             raise ChainTimeout(
                 f"{method} got no answer within {self.call_timeout:g} s",
@@ -89,21 +104,46 @@ class EvmEndpoint:
         except aiohttp.ClientResponseError as exc:
             raise ChainUnavailable(
                 f"{method}: HTTP {exc.status}", chain=self.chain, endpoint=self.url
-            ) from exc
+            ) from None
+        except _TooLarge:
+            raise UnexpectedResponse(
+                f"{method}: the answer is larger than {MAX_RESPONSE_BYTES} bytes",
+                chain=self.chain,
+                endpoint=self.url,
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise ChainUnavailable(
-                f"{method}: {type(exc).__name__}: {exc}", chain=self.chain, endpoint=self.url
-            ) from exc
-        except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+                f"{method}: {_transport_reason(exc)}", chain=self.chain, endpoint=self.url
+            ) from None
+        try:
+            response = parse_json_answer(raw, what=f"{method} answer")
+        except ValueError as exc:
             raise UnexpectedResponse(
-                f"{method}: the answer is not JSON", chain=self.chain, endpoint=self.url
-            ) from exc
-        return self._result(method, response)
+                f"{method}: the answer is not acceptable JSON ({str(exc)[:200]})",
+                chain=self.chain,
+                endpoint=self.url,
+            ) from None
+        return self._result(method, response, request_id)
 
-    def _result(self, method: str, response: object) -> Any:
-        if not isinstance(response, dict):
+    async def _post(self, body: bytes) -> bytes:
+        """The HTTP answer's body, never more than MAX_RESPONSE_BYTES of it."""
+        async with self._client().post(self.url, data=body) as response:
+            response.raise_for_status()
+            if (response.content_length or 0) > MAX_RESPONSE_BYTES:
+                raise _TooLarge
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise _TooLarge
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    def _result(self, method: str, response: object, request_id: int) -> Any:
+        if not isinstance(response, dict) or response.get("id") != request_id:
             raise UnexpectedResponse(
-                f"{method}: the answer is not a JSON-RPC object",
+                f"{method}: the answer is not a JSON-RPC object answering this request",
                 chain=self.chain,
                 endpoint=self.url,
             )
@@ -144,9 +184,9 @@ class EvmEndpoint:
         self.chain_checked = True
 
     async def close(self) -> None:
-        provider = self.w3.provider
-        assert isinstance(provider, AsyncHTTPProvider)
-        await provider.disconnect()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 class EndpointPool:
@@ -215,6 +255,15 @@ class EndpointPool:
     async def close(self) -> None:
         for endpoint in self.endpoints:
             await endpoint.close()
+
+
+def _transport_reason(exc: BaseException) -> str:
+    """The failure's kind and OS reason, never its text (which may quote the URL)."""
+    reason = type(exc).__name__
+    os_error = getattr(exc, "os_error", None) or (exc if isinstance(exc, OSError) else None)
+    if isinstance(os_error, OSError) and os_error.strerror:
+        reason += f": {os_error.strerror}"
+    return reason
 
 
 def _combined(errors: list[AdapterError], chain: str, what: str) -> AdapterError:
