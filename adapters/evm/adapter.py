@@ -23,6 +23,7 @@ from adapters.base import (
     FactPage,
     Submission,
     UnexpectedResponse,
+    endpoint_names,
 )
 from adapters.evm.facts import FactReader
 from adapters.evm.rpc import EndpointPool, EvmEndpoint, json_object, quantity
@@ -58,8 +59,11 @@ class EvmAdapter:
                     chain=settings.chain,
                     chain_id=settings.chain_id,
                     call_timeout=settings.call_timeout,
+                    name=name,
                 )
-                for url in settings.endpoints
+                for url, name in zip(
+                    settings.endpoints, endpoint_names(settings.endpoints), strict=True
+                )
             ],
             chain=settings.chain,
         )
@@ -109,7 +113,7 @@ class EvmAdapter:
                 last=end,
                 final=final,
                 facts=len(facts),
-                endpoint=endpoint.url,
+                endpoint=endpoint.name,
             )
             return FactPage(
                 facts=tuple(facts), cursor=self.initial_cursor(end + 1), final_height=final
@@ -124,14 +128,14 @@ class EvmAdapter:
                 raise UnexpectedResponse(
                     f"block {fact.height} is not final there (final head {final})",
                     chain=self.chain,
-                    endpoint=endpoint.url,
+                    endpoint=endpoint.name,
                 )
             block = await self._reader.block(endpoint, fact.height)
             if block.hash != fact.block_hash.lower():
                 raise UnexpectedResponse(
                     f"block {fact.height} is {block.hash} there, not {fact.block_hash}",
                     chain=self.chain,
-                    endpoint=endpoint.url,
+                    endpoint=endpoint.name,
                 )
             for candidate in self._reader.facts(block):
                 if (candidate.tx_hash, candidate.log_index) == (fact.tx_hash, fact.log_index):
@@ -139,7 +143,7 @@ class EvmAdapter:
             raise UnexpectedResponse(
                 f"block {fact.height} has no such fact ({fact.tx_hash} log {fact.log_index})",
                 chain=self.chain,
-                endpoint=endpoint.url,
+                endpoint=endpoint.name,
             )
 
         return await self._pool.run(again, what="refetch", avoid=avoid)
@@ -177,7 +181,7 @@ class EvmAdapter:
                 return decode_output(name, bytes.fromhex(str(raw).removeprefix("0x")))
             except ValueError as exc:
                 raise UnexpectedResponse(
-                    f"{name}: {exc}", chain=self.chain, endpoint=endpoint.url
+                    f"{name}: {exc}", chain=self.chain, endpoint=endpoint.name
                 ) from exc
 
         return await self._pool.run(read, what=name)

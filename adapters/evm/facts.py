@@ -85,13 +85,13 @@ class FactReader:
                 f"the endpoint cannot name its {s.finality_tag!r} block ({exc.reason}); "
                 "it is never replaced by 'latest'",
                 chain=s.chain,
-                endpoint=endpoint.url,
+                endpoint=endpoint.name,
             ) from exc
         if block is None:
             raise UnexpectedResponse(
                 f"the endpoint has no {s.finality_tag!r} block; it is never replaced by 'latest'",
                 chain=s.chain,
-                endpoint=endpoint.url,
+                endpoint=endpoint.name,
             )
         block = json_object(block, f"{s.finality_tag} block", endpoint)
         return head, quantity(block.get("number"), f"{s.finality_tag} number", endpoint)
@@ -120,7 +120,7 @@ class FactReader:
                     raise UnexpectedResponse(
                         f"eth_getLogs [{low}, {high}] answered a log of block {number}",
                         chain=self.settings.chain,
-                        endpoint=endpoint.url,
+                        endpoint=endpoint.name,
                     )
                 counts[number] += 1
         return dict(sorted(counts.items()))
@@ -130,7 +130,7 @@ class FactReader:
         s = self.settings
         raw = await endpoint.call("eth_getBlockByNumber", [hex(number), False])
         if raw is None:
-            raise NotFound(f"block {number} is unknown", chain=s.chain, endpoint=endpoint.url)
+            raise NotFound(f"block {number} is unknown", chain=s.chain, endpoint=endpoint.name)
         header = json_object(raw, f"block {number}", endpoint)
         try:
             receipts = json_list(
@@ -140,7 +140,7 @@ class FactReader:
             )
         except JsonRpcError:
             receipts = await self._receipts_one_by_one(endpoint, header)
-        return build_block_receipts(header, receipts, chain=s.chain, endpoint=endpoint.url)
+        return build_block_receipts(header, receipts, chain=s.chain, endpoint=endpoint.name)
 
     async def _receipts_one_by_one(
         self, endpoint: EvmEndpoint, header: dict[str, Any]
@@ -150,7 +150,7 @@ class FactReader:
             receipt = await endpoint.call("eth_getTransactionReceipt", [tx_hash])
             if receipt is None:
                 raise NotFound(
-                    f"no receipt for {tx_hash}", chain=self.settings.chain, endpoint=endpoint.url
+                    f"no receipt for {tx_hash}", chain=self.settings.chain, endpoint=endpoint.name
                 )
             receipts.append(receipt)
         return receipts

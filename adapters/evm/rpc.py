@@ -34,6 +34,7 @@ from adapters.base import (
     EndpointHealth,
     RejectedByChain,
     UnexpectedResponse,
+    display_url,
     parse_json_answer,
 )
 
@@ -64,8 +65,20 @@ class _TooLarge(Exception):
 class EvmEndpoint:
     """One JSON-RPC URL: a call with a deadline, its errors typed, its health recorded."""
 
-    def __init__(self, url: str, *, chain: str, chain_id: int, call_timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        chain: str,
+        chain_id: int,
+        call_timeout: float,
+        name: str | None = None,
+    ) -> None:
         self.url = url
+        """Only ever posted to: it may carry an API key (path, query or user part)."""
+        self.name = name if name is not None else display_url(url)
+        """How facts, errors, health, logs and ``refetch(avoid=)`` name this endpoint
+        (:func:`adapters.base.endpoint_names`): scheme, host and port, never credentials."""
         self.chain = chain
         self.chain_id = chain_id
         self.call_timeout = call_timeout
@@ -76,7 +89,7 @@ class EvmEndpoint:
         self.chain_checked = False
 
     def health(self) -> EndpointHealth:
-        return EndpointHealth(url=self.url, healthy=self.healthy, last_error=self.last_error)
+        return EndpointHealth(url=self.name, healthy=self.healthy, last_error=self.last_error)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -99,21 +112,21 @@ class EvmEndpoint:
             raise ChainTimeout(
                 f"{method} got no answer within {self.call_timeout:g} s",
                 chain=self.chain,
-                endpoint=self.url,
+                endpoint=self.name,
             ) from None
         except aiohttp.ClientResponseError as exc:
             raise ChainUnavailable(
-                f"{method}: HTTP {exc.status}", chain=self.chain, endpoint=self.url
+                f"{method}: HTTP {exc.status}", chain=self.chain, endpoint=self.name
             ) from None
         except _TooLarge:
             raise UnexpectedResponse(
                 f"{method}: the answer is larger than {MAX_RESPONSE_BYTES} bytes",
                 chain=self.chain,
-                endpoint=self.url,
+                endpoint=self.name,
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise ChainUnavailable(
-                f"{method}: {_transport_reason(exc)}", chain=self.chain, endpoint=self.url
+                f"{method}: {_transport_reason(exc)}", chain=self.chain, endpoint=self.name
             ) from None
         try:
             response = parse_json_answer(raw, what=f"{method} answer")
@@ -121,7 +134,7 @@ class EvmEndpoint:
             raise UnexpectedResponse(
                 f"{method}: the answer is not acceptable JSON ({str(exc)[:200]})",
                 chain=self.chain,
-                endpoint=self.url,
+                endpoint=self.name,
             ) from None
         return self._result(method, response, request_id)
 
@@ -145,20 +158,20 @@ class EvmEndpoint:
             raise UnexpectedResponse(
                 f"{method}: the answer is not a JSON-RPC object answering this request",
                 chain=self.chain,
-                endpoint=self.url,
+                endpoint=self.name,
             )
         error = response.get("error")
         if error is not None:
             if not isinstance(error, dict):
                 raise UnexpectedResponse(
-                    f"{method}: malformed error object", chain=self.chain, endpoint=self.url
+                    f"{method}: malformed error object", chain=self.chain, endpoint=self.name
                 )
             code = error.get("code")
             data = error.get("data")
             raise JsonRpcError(
                 f"{method}: JSON-RPC error {code}: {str(error.get('message'))[:300]}",
                 chain=self.chain,
-                endpoint=self.url,
+                endpoint=self.name,
                 code=code if isinstance(code, int) else None,
                 data=data if isinstance(data, str) else None,
             )
@@ -166,7 +179,7 @@ class EvmEndpoint:
             raise UnexpectedResponse(
                 f"{method}: the answer has neither result nor error",
                 chain=self.chain,
-                endpoint=self.url,
+                endpoint=self.name,
             )
         return response["result"]
 
@@ -179,7 +192,7 @@ class EvmEndpoint:
             raise ConfigurationError(
                 f"eth_chainId is {value}, the configuration says {self.chain_id}",
                 chain=self.chain,
-                endpoint=self.url,
+                endpoint=self.name,
             )
         self.chain_checked = True
 
@@ -200,8 +213,8 @@ class EndpointPool:
         return tuple(e.health() for e in self.endpoints)
 
     def ordered(self, avoid: frozenset[str] = frozenset()) -> list[EvmEndpoint]:
-        """Healthy endpoints first, each group in configured order; ``avoid`` left out."""
-        usable = [e for e in self.endpoints if e.url not in avoid]
+        """Healthy endpoints first, each group in configured order; ``avoid`` (names) left out."""
+        usable = [e for e in self.endpoints if e.name not in avoid]
         return [e for e in usable if e.healthy] + [e for e in usable if not e.healthy]
 
     async def run(
@@ -231,14 +244,14 @@ class EndpointPool:
                 log.warning(
                     "endpoint_failed",
                     chain=self.chain,
-                    endpoint=endpoint.url,
+                    endpoint=endpoint.name,
                     operation=what,
                     error=type(exc).__name__,
                     reason=exc.reason,
                 )
                 continue
             if not endpoint.healthy:
-                log.info("endpoint_recovered", chain=self.chain, endpoint=endpoint.url)
+                log.info("endpoint_recovered", chain=self.chain, endpoint=endpoint.name)
             endpoint.healthy = True
             endpoint.last_error = None
             return result
@@ -289,7 +302,7 @@ def quantity(value: object, what: str, endpoint: EvmEndpoint) -> int:
     raise UnexpectedResponse(
         f"{what}: expected a hex quantity, got {json.dumps(value)[:80]}",
         chain=endpoint.chain,
-        endpoint=endpoint.url,
+        endpoint=endpoint.name,
     )
 
 
@@ -298,7 +311,7 @@ def json_object(value: object, what: str, endpoint: EvmEndpoint) -> dict[str, An
         raise UnexpectedResponse(
             f"{what}: expected an object, got {json.dumps(value)[:80]}",
             chain=endpoint.chain,
-            endpoint=endpoint.url,
+            endpoint=endpoint.name,
         )
     return value
 
@@ -308,6 +321,6 @@ def json_list(value: object, what: str, endpoint: EvmEndpoint) -> list[Any]:
         raise UnexpectedResponse(
             f"{what}: expected a list, got {json.dumps(value)[:80]}",
             chain=endpoint.chain,
-            endpoint=endpoint.url,
+            endpoint=endpoint.name,
         )
     return value

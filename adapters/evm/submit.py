@@ -179,7 +179,15 @@ class Submitter:
             for tx_hash in hashes:
                 value = await endpoint.call("eth_getTransactionReceipt", [tx_hash])
                 if value is not None:
-                    return json_object(value, "receipt", endpoint), endpoint.url
+                    receipt = json_object(value, "receipt", endpoint)
+                    if str(receipt.get("transactionHash", "")).lower() != tx_hash.lower():
+                        raise UnexpectedResponse(
+                            f"asked for the receipt of {tx_hash}, got one of "
+                            f"{str(receipt.get('transactionHash'))[:80]}",
+                            chain=self._settings.chain,
+                            endpoint=endpoint.name,
+                        )
+                    return receipt, endpoint.name
             return None
 
         return await self._pool.run(read, what="eth_getTransactionReceipt")

@@ -287,6 +287,72 @@ def test_consistently_forged_block_fails_verification_and_refetch_avoids_it() ->
     run(body)
 
 
+@asynccontextmanager
+async def passthrough_proxy(upstream: str) -> AsyncIterator[str]:
+    """Forwards any path to ``upstream`` unchanged (a provider URL with a key in its path)."""
+    async with aiohttp.ClientSession() as session:
+
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.read()
+            headers = {"Content-Type": "application/json"}
+            async with session.post(upstream, data=body, headers=headers) as response:
+                return web.Response(body=await response.read(), content_type="application/json")
+
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        sock = _listening_socket()
+        await web.SockSite(runner, sock).start()
+        try:
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            await runner.cleanup()
+
+
+def test_endpoint_credentials_never_show_in_facts_errors_health_or_logs() -> None:
+    """Endpoints whose URLs carry a user, password, API key path and query are named by
+    endpoint_names (scheme, host, port) in facts, evidence, submissions, health, errors and log
+    lines; refetch(avoid=) takes those names."""
+    secrets = ("alice", "s3cret", "KEY123", "apikey")
+
+    async def body(env: EvmChainEnv) -> None:
+        cursor = await final_ping(env)
+        async with passthrough_proxy(env.anvil.url) as proxy:
+            dead = refused_url().replace("http://", "http://alice:s3cret@") + "/v2/KEY123"
+            good = proxy.replace("http://", "http://alice:s3cret@") + "/v2/KEY123?apikey=1"
+            adapter = env.adapter_with(endpoints=(dead, good))
+            dead_name, good_name = (e.url for e in adapter.health())
+            try:
+                with capture_logs() as logs:
+                    (fact,) = (await adapter.facts(cursor)).facts
+                    assert fact.message is not None
+                    delivered = await adapter.deliver([(fact.id, fact.message)])
+                    with pytest.raises(ChainUnavailable) as caught:
+                        await adapter.refetch(fact, avoid=frozenset({good_name}))
+                assert fact.endpoint == good_name == proxy + "/…"
+                assert fact.evidence is not None
+                assert fact.evidence.endpoint == good_name
+                assert delivered.endpoint == good_name
+                assert caught.value.endpoint == dead_name
+                again = await adapter.refetch(fact, avoid=frozenset({dead_name}))
+                assert again.endpoint == good_name
+                shown = [
+                    fact.endpoint,
+                    str(caught.value),
+                    repr(adapter.health()),
+                    repr(logs),
+                    repr(await adapter.status()),
+                ]
+                for text in shown:
+                    for secret in secrets:
+                        assert secret not in text, (secret, text)
+            finally:
+                await adapter.close()
+
+    run(body)
+
+
 def test_finality_tag_is_never_replaced_by_latest() -> None:
     """With finality_tag="finalized", Anvil's finalized block (head - 64, else genesis) bounds
     the page: a ping a few blocks deep is not reported; json of the cursor is unchanged."""

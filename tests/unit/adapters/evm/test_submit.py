@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 from eth_abi.abi import encode
 
-from adapters.base import ChainTimeout, RejectedByChain
+from adapters.base import ChainTimeout, RejectedByChain, UnexpectedResponse
 from adapters.evm.nonce import Fees, NonceManager, bumped_fees, initial_fees
 from adapters.evm.rpc import EndpointPool, EvmEndpoint, JsonRpcError
 from adapters.evm.settings import EvmSettings
@@ -40,6 +40,7 @@ class FakeNode:
 
     def __init__(self) -> None:
         self.url = URL
+        self.name = URL
         self.healthy = True
         self.last_error: str | None = None
         self.pending = 7
@@ -260,3 +261,23 @@ def test_settings_hide_keys() -> None:
     assert "relayer_key" not in text
     with pytest.raises(ValueError, match="finality_tag"):
         settings(finality_tag="latest")
+
+
+def test_a_receipt_for_another_transaction_is_refused() -> None:
+    """An endpoint answering eth_getTransactionReceipt with the receipt of another transaction
+    is an UnexpectedResponse naming it; it never completes the submission."""
+    node = FakeNode()
+    real = node._receipt
+
+    def other(tx_hash: str) -> dict[str, Any] | None:
+        receipt = real(tx_hash)
+        return None if receipt is None else dict(receipt, transactionHash="0x" + "ab" * 32)
+
+    node._receipt = other  # type: ignore[method-assign]
+
+    async def main() -> None:
+        with pytest.raises(UnexpectedResponse, match="got one of 0xabab") as caught:
+            await submitter(node, receipt_timeout=0.5).submit(b"\x01", "test")
+        assert caught.value.endpoint == URL
+
+    asyncio.run(main())
