@@ -114,7 +114,7 @@ class FiscoAdapter(ChainAdapter):
             log.info(
                 "facts_read",
                 chain=self.chain,
-                endpoint=client.url,
+                endpoint=client.name,
                 start=start,
                 end=end,
                 facts=len(facts),
@@ -160,7 +160,7 @@ class FiscoAdapter(ChainAdapter):
             result = await client.request("getLogs", [self.settings.group_id, query])
             if not isinstance(result, list):
                 raise UnexpectedResponse(
-                    "getLogs is not a list", chain=self.chain, endpoint=client.url
+                    "getLogs is not a list", chain=self.chain, endpoint=client.name
                 )
             out.extend(result)
         return out
@@ -171,7 +171,7 @@ class FiscoAdapter(ChainAdapter):
             log.warning(
                 "seal_refused",
                 chain=self.chain,
-                endpoint=client.url,
+                endpoint=client.name,
                 tx_hash=at.tx_hash,
                 height=at.height,
             )
@@ -225,7 +225,7 @@ class FiscoAdapter(ChainAdapter):
             tx_hash=at.tx_hash,
             log_index=at.log_index,
             id=id,
-            endpoint=client.url,
+            endpoint=client.name,
             evidence=evidence,
             **extra,
         )
@@ -268,7 +268,7 @@ class FiscoAdapter(ChainAdapter):
             raise UnexpectedResponse(
                 f"seal {found.seal.number}: no body that hashes to sealed entry 0x{first}",
                 chain=self.chain,
-                endpoint=client.url,
+                endpoint=client.name,
             )
 
     async def _ack_fact(
@@ -305,10 +305,10 @@ class FiscoAdapter(ChainAdapter):
                 raise UnexpectedResponse(
                     f"{tx_hash} is not a seal of this entry here",
                     chain=self.chain,
-                    endpoint=client.url,
+                    endpoint=client.name,
                 )
             evidence = Evidence(found.bundle, found.endpoint, found.seal.number)
-            return replace(fact, evidence=evidence, endpoint=client.url)
+            return replace(fact, evidence=evidence, endpoint=client.name)
 
         return await self.pool.run(again, avoid=avoid)
 
@@ -398,7 +398,7 @@ class FiscoAdapter(ChainAdapter):
                 return decode_output(name, bytes.fromhex(output[2:]))
             except Exception as exc:  # a malformed answer has many shapes
                 raise UnexpectedResponse(
-                    f"{name}: {exc}", chain=self.chain, endpoint=client.url
+                    f"{name}: {exc}", chain=self.chain, endpoint=client.name
                 ) from exc
 
         return await self.pool.run(read)
@@ -410,7 +410,7 @@ class FiscoAdapter(ChainAdapter):
 def _int(value: object, client: FiscoRpcClient, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise UnexpectedResponse(
-            f"{what} is not a block number or time", chain=client.chain, endpoint=client.url
+            f"{what} is not a block number or time", chain=client.chain, endpoint=client.name
         )
     return value
 

@@ -135,18 +135,18 @@ async def fetch_seal_evidence(
     height = receipt.get("blockNumber")
     if not isinstance(height, int) or isinstance(height, bool):
         raise UnexpectedResponse(
-            "receipt blockNumber is not an integer", chain=settings.chain, endpoint=client.url
+            "receipt blockNumber is not an integer", chain=settings.chain, endpoint=client.name
         )
     block = _object(await client.call("getBlockByNumber", height, False, True), client, "block")
     hashes = block.pop("transactions", None)
     if not isinstance(hashes, list) or tx_hash not in hashes:
         raise UnexpectedResponse(
-            f"block {height} does not list {tx_hash}", chain=settings.chain, endpoint=client.url
+            f"block {height} does not list {tx_hash}", chain=settings.chain, endpoint=client.name
         )
     index = hashes.index(tx_hash)
     proof = receipt.get("txReceiptProof")
     if not isinstance(proof, list):
-        raise UnexpectedResponse("no txReceiptProof", chain=settings.chain, endpoint=client.url)
+        raise UnexpectedResponse("no txReceiptProof", chain=settings.chain, endpoint=client.name)
     if not _proof_allows(proof, receipt, block, index, hasher):
         proof = await _own_index_proof(client, settings, hashes, index, hasher)
     bundle = {
@@ -161,7 +161,7 @@ async def fetch_seal_evidence(
         "transaction": tx,
         "trust": trust_for(settings, hasher),
     }
-    return SealEvidence(seal, bundle, client.url, height, tx_hash, index)
+    return SealEvidence(seal, bundle, client.name, height, tx_hash, index)
 
 
 def _proof_allows(
@@ -195,7 +195,7 @@ async def _own_index_proof(
         leaf = hex_bytes(receipt.get("hash"))
         if leaf is None or len(leaf) != 32:
             raise UnexpectedResponse(
-                "receipt hash is not 32 bytes", chain=settings.chain, endpoint=client.url
+                "receipt hash is not 32 bytes", chain=settings.chain, endpoint=client.name
             )
         leaves.append(leaf)
     return compute_merkle_proof(leaves, index, hasher, as_node=False)
@@ -204,6 +204,6 @@ async def _own_index_proof(
 def _object(value: Any, client: FiscoRpcClient, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UnexpectedResponse(
-            f"{what} is not a JSON object", chain=client.chain, endpoint=client.url
+            f"{what} is not a JSON object", chain=client.chain, endpoint=client.name
         )
     return value

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -31,6 +32,8 @@ from adapters.base import (
     NotFound,
     RejectedByChain,
     UnexpectedResponse,
+    display_url,
+    endpoint_names,
     parse_json_answer,
 )
 from adapters.fisco.settings import FiscoEndpoint, FiscoSettings
@@ -97,12 +100,31 @@ def ssl_context(endpoint: FiscoEndpoint) -> ssl.SSLContext | None:
     return context
 
 
+class _HttpStatus(Exception):
+    """An HTTP status other than 200 (its text without the URL, which may hold a key)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status, self.text = status, text
+
+
 class FiscoRpcClient:
     """One endpoint. ``call(method, *params)`` sends ``[group, "", *params]``."""
 
-    def __init__(self, endpoint: FiscoEndpoint, *, chain: str, group: str, timeout: float) -> None:
+    def __init__(
+        self,
+        endpoint: FiscoEndpoint,
+        *,
+        chain: str,
+        group: str,
+        timeout: float,
+        name: str | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.url = endpoint.url
+        """Where requests go; may carry credentials, so it is never shown: see ``name``."""
+        self.name = display_url(endpoint.url) if name is None else name
+        """How facts, errors, logs and ``refetch(avoid=)`` name this endpoint."""
         self.chain = chain
         self.group = group
         self.timeout = timeout
@@ -111,7 +133,17 @@ class FiscoRpcClient:
         self._ids = itertools.count(1)
 
     def _error(self, kind: type[AdapterError], message: str) -> AdapterError:
-        return kind(message, chain=self.chain, endpoint=self.url)
+        return kind(self._scrub(message), chain=self.chain, endpoint=self.name)
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the URL's secret parts (a library's message may quote the URL)."""
+        parts = urlsplit(self.url)
+        secrets = [self.url, parts.path if parts.path != "/" else "", parts.query]
+        secrets += [parts.username or "", parts.password or ""]
+        for secret in sorted(secrets, key=len, reverse=True):
+            if len(secret) > 1:
+                text = text.replace(secret, "…")
+        return text
 
     async def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
         return await self.request(method, [self.group, "", *params], timeout=timeout)
@@ -128,10 +160,15 @@ class FiscoRpcClient:
                 raw = await self._post(json.dumps(body).encode())
         except TimeoutError:
             raise self._error(ChainTimeout, f"{method}: no answer within {deadline:g} s") from None
+        except _HttpStatus as exc:
+            raise self._error(
+                ChainUnavailable, f"{method}: HTTP {exc.status}: {exc.text}"
+            ) from None
+        # ``from None``: the library's exception may quote the URL, which may hold a key.
         except aiohttp.ClientError as exc:
-            raise self._error(ChainUnavailable, f"{method}: {type(exc).__name__}: {exc}") from exc
+            raise self._error(ChainUnavailable, f"{method}: {type(exc).__name__}: {exc}") from None
         except OSError as exc:
-            raise self._error(ChainUnavailable, f"{method}: {exc}") from exc
+            raise self._error(ChainUnavailable, f"{method}: {exc}") from None
         return self._result(method, request_id, raw)
 
     async def _post(self, body: bytes) -> bytes:
@@ -150,12 +187,7 @@ class FiscoRpcClient:
                 chunks.append(chunk)
             data = b"".join(chunks)
             if response.status != 200:
-                raise aiohttp.ClientResponseError(
-                    response.request_info,
-                    (),
-                    status=response.status,
-                    message=data[:200].decode("utf-8", "replace"),
-                )
+                raise _HttpStatus(response.status, data[:200].decode("utf-8", "replace"))
             return data
 
     def _result(self, method: str, request_id: int, raw: bytes) -> Any:
@@ -175,7 +207,7 @@ class FiscoRpcClient:
                 error.get("code"),
                 error.get("message"),
                 chain=self.chain,
-                endpoint=self.url,
+                endpoint=self.name,
                 method=method,
             )
         if "result" not in answer:
@@ -204,30 +236,35 @@ class EndpointPool:
 
     def __init__(self, settings: FiscoSettings) -> None:
         self.chain = settings.chain
+        names = endpoint_names([ep.url for ep in settings.endpoints])
         self.clients = tuple(
             FiscoRpcClient(
-                ep, chain=settings.chain, group=settings.group_id, timeout=settings.call_timeout
+                ep,
+                chain=settings.chain,
+                group=settings.group_id,
+                timeout=settings.call_timeout,
+                name=name,
             )
-            for ep in settings.endpoints
+            for ep, name in zip(settings.endpoints, names, strict=True)
         )
-        self._health = {c.url: _Health() for c in self.clients}
+        self._health = {c.name: _Health() for c in self.clients}
 
     def candidates(self, avoid: frozenset[str] = frozenset()) -> list[FiscoRpcClient]:
-        usable = [c for c in self.clients if c.url not in avoid]
+        usable = [c for c in self.clients if c.name not in avoid]
         return sorted(
             usable,
-            key=lambda c: (not self._health[c.url].healthy, self._health[c.url].failed_at),
+            key=lambda c: (not self._health[c.name].healthy, self._health[c.name].failed_at),
         )
 
     def mark_failed(self, client: FiscoRpcClient, error: AdapterError) -> None:
-        health = self._health[client.url]
+        health = self._health[client.name]
         health.healthy, health.last_error, health.failed_at = False, error.reason, time.monotonic()
-        log.warning("endpoint_failed", chain=self.chain, endpoint=client.url, reason=error.reason)
+        log.warning("endpoint_failed", chain=self.chain, endpoint=client.name, reason=error.reason)
 
     def mark_ok(self, client: FiscoRpcClient) -> None:
-        health = self._health[client.url]
+        health = self._health[client.name]
         if not health.healthy:
-            log.info("endpoint_recovered", chain=self.chain, endpoint=client.url)
+            log.info("endpoint_recovered", chain=self.chain, endpoint=client.name)
         health.healthy = True
 
     async def run(
@@ -259,7 +296,7 @@ class EndpointPool:
 
     def health(self) -> tuple[EndpointHealth, ...]:
         return tuple(
-            EndpointHealth(c.url, self._health[c.url].healthy, self._health[c.url].last_error)
+            EndpointHealth(c.name, self._health[c.name].healthy, self._health[c.name].last_error)
             for c in self.clients
         )
 

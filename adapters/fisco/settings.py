@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from adapters.base import ConfigurationError
+from adapters.base import ConfigurationError, display_url
 from verifier.hashing import CryptoSuite
 from verifier.messages import CHAIN_NAME
 
@@ -80,9 +80,11 @@ class FiscoSettings:
             out.append("at least one endpoint is needed")
         for ep in self.endpoints:
             if not ep.url.startswith(("http://", "https://")):
-                out.append(f"endpoint {ep.url!r} is not http:// or https://")
+                out.append(f"endpoint {display_url(ep.url)!r} is not http:// or https://")
             if (ep.client_cert is None) != (ep.client_key is None):
-                out.append(f"endpoint {ep.url}: client_cert and client_key go together")
+                out.append(
+                    f"endpoint {display_url(ep.url)}: client_cert and client_key go together"
+                )
         if not self.chain_id or not self.group_id:
             out.append("chain_id and group_id must not be empty")
         if not isinstance(self.gateway, bytes) or len(self.gateway) != 20:

@@ -77,9 +77,9 @@ class Submitter:
                 receipt = await self._await_receipt(client, tx_hash, deadline)
             if not isinstance(receipt, dict):
                 raise UnexpectedResponse(
-                    f"{what}: receipt is not an object", chain=s.chain, endpoint=client.url
+                    f"{what}: receipt is not an object", chain=s.chain, endpoint=client.name
                 )
-            return receipt, client.url
+            return receipt, client.name
 
         receipt, endpoint = await self.pool.run(send)
         return receipt, self._submission(receipt, tx_hash, what, endpoint)
@@ -96,7 +96,7 @@ class Submitter:
                 return receipt
             if time.monotonic() >= deadline:
                 raise ChainTimeout(
-                    f"no receipt for {tx_hash}", chain=self.settings.chain, endpoint=client.url
+                    f"no receipt for {tx_hash}", chain=self.settings.chain, endpoint=client.name
                 )
             await asyncio.sleep(POLL_INTERVAL_S)
 

@@ -19,7 +19,7 @@ Tamper = Callable[[str, list[Any], Any], Any]
 @asynccontextmanager
 async def serve(handler: Callable[[web.Request], Any]) -> AsyncIterator[str]:
     app = web.Application()
-    app.router.add_post("/", handler)
+    app.router.add_post("/{tail:.*}", handler)  # any path: URLs may carry a key in theirs
     runner = web.AppRunner(app, shutdown_timeout=0.2)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -52,6 +52,17 @@ async def tampering_proxy(upstream: str, tamper: Tamper) -> AsyncIterator[str]:
 async def garbage_endpoint() -> AsyncIterator[str]:
     async def handle(request: web.Request) -> web.Response:
         return web.Response(body=b"{not json", content_type="application/json")
+
+    async with serve(handle) as url:
+        yield url
+
+
+@asynccontextmanager
+async def echoing_404_endpoint() -> AsyncIterator[str]:
+    """HTTP 404 whose text quotes the request's path and query (as some gateways do)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(status=404, text=f"no route {request.path_qs}")
 
     async with serve(handle) as url:
         yield url

@@ -22,6 +22,7 @@ from tests.integration.adapters.env_fisco import (
     fisco_env,
 )
 from tests.integration.adapters.fisco_proxy import (
+    echoing_404_endpoint,
     garbage_endpoint,
     hanging_endpoint,
     refused_url,
@@ -230,3 +231,50 @@ async def test_endpoint_faults_are_typed_and_failed_over(env: ChainEnv) -> None:
             assert page.final_height >= status.head
         finally:
             await pool.close()
+
+
+async def test_endpoint_credentials_are_never_shown(env: ChainEnv) -> None:
+    """Endpoint URLs with a user, password, path key and query key are named scheme://host:port/…
+    in facts, evidence, submissions, health, errors (HTTP status text included) and logs, and
+    refetch(avoid=) takes those names."""
+    driver = driver_of(env)
+    secret = "s3cr3tkey"
+    identity = cast(Any, lambda method, params, result: result)
+    async with tampering_proxy(driver.node.url, identity) as proxy, echoing_404_endpoint() as nf:
+        port = proxy.rsplit(":", 1)[1]
+        keyed = f"http://user:{secret}@127.0.0.1:{port}/v2/{secret}?apikey={secret}"
+        not_found = f"{nf}/v1/{secret}?apikey={secret}"
+        refused = f"{refused_url()}/{secret}"
+        adapter = adapter_with(env, refused, not_found, keyed)
+        errors: list[str] = []
+        try:
+            cursor = adapter.initial_cursor(await head(env) + 1)
+            with capture_logs() as logs:
+                sent_id, submission = await adapter.send_message(CHAIN, env.ping_pong, b"k", FAR)
+                await adapter.seal(force=True)
+                facts, _ = await read_all(adapter, cursor)
+                status = await adapter.status()
+                names = {h.url for h in status.endpoints}
+                (fact,) = [f for f in facts if f.id == sent_id]
+                again = await adapter.refetch(fact, avoid=frozenset(names - {fact.endpoint}))
+            for url in (refused, not_found):
+                one = adapter_with(env, url, timeout=1.0)
+                try:
+                    with pytest.raises(ChainUnavailable) as caught:
+                        await one.status()
+                    errors += [str(caught.value), repr(caught.value.__cause__)]
+                    assert caught.value.endpoint is not None
+                    assert caught.value.endpoint.endswith("/…")
+                finally:
+                    await one.close()
+        finally:
+            await adapter.close()
+    assert fact.endpoint == f"http://127.0.0.1:{port}/…"
+    assert fact.evidence is not None
+    assert fact.evidence.endpoint == fact.endpoint
+    assert submission.endpoint == fact.endpoint
+    assert again.endpoint == fact.endpoint
+    assert "HTTP 404" in errors[2]
+    shown = repr((facts, status, submission, again, logs, errors))
+    assert secret not in shown
+    assert "user" not in shown

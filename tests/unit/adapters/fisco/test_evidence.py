@@ -66,6 +66,7 @@ def seal_pair(receipt_hash: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
 
 class StubNode:
     url = "http://stub"
+    name = "http://stub"
     chain = "fisco-test"
 
     def __init__(self, leaves: list[bytes], index: int) -> None:
