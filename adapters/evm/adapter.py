@@ -31,6 +31,7 @@ from adapters.evm.settings import EvmSettings
 from adapters.evm.submit import Submitter
 from adapters.gateway_abi import (
     acknowledge_call,
+    call_data,
     decode_output,
     deliver_call,
     delivery_status_call,
@@ -66,6 +67,7 @@ class EvmAdapter:
                 )
             ],
             chain=settings.chain,
+            check=self._check_gateway,
         )
         self._reader = FactReader(settings)
         self._relayer = (
@@ -172,17 +174,34 @@ class EvmAdapter:
 
     # ------------------------------------------------------------------ views
 
-    async def _view(self, name: str, data: bytes) -> tuple[Any, ...]:
-        call = {"to": "0x" + self.settings.gateway.hex(), "data": "0x" + data.hex()}
+    async def _check_gateway(self, endpoint: EvmEndpoint) -> None:
+        """Before an endpoint's first use: the gateway has code there and its ``chainName()``
+        is the configured chain (else every ``MessageSent`` would be skipped as another
+        chain's while the cursor moves on). ConfigurationError naming both names otherwise."""
+        gateway = "0x" + self.settings.gateway.hex()
+        code = await endpoint.call("eth_getCode", [gateway, "latest"])
+        if not isinstance(code, str) or not code.startswith("0x"):
+            raise UnexpectedResponse(
+                "eth_getCode: expected hex data", chain=self.chain, endpoint=endpoint.name
+            )
+        if code == "0x":
+            raise ConfigurationError(
+                f"the configured gateway {gateway} has no code",
+                chain=self.chain,
+                endpoint=endpoint.name,
+            )
+        (name,) = await _view_on(endpoint, self.settings.gateway, "chainName", chain_name_call())
+        if name != self.chain:
+            raise ConfigurationError(
+                f"the gateway {gateway} is chain {str(name)[:80]!r}, the configuration says "
+                f"{self.chain!r}",
+                chain=self.chain,
+                endpoint=endpoint.name,
+            )
 
+    async def _view(self, name: str, data: bytes) -> tuple[Any, ...]:
         async def read(endpoint: EvmEndpoint) -> tuple[Any, ...]:
-            raw = await endpoint.call("eth_call", [call, "latest"])
-            try:
-                return decode_output(name, bytes.fromhex(str(raw).removeprefix("0x")))
-            except ValueError as exc:
-                raise UnexpectedResponse(
-                    f"{name}: {exc}", chain=self.chain, endpoint=endpoint.name
-                ) from exc
+            return await _view_on(endpoint, self.settings.gateway, name, data)
 
         return await self._pool.run(read, what=name)
 
@@ -246,6 +265,24 @@ class EvmAdapter:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+async def _view_on(
+    endpoint: EvmEndpoint, gateway: bytes, name: str, data: bytes
+) -> tuple[Any, ...]:
+    """The gateway view ``name`` at the latest block on ``endpoint``, decoded strictly."""
+    call = {"to": "0x" + gateway.hex(), "data": "0x" + data.hex()}
+    raw = await endpoint.call("eth_call", [call, "latest"])
+    try:
+        return decode_output(name, bytes.fromhex(str(raw).removeprefix("0x")))
+    except ValueError as exc:
+        raise UnexpectedResponse(
+            f"{name}: {exc}", chain=endpoint.chain, endpoint=endpoint.name
+        ) from exc
+
+
+def chain_name_call() -> bytes:
+    return call_data("chainName", [], keccak256)
 
 
 __all__ = ["EvmAdapter"]

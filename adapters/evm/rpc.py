@@ -205,9 +205,27 @@ class EvmEndpoint:
 class EndpointPool:
     """The chain's endpoints in order of preference; an operation fails over along them."""
 
-    def __init__(self, endpoints: Sequence[EvmEndpoint], *, chain: str) -> None:
+    def __init__(
+        self,
+        endpoints: Sequence[EvmEndpoint],
+        *,
+        chain: str,
+        check: Callable[[EvmEndpoint], Awaitable[None]] | None = None,
+    ) -> None:
         self.endpoints = tuple(endpoints)
         self.chain = chain
+        self._check = check
+        """Run once per endpoint, after its chain id, before its first use (ConfigurationError
+        when the endpoint's chain is not the configured one)."""
+        self._ready: set[str] = set()
+
+    async def _prepare(self, endpoint: EvmEndpoint) -> None:
+        if endpoint.name in self._ready:
+            return
+        await endpoint.check_chain_id()
+        if self._check is not None:
+            await self._check(endpoint)
+        self._ready.add(endpoint.name)
 
     def health(self) -> tuple[EndpointHealth, ...]:
         return tuple(e.health() for e in self.endpoints)
@@ -233,7 +251,7 @@ class EndpointPool:
         errors: list[AdapterError] = []
         for endpoint in self.ordered(avoid):
             try:
-                await endpoint.check_chain_id()
+                await self._prepare(endpoint)
                 result = await operation(endpoint)
             except RejectedByChain:
                 raise

@@ -216,3 +216,32 @@ def test_reorg_below_finality_never_yields_a_dropped_block() -> None:
             check_evidence(fact, canonical["hash"])
 
     run(body)
+
+
+def test_gateway_without_code_or_of_another_chain_is_a_configuration_error() -> None:
+    """At first use, the gateway must have code and chainName() must be the configured chain:
+    a name mismatch used to skip every MessageSent while the cursor moved on; now facts, status
+    and submissions raise ConfigurationError naming both names."""
+
+    async def body(env: EvmChainEnv) -> None:
+        cursor = env.adapter.initial_cursor(await env.evm.head() + 1)
+        await ping(env)
+        await env.driver.finalize()
+        renamed = env.adapter_with(chain="other-chain")
+        empty = env.adapter_with(gateway=bytes.fromhex(env.evm.address(5)[2:]))
+        try:
+            for call in (renamed.facts(cursor), renamed.status(), renamed.requeue(1)):
+                with pytest.raises(ConfigurationError) as caught:
+                    await call
+                assert "'other-chain'" in str(caught.value)
+                assert f"'{CHAIN}'" in str(caught.value)
+                assert caught.value.endpoint == env.anvil.url
+            with pytest.raises(ConfigurationError, match="has no code"):
+                await empty.facts(cursor)
+        finally:
+            await renamed.close()
+            await empty.close()
+        facts, _ = await read_all(env.adapter, cursor)
+        assert [f.kind for f in facts] == [FactKind.MESSAGE_SENT]
+
+    run(body)
