@@ -44,6 +44,7 @@ from adapters.fisco.bodies import (
     BodyIndex,
     LogPosition,
     decode_ack,
+    parse_entry,
     parse_log,
 )
 from adapters.fisco.evidence import SealEvidence, fetch_seal_evidence
@@ -333,18 +334,16 @@ class FiscoAdapter(ChainAdapter):
         receipt, submission = await self._submitter.submit(
             self.settings.sender_key, data, "sendMessage"
         )
-        sent_topic = "0x" + self._topics["MessageSent"].hex()
-        for entry in receipt.get("logEntries") or []:
-            topics = entry.get("topics") if isinstance(entry, dict) else None
-            if (
-                entry.get("address") == self.settings.gateway.hex()
-                and isinstance(topics, list)
-                and len(topics) == 2
-                and topics[0] == sent_topic
-            ):
-                return bytes.fromhex(topics[1][2:]), submission
+        entries = receipt.get("logEntries")
+        if not isinstance(entries, list):
+            entries = []
+        for entry in entries:
+            sent = parse_entry(entry, self.settings.gateway)
+            topics = () if sent is None else sent.topics
+            if len(topics) == 2 and topics[0] == self._topics["MessageSent"]:
+                return topics[1], submission
         raise UnexpectedResponse(
-            "sendMessage receipt holds no MessageSent",
+            f"sendMessage receipt of {submission.tx_hash} holds no MessageSent of the gateway",
             chain=self.chain,
             endpoint=submission.endpoint,
         )

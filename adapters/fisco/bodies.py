@@ -77,8 +77,9 @@ def _int(value: object) -> int | None:
     return None
 
 
-def parse_log(entry: object, gateway: bytes) -> tuple[DecodedLog, LogPosition] | None:
-    """A ``getLogs`` entry of ``gateway``; None when malformed or of another address."""
+def parse_entry(entry: object, gateway: bytes) -> DecodedLog | None:
+    """A log entry (of ``getLogs`` or a receipt) of ``gateway``; None when malformed or of
+    another address."""
     if not isinstance(entry, dict):
         return None
     address = hex_bytes(entry.get("address"))
@@ -87,14 +88,23 @@ def parse_log(entry: object, gateway: bytes) -> tuple[DecodedLog, LogPosition] |
     if address != gateway or data is None or not isinstance(raw_topics, list) or not raw_topics:
         return None
     topics = [hex_bytes(t) for t in raw_topics]
+    if any(t is None or len(t) != 32 for t in topics):
+        return None
+    return DecodedLog(address=address, topics=tuple(t for t in topics if t is not None), data=data)
+
+
+def parse_log(entry: object, gateway: bytes) -> tuple[DecodedLog, LogPosition] | None:
+    """A ``getLogs`` entry of ``gateway``; None when malformed or of another address."""
+    log = parse_entry(entry, gateway)
+    if log is None or not isinstance(entry, dict):
+        return None
     numbers = [_int(entry.get(k)) for k in ("blockNumber", "transactionIndex", "logIndex")]
     block_hash, tx_hash = entry.get("blockHash"), entry.get("transactionHash")
-    if any(t is None or len(t) != 32 for t in topics) or any(n is None for n in numbers):
+    if any(n is None for n in numbers):
         return None
     if not isinstance(block_hash, str) or not isinstance(tx_hash, str):
         return None
     height, tx_index, log_index = (n if n is not None else 0 for n in numbers)
-    log = DecodedLog(address=address, topics=tuple(t for t in topics if t is not None), data=data)
     return log, LogPosition(height, tx_index, log_index, block_hash, tx_hash.lower())
 
 

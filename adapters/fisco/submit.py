@@ -69,15 +69,30 @@ class Submitter:
         text = transaction_hex(signed)
         deadline = time.monotonic() + s.receipt_timeout
 
+        tried: list[str] = []
+
         async def send(client: FiscoRpcClient) -> tuple[dict[str, Any], str]:
             left = max(deadline - time.monotonic(), 0.1)
+            receipt = None
+            if tried:  # an endpoint before may have sent it: a committed nonce is refused
+                receipt = await self._receipt(client, tx_hash)
+            tried.append(client.name)
             try:
-                receipt = await client.call("sendTransaction", text, False, timeout=left)
+                if receipt is None:
+                    receipt = await client.call("sendTransaction", text, False, timeout=left)
             except TransactionKnown:
                 receipt = await self._await_receipt(client, tx_hash, deadline)
             if not isinstance(receipt, dict):
                 raise UnexpectedResponse(
                     f"{what}: receipt is not an object", chain=s.chain, endpoint=client.name
+                )
+            sent = receipt.get("transactionHash")
+            if not isinstance(sent, str) or sent.lower() != tx_hash:
+                # checked here, so that the next endpoint is asked for the receipt
+                raise UnexpectedResponse(
+                    f"{what}: the receipt is not of {tx_hash} (it names {str(sent)[:80]!r})",
+                    chain=s.chain,
+                    endpoint=client.name,
                 )
             return receipt, client.name
 
@@ -88,11 +103,8 @@ class Submitter:
         self, client: FiscoRpcClient, tx_hash: str, deadline: float
     ) -> dict[str, Any]:
         while True:
-            try:
-                receipt = await client.call("getTransactionReceipt", tx_hash, False)
-            except NotFound:
-                receipt = None
-            if isinstance(receipt, dict):
+            receipt = await self._receipt(client, tx_hash)
+            if receipt is not None:
                 return receipt
             if time.monotonic() >= deadline:
                 raise ChainTimeout(
@@ -100,14 +112,17 @@ class Submitter:
                 )
             await asyncio.sleep(POLL_INTERVAL_S)
 
+    async def _receipt(self, client: FiscoRpcClient, tx_hash: str) -> dict[str, Any] | None:
+        try:
+            receipt = await client.call("getTransactionReceipt", tx_hash, False)
+        except NotFound:
+            return None
+        return receipt if isinstance(receipt, dict) else None
+
     def _submission(
         self, receipt: dict[str, Any], tx_hash: str, what: str, endpoint: str
     ) -> Submission:
         chain = self.settings.chain
-        if receipt.get("transactionHash") not in (tx_hash, None):
-            raise UnexpectedResponse(
-                f"{what}: receipt of another transaction", chain=chain, endpoint=endpoint
-            )
         status = receipt.get("status")
         if status != 0:
             message = str(receipt.get("message") or "")[:300]

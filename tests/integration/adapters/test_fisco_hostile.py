@@ -278,3 +278,43 @@ async def test_endpoint_credentials_are_never_shown(env: ChainEnv) -> None:
     shown = repr((facts, status, submission, again, logs, errors))
     assert secret not in shown
     assert "user" not in shown
+
+
+async def test_submission_receipts_of_another_or_no_transaction_fail_over(env: ChainEnv) -> None:
+    """A sendTransaction answer without transactionHash, or naming another transaction, is the
+    endpoint's fault (UnexpectedResponse naming it); with an honest endpoint behind it, the
+    receipt is read there. Log entries that are not objects raise UnexpectedResponse, never
+    AttributeError."""
+    driver = driver_of(env)
+
+    def drop_hash(method: str, params: list[Any], result: Any) -> Any:
+        if method == "sendTransaction":
+            result.pop("transactionHash")
+        return result
+
+    def other_hash(method: str, params: list[Any], result: Any) -> Any:
+        if method == "sendTransaction":
+            result["transactionHash"] = "0x" + "ab" * 32
+        return result
+
+    def junk_logs(method: str, params: list[Any], result: Any) -> Any:
+        if method == "sendTransaction":
+            result["logEntries"] = [1, "x", None, {"address": 5, "topics": "no"}]
+        return result
+
+    for tamper in (drop_hash, other_hash, junk_logs):
+        async with tampering_proxy(driver.node.url, tamper) as url:
+            lying = adapter_with(env, url)
+            both = adapter_with(env, url, driver.node.url)
+            try:
+                with pytest.raises(UnexpectedResponse) as caught:
+                    await lying.send_message(CHAIN, env.ping_pong, b"s", FAR)
+                assert caught.value.endpoint == url
+                if tamper is not junk_logs:
+                    sent_id, submission = await both.send_message(CHAIN, env.ping_pong, b"s", FAR)
+                    assert submission.endpoint == driver.node.url
+                    assert await both.sent_state(sent_id) == 1
+            finally:
+                await lying.close()
+                await both.close()
+    await cast(FiscoAdapter, env.adapter).seal(force=True)
