@@ -16,6 +16,7 @@ misses nor repeats a fact; a failed page is read again whole, from another endpo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -47,12 +48,13 @@ from adapters.fisco.bodies import (
     parse_entry,
     parse_log,
 )
-from adapters.fisco.evidence import SealEvidence, fetch_seal_evidence
+from adapters.fisco.evidence import SealEvidence, fetch_seal_evidence, hex_bytes
 from adapters.fisco.rpc import EndpointPool, FiscoRpcClient
 from adapters.fisco.settings import FiscoSettings
 from adapters.fisco.submit import Submitter
 from adapters.gateway_abi import (
     acknowledge_call,
+    call_data,
     decode_output,
     deliver_call,
     delivery_status_call,
@@ -84,6 +86,45 @@ class FiscoAdapter(ChainAdapter):
         }
         self._last_seal: tuple[int, float] | None = None
         """(height, monotonic time) of this adapter's latest seal."""
+        self._checked = False
+        self._check_lock = asyncio.Lock()
+
+    async def _ready(self) -> None:
+        """First use: the gateway has code and its ``chainName()`` is ``settings.chain``;
+        otherwise ConfigurationError (a wrong address or chain would observe nothing, or
+        report another chain's facts under this name)."""
+        if self._checked:
+            return
+        async with self._check_lock:
+            if self._checked:
+                return
+            address = self.settings.gateway_hex
+            code = await self.pool.call("getCode", address)
+            if not isinstance(code, str) or hex_bytes(code) in (None, b""):
+                raise ConfigurationError(
+                    f"the gateway at {address} has no code (getCode: {str(code)[:20]!r})",
+                    chain=self.chain,
+                )
+            data = "0x" + call_data("chainName", [], self.hasher).hex()
+            answer = await self.pool.call("call", address, data)
+            output = answer.get("output") if isinstance(answer, dict) else None
+            try:
+                if not isinstance(answer, dict) or answer.get("status") != 0:
+                    raise ValueError(f"status {answer.get('status') if answer else answer}")
+                (name,) = decode_output("chainName", hex_bytes(output) or b"")
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"the contract at {address} does not answer chainName() as the gateway "
+                    f"does ({str(exc)[:80]})",
+                    chain=self.chain,
+                ) from None
+            if name != self.chain:
+                raise ConfigurationError(
+                    f"the gateway at {address} says its chain is {str(name)[:40]!r}, "
+                    f"the configuration says {self.chain!r}",
+                    chain=self.chain,
+                )
+            self._checked = True
 
     # ------------------------------------------------------------------------------- cursor
 
@@ -105,6 +146,7 @@ class FiscoAdapter(ChainAdapter):
 
     async def facts(self, cursor: Cursor, *, max_blocks: int = 1000) -> FactPage:
         start = self._parse_cursor(cursor)
+        await self._ready()
 
         async def page(client: FiscoRpcClient) -> FactPage:
             head = _int(await client.call("getBlockNumber"), client, "getBlockNumber")
@@ -292,6 +334,7 @@ class FiscoAdapter(ChainAdapter):
         return self._fact(FactKind.ACKNOWLEDGED, at, ack[0], client, None, ack_status=ack[1])
 
     async def refetch(self, fact: Fact, *, avoid: frozenset[str]) -> Fact:
+        await self._ready()
         if fact.evidence is None:
             return fact
         tx = fact.evidence.bundle.get("transaction")
@@ -314,6 +357,8 @@ class FiscoAdapter(ChainAdapter):
         return await self.pool.run(again, avoid=avoid)
 
     async def status(self) -> ChainStatus:
+        await self._ready()
+
         async def read(client: FiscoRpcClient) -> ChainStatus:
             head = _int(await client.call("getBlockNumber"), client, "getBlockNumber")
             block = await client.call("getBlockByNumber", head, True, True)
@@ -330,6 +375,7 @@ class FiscoAdapter(ChainAdapter):
     async def send_message(
         self, dst_chain: str, receiver: bytes, payload: bytes, timeout: int
     ) -> tuple[bytes, Submission]:
+        await self._ready()
         data = send_message_call(dst_chain, receiver, payload, timeout, self.hasher)
         receipt, submission = await self._submitter.submit(
             self.settings.sender_key, data, "sendMessage"
@@ -349,16 +395,19 @@ class FiscoAdapter(ChainAdapter):
         )
 
     async def deliver(self, deliveries: Sequence[tuple[bytes, Message]]) -> Submission:
+        await self._ready()
         data = deliver_call(deliveries, self.hasher)
         return (await self._submitter.submit(self.settings.relayer_key, data, "deliverMessages"))[1]
 
     async def acknowledge(self, results: Sequence[DeliveryResult]) -> Submission:
+        await self._ready()
         data = acknowledge_call(results, self.hasher)
         return (
             await self._submitter.submit(self.settings.relayer_key, data, "acknowledgeResults")
         )[1]
 
     async def seal(self, *, force: bool = False) -> Submission | None:
+        await self._ready()
         sent, results = await self._view("pending", pending_call(self.hasher))
         pending = sent + results
         if pending == 0:
@@ -376,14 +425,17 @@ class FiscoAdapter(ChainAdapter):
         return submission
 
     async def requeue(self, seal_number: int) -> Submission:
+        await self._ready()
         data = requeue_call(seal_number, self.hasher)
         return (await self._submitter.submit(self.settings.relayer_key, data, "requeue"))[1]
 
     async def delivery_status(self, message_id: bytes) -> DeliveryStatus | None:
+        await self._ready()
         (value,) = await self._view("deliveryStatus", delivery_status_call(message_id, self.hasher))
         return DeliveryStatus(value) if value else None
 
     async def sent_state(self, message_id: bytes) -> int:
+        await self._ready()
         (value,) = await self._view("sentState", sent_state_call(message_id, self.hasher))
         return int(value)
 

@@ -11,7 +11,7 @@ from typing import Any, cast
 import pytest
 from structlog.testing import capture_logs
 
-from adapters.base import ChainTimeout, ChainUnavailable, UnexpectedResponse
+from adapters.base import ChainTimeout, ChainUnavailable, ConfigurationError, UnexpectedResponse
 from adapters.fisco.adapter import FiscoAdapter
 from adapters.fisco.settings import FiscoEndpoint
 from tests.integration.adapters.env import ChainEnv, read_all
@@ -318,3 +318,31 @@ async def test_submission_receipts_of_another_or_no_transaction_fail_over(env: C
                 await lying.close()
                 await both.close()
     await cast(FiscoAdapter, env.adapter).seal(force=True)
+
+
+async def test_wrong_gateway_or_chain_is_a_configuration_error(env: ChainEnv) -> None:
+    """First use checks the gateway: an address without code, a contract that is not the
+    gateway, or a gateway whose chainName() is not the configured chain raise
+    ConfigurationError, before any fact or transaction."""
+    settings = cast(FiscoAdapter, env.adapter).settings
+    cases = [
+        (replace(settings, gateway=b"\x11" * 20), "has no code"),
+        (replace(settings, gateway=env.ping_pong), "does not answer chainName()"),
+        (
+            replace(settings, chain="fisco-other"),
+            "says its chain is 'fisco-test', the configuration says 'fisco-other'",
+        ),
+    ]
+    for wrong, text in cases:
+        adapter = FiscoAdapter(wrong)
+        try:
+            with pytest.raises(ConfigurationError) as caught:
+                await adapter.facts(adapter.initial_cursor(0))
+            assert text in str(caught.value)
+            assert "0x" + wrong.gateway.hex() in str(caught.value)
+            with pytest.raises(ConfigurationError):
+                await adapter.seal(force=True)
+            with pytest.raises(ConfigurationError):
+                await adapter.send_message(CHAIN, env.ping_pong, b"x", FAR)
+        finally:
+            await adapter.close()
