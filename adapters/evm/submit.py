@@ -3,6 +3,13 @@
 One transaction per account is in flight at a time (a lock), which keeps nonces gap-free; the
 relay batches many messages into one call instead. A revert, at estimation or in the receipt,
 is ``RejectedByChain`` with the decoded reason; any other failure resyncs the nonce.
+
+Every hash signed for a nonce (the original, its replacement) is kept, and whatever sending
+said, the receipts of all of them are polled until ``receipt_timeout``: a send that failed or
+was refused ("nonce too low", "already known", "replacement underpriced": not endpoint faults)
+may be a transaction that is, or was, mined. Reporting such a transaction as failed made the
+relay send its message twice. The only errors are a timeout and a nonce consumed by none of
+our hashes, both naming the hashes.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -19,6 +27,7 @@ from adapters.base import (
     AdapterError,
     ChainTimeout,
     ConfigurationError,
+    NotFound,
     RejectedByChain,
     Submission,
     UnexpectedResponse,
@@ -38,6 +47,36 @@ from adapters.gateway_abi import revert_reason
 log = structlog.get_logger(__name__)
 POLL_FIRST = 0.05
 POLL_MAX = 1.0
+_REFUSALS = (
+    "nonce too low",
+    "already known",
+    "known transaction",
+    "already imported",
+    "replacement transaction underpriced",
+    "replacement underpriced",
+    "oldnonce",
+    "alreadyknown",
+)
+
+
+def is_refusal(exc: JsonRpcError) -> bool:
+    """Whether a node refused a raw transaction because its nonce is taken or it already has
+    it. Nodes give no standard code for this (geth and Anvil say -32000 for everything), so the
+    message is the only signal; this is the one place that reads it."""
+    text = exc.reason.lower()
+    return any(marker in text for marker in _REFUSALS)
+
+
+@dataclass
+class _Flight:
+    """One nonce's transactions: every hash ever signed for it, newest last."""
+
+    what: str
+    nonce: int
+    hashes: list[str] = field(default_factory=list)
+    unsent: str | None = None
+    """The latest raw transaction when no endpoint took it (offered again while polling)."""
+    last_error: str | None = None
 
 
 class Submitter:
@@ -89,42 +128,73 @@ class Submitter:
             "data": data,
             "gas": gas,
         }
-        hashes = [await self._send(tx, fees)]
-        log.info("transaction_sent", chain=s.chain, operation=what, tx_hash=hashes[0], nonce=nonce)
+        flight = _Flight(what=what, nonce=nonce)
+        await self._send(flight, tx, fees)
+        log.info(
+            "transaction_sent", chain=s.chain, operation=what, tx_hash=flight.hashes[0], nonce=nonce
+        )
+        receipt, endpoint = await self._wait(flight, tx, fees)
+        return await self._outcome(receipt, endpoint, call, what), receipt
+
+    async def _wait(
+        self, flight: _Flight, tx: dict[str, Any], fees: Fees
+    ) -> tuple[dict[str, Any], str]:
+        """The receipt of any of ``flight.hashes``, polled until ``receipt_timeout`` whatever
+        sending said: a refused or failed send may still be (or have been) mined."""
+        s = self._settings
         start = time.monotonic()
         replaced = False
         delay = POLL_FIRST
         while True:
-            found = await self._receipt(hashes)
+            try:
+                found, consumed = await self._receipt(flight)
+            except RejectedByChain:
+                raise
+            except AdapterError as exc:  # every endpoint failed this round: keep polling
+                flight.last_error = f"{exc.reason} ({exc.endpoint or exc.chain})"
+                found, consumed = None, False
             if found is not None:
-                receipt, endpoint = found
-                break
+                return found
             elapsed = time.monotonic() - start
             if elapsed >= s.receipt_timeout:
+                hashes = ", ".join(flight.hashes)
+                if consumed:  # an endpoint may index receipts late: decided at the deadline
+                    raise NotFound(
+                        f"{flight.what}: nonce {flight.nonce} was consumed, by none of our "
+                        f"transactions ({hashes}); is another process sending from this "
+                        "account?",
+                        chain=s.chain,
+                    )
+                last = f"; last error: {flight.last_error}" if flight.last_error else ""
                 raise ChainTimeout(
-                    f"{what}: no receipt for {', '.join(hashes)} within {s.receipt_timeout:g} s",
+                    f"{flight.what}: no receipt for {hashes} within {s.receipt_timeout:g} s{last}",
                     chain=s.chain,
                 )
             if not replaced and elapsed >= s.receipt_timeout / 2:
                 replaced = True
-                fees = bumped_fees(fees, await self._fees())
-                try:
-                    hashes.append(await self._send(tx, fees))
-                    log.warning(
-                        "transaction_replaced",
-                        chain=s.chain,
-                        operation=what,
-                        nonce=nonce,
-                        tx_hash=hashes[-1],
-                        replaces=hashes[0],
-                    )
-                except JsonRpcError as exc:  # e.g. the original was mined meanwhile
-                    log.warning(
-                        "replacement_refused", chain=s.chain, operation=what, reason=exc.reason
-                    )
+                fees = await self._replace(flight, tx, fees)
+            elif flight.unsent is not None:  # no endpoint took it: offer the same bytes again
+                await self._broadcast(flight, flight.unsent)
             await asyncio.sleep(delay)
             delay = min(delay * 2, POLL_MAX)
-        return await self._outcome(receipt, endpoint, call, what), receipt
+
+    async def _replace(self, flight: _Flight, tx: dict[str, Any], fees: Fees) -> Fees:
+        try:
+            fees = bumped_fees(fees, await self._fees())
+        except RejectedByChain:
+            raise
+        except AdapterError:
+            fees = bumped_fees(fees)
+        await self._send(flight, tx, fees)
+        log.warning(
+            "transaction_replaced",
+            chain=self._settings.chain,
+            operation=flight.what,
+            nonce=flight.nonce,
+            tx_hash=flight.hashes[-1],
+            replaces=flight.hashes[0],
+        )
+        return fees
 
     async def _estimate(self, call: dict[str, Any], what: str) -> int:
         async def estimate(endpoint: EvmEndpoint) -> int:
@@ -151,7 +221,8 @@ class Submitter:
 
         return await self._pool.run(read, what="fees")
 
-    async def _send(self, tx: dict[str, Any], fees: Fees) -> str:
+    async def _send(self, flight: _Flight, tx: dict[str, Any], fees: Fees) -> None:
+        """Sign ``tx`` with ``fees``, remember its hash before sending, then offer it."""
         signed = Account.sign_transaction(
             dict(
                 tx,
@@ -160,22 +231,65 @@ class Submitter:
             ),
             self._account.key,
         )
-        raw = "0x" + bytes(signed.raw_transaction).hex()
-        tx_hash = "0x" + bytes(signed.hash).hex()
+        flight.hashes.append("0x" + bytes(signed.hash).hex())
+        await self._broadcast(flight, "0x" + bytes(signed.raw_transaction).hex())
 
-        async def send(endpoint: EvmEndpoint) -> str:
+    async def _broadcast(self, flight: _Flight, raw: str) -> None:
+        """``eth_sendRawTransaction(raw)``. A refusal that says the nonce is taken or the
+        transaction known ("nonce too low", "already known", "replacement underpriced") is
+        not an endpoint fault: the endpoint stays healthy and the caller looks for receipts.
+        Only a revert raises; any other failure leaves ``raw`` in ``flight.unsent``."""
+
+        async def send(endpoint: EvmEndpoint) -> str | None:
             try:
                 await endpoint.call("eth_sendRawTransaction", [raw])
             except JsonRpcError as exc:
                 if exc.code == REVERT_CODE:
                     raise _rejection(exc, "eth_sendRawTransaction") from exc
+                if is_refusal(exc):
+                    return exc.reason
                 raise
-            return tx_hash
+            return None
 
-        return await self._pool.run(send, what="eth_sendRawTransaction")
+        s = self._settings
+        try:
+            refusal = await self._pool.run(send, what="eth_sendRawTransaction")
+        except RejectedByChain:
+            raise
+        except AdapterError as exc:
+            flight.unsent = raw
+            flight.last_error = f"{exc.reason} ({exc.endpoint or exc.chain})"
+            log.warning(
+                "transaction_send_failed",
+                chain=s.chain,
+                operation=flight.what,
+                nonce=flight.nonce,
+                tx_hash=flight.hashes[-1],
+                reason=exc.reason,
+            )
+            return
+        flight.unsent = None
+        if refusal is not None:
+            log.warning(
+                "transaction_refused",
+                chain=s.chain,
+                operation=flight.what,
+                nonce=flight.nonce,
+                tx_hash=flight.hashes[-1],
+                reason=refusal,
+            )
 
-    async def _receipt(self, hashes: list[str]) -> tuple[dict[str, Any], str] | None:
-        async def read(endpoint: EvmEndpoint) -> tuple[dict[str, Any], str] | None:
+    async def _receipt(self, flight: _Flight) -> tuple[tuple[dict[str, Any], str] | None, bool]:
+        """On one endpoint: the receipt of any of our hashes, and whether the account's mined
+        nonce count is already past ours (read first, so a receipt found is never missed)."""
+        hashes = list(flight.hashes)
+
+        async def read(endpoint: EvmEndpoint) -> tuple[tuple[dict[str, Any], str] | None, bool]:
+            mined = quantity(
+                await endpoint.call("eth_getTransactionCount", [self.address, "latest"]),
+                "eth_getTransactionCount",
+                endpoint,
+            )
             for tx_hash in hashes:
                 value = await endpoint.call("eth_getTransactionReceipt", [tx_hash])
                 if value is not None:
@@ -187,8 +301,8 @@ class Submitter:
                             chain=self._settings.chain,
                             endpoint=endpoint.name,
                         )
-                    return receipt, endpoint.name
-            return None
+                    return (receipt, endpoint.name), True
+            return None, mined > flight.nonce
 
         return await self._pool.run(read, what="eth_getTransactionReceipt")
 

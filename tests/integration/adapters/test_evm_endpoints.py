@@ -28,6 +28,7 @@ from adapters.base import (
     FactKind,
     UnexpectedResponse,
 )
+from tests.integration.adapters.env import read_all
 from tests.integration.adapters.env_evm import CHAIN, EvmChainEnv, evm_env
 from verifier.errors import VerificationError
 from verifier.evidence import verify_bundle
@@ -435,5 +436,61 @@ def test_stuck_transaction_is_replaced_on_a_real_node() -> None:
         finally:
             await env.evm.rpc.call("evm_setAutomine", [True])
             await adapter.close()
+
+    run(body)
+
+
+@asynccontextmanager
+async def receipt_hiding_proxy(upstream: str, hidden: dict[str, bool]) -> AsyncIterator[str]:
+    """Forwards to ``upstream``; answers eth_getTransactionReceipt with null while
+    ``hidden["receipts"]`` (an endpoint that has not indexed a mined transaction yet)."""
+    async with aiohttp.ClientSession() as session:
+
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.json()
+            if body["method"] == "eth_getTransactionReceipt" and hidden["receipts"]:
+                return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": None})
+            async with session.post(upstream, json=body) as response:
+                return web.json_response(await response.json())
+
+        async with http_server(handle) as url:
+            yield url
+
+
+def test_refused_replacement_of_a_mined_message_is_not_sent_twice() -> None:
+    """Two endpoints; the sender's transaction is mined at once but neither endpoint serves
+    its receipt yet, so after half the receipt timeout the replacement goes out and both refuse
+    it ("nonce too low"). send_message must still return the mined message (it used to raise a
+    retryable UnexpectedResponse, and the relay sent the message again); both endpoints stay
+    healthy, and the chain holds exactly one MessageSent."""
+
+    async def body(env: EvmChainEnv) -> None:
+        hidden = {"receipts": True}
+        cursor = env.adapter.initial_cursor(await env.evm.head() + 1)
+        timeout = await env.driver.timestamp() + 3600
+        async with (
+            receipt_hiding_proxy(env.anvil.url, hidden) as one,
+            receipt_hiding_proxy(env.anvil.url, hidden) as two,
+        ):
+            adapter = env.adapter_with(endpoints=(one, two), receipt_timeout=3.0)
+            try:
+                with capture_logs() as logs:
+                    task = asyncio.create_task(
+                        adapter.send_message(CHAIN, env.ping_pong, b"once", timeout)
+                    )
+                    await asyncio.sleep(2.0)  # polls at 1.55 s (replacement), then 2.55 s
+                    hidden["receipts"] = False
+                    sent_id, submission = await task
+                refused = [e for e in logs if e["event"] == "transaction_refused"]
+                assert refused
+                assert "nonce too low" in refused[0]["reason"].lower()
+                assert [h.healthy for h in adapter.health()] == [True, True]
+            finally:
+                await adapter.close()
+        await env.driver.finalize()
+        facts, _ = await read_all(env.adapter, cursor)
+        assert [(f.kind, f.id, f.tx_hash) for f in facts] == [
+            (FactKind.MESSAGE_SENT, sent_id, submission.tx_hash)
+        ]
 
     run(body)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from typing import Any, cast
 
 import pytest
 from eth_abi.abi import encode
 
-from adapters.base import ChainTimeout, RejectedByChain, UnexpectedResponse
+from adapters.base import AdapterError, ChainTimeout, ChainUnavailable, NotFound, RejectedByChain
 from adapters.evm.nonce import Fees, NonceManager, bumped_fees, initial_fees
 from adapters.evm.rpc import EndpointPool, EvmEndpoint, JsonRpcError
 from adapters.evm.settings import EvmSettings
@@ -50,9 +51,11 @@ class FakeNode:
         self.mine_on: int | None = 1
         """Mine the n-th raw transaction sent (1-based); None: never."""
         self.estimate_error: JsonRpcError | None = None
-        self.send_errors: list[JsonRpcError] = []
+        self.send_errors: list[AdapterError] = []
         self.status = "0x1"
         self.count_reads = 0
+        self.latest: int | None = None
+        """eth_getTransactionCount(latest); None: ``pending`` (no other sender)."""
 
     async def check_chain_id(self) -> None:
         return None
@@ -69,6 +72,8 @@ class FakeNode:
             return {"baseFeePerGas": hex(self.base_fee)}
         if method == "eth_maxPriorityFeePerGas":
             return hex(self.tip)
+        if method == "eth_getTransactionCount" and params[1] == "latest":
+            return hex(self.pending if self.latest is None else self.latest)
         if method == "eth_getTransactionCount":
             self.count_reads += 1
             return hex(self.pending)
@@ -215,20 +220,70 @@ def test_no_receipt_is_a_timeout_and_the_nonce_is_read_again() -> None:
 
 
 def test_send_error_resyncs_the_nonce() -> None:
-    """eth_sendRawTransaction refused ("nonce too low"): the error surfaces, and the next
+    """eth_sendRawTransaction fails on every endpoint (HTTP 502): the transaction is offered
+    again while polling and mined; a nonce that our transaction never consumed (someone else
+    used it: "nonce too low", latest count past it) is NotFound naming the hash, and the next
     submission uses the chain's pending count, not the burnt local nonce."""
     node = FakeNode()
-    node.send_errors = [node._error(-32000, "nonce too low")]
+    node.send_errors = [ChainUnavailable("eth_sendRawTransaction: HTTP 502", chain="fake")]
 
     async def main() -> None:
-        sender = submitter(node)
-        with pytest.raises(JsonRpcError):
-            await sender.submit(b"\x01", "test")
-        node.pending = 9
-        await sender.submit(b"\x01", "test")
+        sender = submitter(node, receipt_timeout=1.0)
+        first, _ = await sender.submit(b"\x01", "test")
+        assert first.tx_hash == "0x" + keccak256(bytes.fromhex(node.sent[0][2:])).hex()
+        node.send_errors = [node._error(-32000, "nonce too low")]
+        node.latest = node.pending + 1
+        with pytest.raises(NotFound, match="consumed, by none of our transactions") as caught:
+            await sender.submit(b"\x02", "test")
+        assert node.healthy  # a refusal is not an endpoint fault
+        node.latest = None
+        node.pending = 11
+        node.mine_on = len(node.sent) + 1
+        await sender.submit(b"\x03", "test")
+        assert re.search(r"0x[0-9a-f]{64}", str(caught.value))  # the refused hash is named
 
     asyncio.run(main())
-    assert fields(node.sent[0])["nonce"] == 9
+    assert fields(node.sent[-1])["nonce"] == 11
+
+
+def test_refused_replacement_of_a_mined_transaction_is_not_an_error() -> None:
+    """The original is mined but no endpoint shows its receipt yet; the replacement is refused
+    ("nonce too low") by every endpoint: no endpoint is marked unhealthy and the original's
+    receipt, once served, completes the submission (it was reported failed before, so the
+    relay sent the message again)."""
+    nodes = [FakeNode(), FakeNode()]
+    for n, node in enumerate(nodes):
+        node.name = node.url = f"{URL}-{n}"
+    hidden = {"receipts": True}
+
+    def shared_call(node: FakeNode) -> Any:
+        real = node.call
+
+        async def call(method: str, params: Sequence[Any]) -> Any:
+            if method == "eth_getTransactionReceipt" and hidden["receipts"]:
+                return None
+            if method == "eth_sendRawTransaction" and nodes[0].sent:
+                raise node._error(-32000, "nonce too low")
+            if method == "eth_sendRawTransaction":
+                nodes[1].sent.append(params[0])  # one mempool
+            return await real(method, params)
+
+        return call
+
+    for node in nodes:
+        node.call = shared_call(node)  # type: ignore[method-assign]
+
+    async def main() -> None:
+        pool = EndpointPool([cast(EvmEndpoint, n) for n in nodes], chain="fake")
+        sender = Submitter(pool, settings(receipt_timeout=2.0), KEY, "relayer")
+        task = asyncio.create_task(sender.submit(b"\x01", "test"))
+        await asyncio.sleep(1.7)  # polls at 1.55 s (replacement refused twice), then 2.55 s
+        hidden["receipts"] = False
+        submission, _ = await task
+        assert submission.tx_hash == "0x" + keccak256(bytes.fromhex(nodes[0].sent[0][2:])).hex()
+        assert [n.healthy for n in nodes] == [True, True]
+
+    asyncio.run(main())
 
 
 def test_reverts_are_rejections_with_reasons() -> None:
@@ -265,7 +320,7 @@ def test_settings_hide_keys() -> None:
 
 def test_a_receipt_for_another_transaction_is_refused() -> None:
     """An endpoint answering eth_getTransactionReceipt with the receipt of another transaction
-    is an UnexpectedResponse naming it; it never completes the submission."""
+    never completes the submission; the timeout names it."""
     node = FakeNode()
     real = node._receipt
 
@@ -276,8 +331,7 @@ def test_a_receipt_for_another_transaction_is_refused() -> None:
     node._receipt = other  # type: ignore[method-assign]
 
     async def main() -> None:
-        with pytest.raises(UnexpectedResponse, match="got one of 0xabab") as caught:
+        with pytest.raises(ChainTimeout, match=f"got one of 0xabab.*{URL}"):
             await submitter(node, receipt_timeout=0.5).submit(b"\x01", "test")
-        assert caught.value.endpoint == URL
 
     asyncio.run(main())
