@@ -1,17 +1,22 @@
 """FiscoAdapter: the gateway contract on a FISCO BCOS 3.x chain (PBFT: committed is final).
 
-Observing: ``getLogs`` of the gateway over committed blocks from the cursor. On FISCO only a
-``seal()`` is evidence; for each seal transaction that is exactly the configured gateway's
-direct, successful ``seal()`` (``evidence.seal_call_problem``) the adapter reports one fact per
-sealed entry, with the seal's bundle as evidence: ``message_sent`` for each sent id whose
-``MessageSent`` body hashes to it, ``delivery_result`` for each result hash whose
-``MessageDelivered`` body hashes to it. Bodies may lie in any earlier block (requeued entries
-long before): those not seen on the way are looked up by their indexed id or result hash, newest
-blocks first. ``MessageAcknowledged`` logs of successful transactions are reported without
+Observing (``observe.PageReader``): ``getLogs`` of the gateway over committed blocks from the
+cursor, in chain order. On FISCO only a ``seal()`` is evidence; for each seal transaction that
+is exactly the configured gateway's direct, successful ``seal()``
+(``evidence.seal_call_problem``) the adapter reports one fact per sealed entry, with the seal's
+bundle as evidence: ``message_sent`` for each sent id whose ``MessageSent`` body hashes to it,
+``delivery_result`` for each result hash whose ``MessageDelivered`` body hashes to it. Bodies
+may lie in earlier blocks (requeued entries): those not held are looked up by their indexed id
+or result hash, newest blocks first, up to ``body_lookback_blocks`` back. A genuine ``Sealed``
+log whose transaction every endpoint serves as not exactly ``seal()`` is an ``unusable_seal``
+fact (requeue it); served so by one endpoint only, or with a seal number skipped, it is that
+endpoint's fault. ``MessageAcknowledged`` logs of successful transactions are reported without
 evidence.
 
-The cursor is ``{"v": 1, "next": <height>}``: a page covers whole blocks, so a restart neither
-misses nor repeats a fact; a failed page is read again whole, from another endpoint.
+The cursor is ``{"v": 1, "next": <height>, "seal": <last seal number>}`` (``seal`` absent
+until a seal is seen): a page covers whole blocks, so a restart neither misses nor repeats a
+fact; a failed page is read again whole, from another endpoint. The first use checks that the
+gateway has code and that its ``chainName()`` is the configured chain.
 """
 
 from __future__ import annotations
@@ -37,18 +42,9 @@ from adapters.base import (
     Submission,
     UnexpectedResponse,
 )
-from adapters.fisco.bodies import (
-    ACKNOWLEDGED_ABI,
-    DELIVERED_ABI,
-    SEALED_ABI,
-    SENT_ABI,
-    BodyIndex,
-    LogPosition,
-    decode_ack,
-    parse_entry,
-    parse_log,
-)
-from adapters.fisco.evidence import SealEvidence, fetch_seal_evidence, hex_bytes
+from adapters.fisco.bodies import BodyIndex, parse_entry
+from adapters.fisco.evidence import RefusedSeal, fetch_seal_evidence, hex_bytes
+from adapters.fisco.observe import PageReader
 from adapters.fisco.rpc import EndpointPool, FiscoRpcClient
 from adapters.fisco.settings import FiscoSettings
 from adapters.fisco.submit import Submitter
@@ -65,7 +61,6 @@ from adapters.gateway_abi import (
 )
 from verifier.hashing import hasher_for
 from verifier.messages import DeliveryResult, DeliveryStatus, Message, seal_call_data
-from verifier.types import DecodedLog
 
 log = structlog.get_logger(__name__)
 
@@ -79,11 +74,11 @@ class FiscoAdapter(ChainAdapter):
         self.hasher = hasher_for(settings.crypto.hash_scheme)
         self.pool = EndpointPool(settings)
         self._submitter = Submitter(settings, self.pool)
-        self._bodies = BodyIndex(settings.chain, settings.gateway, self.hasher)
-        self._topics = {
-            abi.name: abi.topic0(self.hasher)
-            for abi in (SENT_ABI, DELIVERED_ABI, ACKNOWLEDGED_ABI, SEALED_ABI)
-        }
+        bodies = BodyIndex(
+            settings.chain, settings.gateway, self.hasher, capacity=settings.body_cache_size
+        )
+        self._reader = PageReader(settings, self.hasher, self.pool, bodies)
+        self._topics = self._reader.topics
         self._last_seal: tuple[int, float] | None = None
         """(height, monotonic time) of this adapter's latest seal."""
         self._checked = False
@@ -129,209 +124,53 @@ class FiscoAdapter(ChainAdapter):
     # ------------------------------------------------------------------------------- cursor
 
     def initial_cursor(self, height: int = 0) -> Cursor:
-        return json.dumps({"v": CURSOR_VERSION, "next": max(height, 0)})
+        return self._cursor(max(height, 0), None)
 
-    def _parse_cursor(self, cursor: Cursor) -> int:
+    @staticmethod
+    def _cursor(height: int, last_seal: int | None) -> Cursor:
+        state: dict[str, int] = {"v": CURSOR_VERSION, "next": height}
+        if last_seal is not None:
+            state["seal"] = last_seal
+        return json.dumps(state)
+
+    def _parse_cursor(self, cursor: Cursor) -> tuple[int, int | None]:
         try:
-            state = json.loads(cursor)
-            height = state["next"]
-            ok = state.get("v") == CURSOR_VERSION and isinstance(height, int) and height >= 0
+            state = json.loads(cursor[:200])
+            height, seal = state["next"], state.get("seal")
+            ok = (
+                state.get("v") == CURSOR_VERSION
+                and _natural(height)
+                and (seal is None or _natural(seal))
+            )
         except (ValueError, TypeError, KeyError, AttributeError):
             ok = False
         if not ok:
             raise ConfigurationError(f"not a FISCO cursor: {cursor[:80]!r}", chain=self.chain)
-        return int(height)
+        return int(height), None if seal is None else int(seal)
 
     # ------------------------------------------------------------------------------- observe
 
     async def facts(self, cursor: Cursor, *, max_blocks: int = 1000) -> FactPage:
-        start = self._parse_cursor(cursor)
         await self._ready()
+        start, last_seal = self._parse_cursor(cursor)
 
         async def page(client: FiscoRpcClient) -> FactPage:
             head = _int(await client.call("getBlockNumber"), client, "getBlockNumber")
             if start > head:
                 return FactPage((), cursor, head)
             end = min(head, start + max(max_blocks, 1) - 1)
-            facts = await self._read(client, start, end)
+            read = await self._reader.read(client, start, end, last_seal)
             log.info(
                 "facts_read",
                 chain=self.chain,
                 endpoint=client.name,
                 start=start,
-                end=end,
-                facts=len(facts),
+                end=read.next_height - 1,
+                facts=len(read.facts),
             )
-            return FactPage(tuple(facts), self.initial_cursor(end + 1), head)
+            return FactPage(tuple(read.facts), self._cursor(read.next_height, read.last_seal), head)
 
         return await self.pool.run(page)
-
-    async def _read(self, client: FiscoRpcClient, start: int, end: int) -> list[Fact]:
-        entries = await self._logs(client, start, end, [])
-        logs: list[tuple[DecodedLog, LogPosition]] = []
-        for entry in entries:
-            parsed = parse_log(entry, self.settings.gateway)
-            if parsed is not None and start <= parsed[1].height <= end:
-                logs.append(parsed)
-                self._bodies.add(*parsed)
-        logs.sort(key=lambda item: item[1].order)
-        facts: list[Fact] = []
-        seen_txs: set[str] = set()
-        for decoded, at in logs:
-            topic0 = decoded.topics[0]
-            if topic0 == self._topics["Sealed"] and at.tx_hash not in seen_txs:
-                seen_txs.add(at.tx_hash)
-                facts.extend(await self._seal_facts(client, at))
-            elif topic0 == self._topics["MessageAcknowledged"]:
-                fact = await self._ack_fact(client, decoded, at)
-                if fact is not None:
-                    facts.append(fact)
-        return facts
-
-    async def _logs(
-        self, client: FiscoRpcClient, start: int, end: int, topics: list[Any]
-    ) -> list[Any]:
-        out: list[Any] = []
-        step = self.settings.block_range
-        for lo in range(start, end + 1, step):
-            query = {
-                "fromBlock": hex(lo),
-                "toBlock": hex(min(end, lo + step - 1)),
-                "address": [self.settings.gateway_hex],
-                "topics": topics,
-            }
-            result = await client.request("getLogs", [self.settings.group_id, query])
-            if not isinstance(result, list):
-                raise UnexpectedResponse(
-                    "getLogs is not a list", chain=self.chain, endpoint=client.name
-                )
-            out.extend(result)
-        return out
-
-    async def _seal_facts(self, client: FiscoRpcClient, at: LogPosition) -> list[Fact]:
-        found = await fetch_seal_evidence(client, self.settings, self.hasher, at.tx_hash)
-        if found is None:
-            log.warning(
-                "seal_refused",
-                chain=self.chain,
-                endpoint=client.name,
-                tx_hash=at.tx_hash,
-                height=at.height,
-            )
-            return []
-        await self._find_bodies(client, found)
-        evidence = Evidence(found.bundle, found.endpoint, found.seal.number)
-        facts = []
-        for key in found.seal.result_hashes:
-            r = self._bodies.results[key]
-            facts.append(
-                self._fact(
-                    FactKind.DELIVERY_RESULT,
-                    r.at,
-                    r.result.id,
-                    client,
-                    evidence,
-                    result=r.result,
-                    result_hash=key,
-                    src_chain=r.src_chain,
-                )
-            )
-        for key in found.seal.sent_ids:
-            s = self._bodies.sent[key]
-            facts.append(
-                self._fact(FactKind.MESSAGE_SENT, s.at, key, client, evidence, message=s.message)
-            )
-        log.info(
-            "seal_observed",
-            chain=self.chain,
-            seal_number=found.seal.number,
-            height=found.height,
-            sent=len(found.seal.sent_ids),
-            results=len(found.seal.result_hashes),
-        )
-        return facts
-
-    def _fact(
-        self,
-        kind: FactKind,
-        at: LogPosition,
-        id: bytes,
-        client: FiscoRpcClient,
-        evidence: Evidence | None,
-        **extra: Any,
-    ) -> Fact:
-        return Fact(
-            kind=kind,
-            chain=self.chain,
-            height=at.height,
-            block_hash=at.block_hash,
-            tx_hash=at.tx_hash,
-            log_index=at.log_index,
-            id=id,
-            endpoint=client.name,
-            evidence=evidence,
-            **extra,
-        )
-
-    async def _find_bodies(self, client: FiscoRpcClient, found: SealEvidence) -> None:
-        """Look up, newest blocks first, the bodies of sealed entries not seen yet."""
-
-        def missing() -> tuple[list[bytes], list[bytes]]:
-            return (
-                [k for k in found.seal.sent_ids if k not in self._bodies.sent],
-                [k for k in found.seal.result_hashes if k not in self._bodies.results],
-            )
-
-        sent, results = missing()
-        hi = found.height
-        while (sent or results) and hi >= 0:
-            lo = max(0, hi - self.settings.block_range + 1)
-            queries: list[list[Any]] = []
-            if sent:
-                queries.append(
-                    [["0x" + self._topics["MessageSent"].hex()], ["0x" + k.hex() for k in sent]]
-                )
-            if results:
-                queries.append(
-                    [
-                        ["0x" + self._topics["MessageDelivered"].hex()],
-                        None,
-                        ["0x" + k.hex() for k in results],
-                    ]
-                )
-            for topics in queries:
-                for entry in await self._logs(client, lo, hi, topics):
-                    parsed = parse_log(entry, self.settings.gateway)
-                    if parsed is not None:
-                        self._bodies.add(*parsed)
-            sent, results = missing()
-            hi = lo - 1
-        if sent or results:
-            first = (sent or results)[0].hex()
-            raise UnexpectedResponse(
-                f"seal {found.seal.number}: no body that hashes to sealed entry 0x{first}",
-                chain=self.chain,
-                endpoint=client.name,
-            )
-
-    async def _ack_fact(
-        self, client: FiscoRpcClient, decoded: DecodedLog, at: LogPosition
-    ) -> Fact | None:
-        ack = decode_ack(decoded, self.hasher)
-        if ack is None:
-            return None
-        receipt = await client.call("getTransactionReceipt", at.tx_hash, False)
-        if not isinstance(receipt, dict) or receipt.get("status") != 0:
-            return None  # never from a failed transaction
-        logs = receipt.get("logEntries")
-        wanted = {
-            "address": self.settings.gateway.hex(),
-            "data": "0x" + decoded.data.hex(),
-            "topics": ["0x" + t.hex() for t in decoded.topics],
-        }
-        if not isinstance(logs, list) or not any(_same_log(e, wanted) for e in logs):
-            return None
-        return self._fact(FactKind.ACKNOWLEDGED, at, ack[0], client, None, ack_status=ack[1])
 
     async def refetch(self, fact: Fact, *, avoid: frozenset[str]) -> Fact:
         await self._ready()
@@ -345,7 +184,10 @@ class FiscoAdapter(ChainAdapter):
 
         async def again(client: FiscoRpcClient) -> Fact:
             found = await fetch_seal_evidence(client, self.settings, self.hasher, tx_hash)
-            if found is None or key not in (*found.seal.sent_ids, *found.seal.result_hashes):
+            if isinstance(found, RefusedSeal) or key not in (
+                *found.seal.sent_ids,
+                *found.seal.result_hashes,
+            ):
                 raise UnexpectedResponse(
                     f"{tx_hash} is not a seal of this entry here",
                     chain=self.chain,
@@ -466,13 +308,5 @@ def _int(value: object, client: FiscoRpcClient, what: str) -> int:
     return value
 
 
-def _same_log(entry: object, wanted: dict[str, Any]) -> bool:
-    if not isinstance(entry, dict):
-        return False
-    topics = entry.get("topics")
-    return (
-        entry.get("address") == wanted["address"]
-        and str(entry.get("data", "")).lower() == wanted["data"]
-        and isinstance(topics, list)
-        and [str(t).lower() for t in topics] == wanted["topics"]
-    )
+def _natural(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from adapters.fisco.evidence import hex_bytes
 from verifier.errors import GatewayError
@@ -34,6 +34,8 @@ DELIVERED_ABI: Final = parse_event_abi(MESSAGE_DELIVERED_EVENT)
 ACKNOWLEDGED_ABI: Final = parse_event_abi(MESSAGE_ACKNOWLEDGED_EVENT)
 SEALED_ABI: Final = parse_event_abi(SEALED_EVENT)
 CACHE_SIZE: Final = 20_000
+"""Bodies kept that no seal has taken yet (sent but not sealed, oldest dropped first)."""
+CACHE_BYTES: Final = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,47 +110,85 @@ def parse_log(entry: object, gateway: bytes) -> tuple[DecodedLog, LogPosition] |
     return log, LogPosition(height, tx_index, log_index, block_hash, tx_hash.lower())
 
 
-class BodyIndex:
-    """Bodies seen, by id and result hash; only bodies that hash to their key are kept."""
+Body = SentBody | ResultBody
 
-    def __init__(self, chain: str, gateway: bytes, hasher: Hasher) -> None:
+
+def body_size(body: Body) -> int:
+    """Roughly the bytes a body holds (its payload or result, plus fixed fields)."""
+    data = body.message.payload if isinstance(body, SentBody) else body.result.result
+    return len(data) + 512
+
+
+class BodyIndex:
+    """Bodies of the gateway seen and not sealed yet, by id and result hash, bounded.
+
+    Only bodies that hash to their key are kept. A seal takes its entries' bodies
+    out (each entry is sealed once; a requeued one is looked up again), so the index holds the
+    queue the chain has not sealed yet; past ``capacity`` entries or ``max_bytes`` the oldest
+    are dropped, which costs a lookup later, never a failed page.
+    """
+
+    def __init__(
+        self,
+        chain: str,
+        gateway: bytes,
+        hasher: Hasher,
+        *,
+        capacity: int = CACHE_SIZE,
+        max_bytes: int = CACHE_BYTES,
+    ) -> None:
         self.chain, self.gateway, self.hasher = chain, gateway, hasher
-        self.sent: OrderedDict[bytes, SentBody] = OrderedDict()
-        self.results: OrderedDict[bytes, ResultBody] = OrderedDict()
+        self.capacity, self.max_bytes = capacity, max_bytes
+        self._bodies: OrderedDict[bytes, Body] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+    @property
+    def held_bytes(self) -> int:
+        return self._bytes
 
     def add(self, log: DecodedLog, at: LogPosition) -> None:
-        topic0 = log.topics[0]
-        try:
-            if topic0 == SENT_ABI.topic0(self.hasher):
-                self._add_sent(log, at)
-            elif topic0 == DELIVERED_ABI.topic0(self.hasher):
-                self._add_result(log, at)
-        except GatewayError:
-            return  # not the gateway's event encoding: never a body
-
-    def _add_sent(self, log: DecodedLog, at: LogPosition) -> None:
-        claimed, message = message_from_event(
-            decode_event(log, SENT_ABI, self.hasher), self.gateway
-        )
-        if message.src_chain != self.chain or message_id(message, self.hasher) != claimed:
+        body = decode_body(log, at, self.chain, self.gateway, self.hasher)
+        if body is None or body_key(body) in self._bodies:
             return
-        if claimed not in self.sent:
-            self.sent[claimed] = SentBody(claimed, message, at)
-            _trim(self.sent)
+        self._bodies[body_key(body)] = body
+        self._bytes += body_size(body)
+        while self._bodies and (len(self._bodies) > self.capacity or self._bytes > self.max_bytes):
+            _, dropped = self._bodies.popitem(last=False)
+            self._bytes -= body_size(dropped)
 
-    def _add_result(self, log: DecodedLog, at: LogPosition) -> None:
-        event = decode_event(log, DELIVERED_ABI, self.hasher)
-        claimed, src_chain, result = delivery_from_event(event, self.chain, self.gateway)
-        if result_hash(result, self.hasher) != claimed:
-            return
-        if claimed not in self.results:
-            self.results[claimed] = ResultBody(claimed, result, src_chain, at)
-            _trim(self.results)
+    def take(self, key: bytes) -> Body | None:
+        """The body of ``key`` (an id or a result hash), removed from the index."""
+        body = self._bodies.pop(key, None)
+        if body is not None:
+            self._bytes -= body_size(body)
+        return body
 
 
-def _trim(cache: OrderedDict[bytes, Any]) -> None:
-    while len(cache) > CACHE_SIZE:
-        cache.popitem(last=False)
+def body_key(body: Body) -> bytes:
+    return body.id if isinstance(body, SentBody) else body.result_hash
+
+
+def decode_body(
+    log: DecodedLog, at: LogPosition, chain: str, gateway: bytes, hasher: Hasher
+) -> Body | None:
+    """The ``MessageSent`` / ``MessageDelivered`` body of ``log`` when it hashes to its key."""
+    topic0 = log.topics[0]
+    try:
+        if topic0 == SENT_ABI.topic0(hasher):
+            claimed, message = message_from_event(decode_event(log, SENT_ABI, hasher), gateway)
+            if message.src_chain == chain and message_id(message, hasher) == claimed:
+                return SentBody(claimed, message, at)
+        elif topic0 == DELIVERED_ABI.topic0(hasher):
+            event = decode_event(log, DELIVERED_ABI, hasher)
+            claimed, src_chain, result = delivery_from_event(event, chain, gateway)
+            if result_hash(result, hasher) == claimed:
+                return ResultBody(claimed, result, src_chain, at)
+    except GatewayError:
+        return None  # not the gateway's event encoding: never a body
+    return None
 
 
 def decode_ack(log: DecodedLog, hasher: Hasher) -> tuple[bytes, DeliveryStatus] | None:

@@ -22,6 +22,8 @@ from adapters.fisco.rpc import FiscoRpcClient
 from adapters.fisco.settings import FiscoSettings
 from verifier.errors import GatewayError
 from verifier.events import decode_event, parse_event_abi
+from verifier.fisco.receipt import compute_receipt_hash
+from verifier.fisco.transaction import compute_transaction_hash
 from verifier.hashing import Hasher
 from verifier.merkle.fisco import compute_merkle_proof, verify_merkle_proof
 from verifier.messages import SEALED_EVENT, Seal, seal_call_data, seal_from_event
@@ -119,19 +121,32 @@ def decode_sealed(entry: dict[str, Any], hasher: Hasher) -> Seal:
     return seal_from_event(decode_event(log, SEALED_ABI, hasher))
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedSeal:
+    """A transaction that one endpoint serves as something other than exactly the gateway's
+    successful ``seal()``: the endpoint's fault, or a seal made by another SDK (the caller
+    decides, with :func:`consistency_problem` and the other endpoints)."""
+
+    reason: str
+    tx: dict[str, Any]
+    receipt: dict[str, Any]
+    endpoint: str
+
+
 async def fetch_seal_evidence(
     client: FiscoRpcClient, settings: FiscoSettings, hasher: Hasher, tx_hash: str
-) -> SealEvidence | None:
-    """The bundle of ``seal()`` transaction ``tx_hash`` from ``client``; None when the
-    transaction is not exactly the gateway's successful ``seal()`` (logged by the caller)."""
+) -> SealEvidence | RefusedSeal:
+    """The bundle of ``seal()`` transaction ``tx_hash`` from ``client``, or why the
+    transaction as served is not exactly the gateway's successful ``seal()``."""
     receipt = _object(await client.call("getTransactionReceipt", tx_hash, True), client, "receipt")
     tx = _object(await client.call("getTransaction", tx_hash, True), client, "transaction")
-    if seal_call_problem(tx, receipt, settings, hasher) is not None:
-        return None
+    problem = seal_call_problem(tx, receipt, settings, hasher)
+    if problem is not None:
+        return RefusedSeal(problem, tx, receipt, client.name)
     try:
         seal = decode_sealed(receipt["logEntries"][0], hasher)
-    except GatewayError:
-        return None
+    except GatewayError as exc:
+        return RefusedSeal(f"the log is not a Sealed event: {exc}", tx, receipt, client.name)
     height = receipt.get("blockNumber")
     if not isinstance(height, int) or isinstance(height, bool):
         raise UnexpectedResponse(
@@ -207,3 +222,74 @@ def _object(value: Any, client: FiscoRpcClient, what: str) -> dict[str, Any]:
             f"{what} is not a JSON object", chain=client.chain, endpoint=client.name
         )
     return value
+
+
+async def consistency_problem(
+    client: FiscoRpcClient,
+    settings: FiscoSettings,
+    hasher: Hasher,
+    refused: RefusedSeal,
+    *,
+    height: int,
+    tx_hash: str,
+    seal_number: int,
+) -> str | None:
+    """Why ``client``'s answers about a refused seal do not hold together (its fault); None
+    when they do: the receipt holds the gateway's ``Sealed`` log ``seal_number`` that
+    ``getLogs`` reported at ``height``, the transaction and the receipt hash to what they
+    claim and name each other, and the receipt's proof leads to the block's ``receiptsRoot``
+    at the transaction's position. Not verification (the block itself is not checked here):
+    it tells an altered answer from a seal that really is not exactly ``seal()``."""
+    tx, receipt = refused.tx, refused.receipt
+    logs = receipt.get("logEntries")
+    if not isinstance(logs, list) or not any(
+        _is_sealed(entry, settings, hasher, seal_number) for entry in logs
+    ):
+        return f"the receipt does not hold the gateway's Sealed log {seal_number}"
+    wanted = hex_bytes(tx_hash)
+    if receipt.get("blockNumber") != height:
+        return f"the receipt is not in block {height}"
+    if hex_bytes(tx.get("hash")) != wanted or hex_bytes(receipt.get("transactionHash")) != wanted:
+        return f"the transaction or receipt is not {tx_hash}"
+    try:
+        if wanted not in _transaction_hashes(tx, hasher):
+            return "the transaction does not hash to its hash"
+        receipt_hash = compute_receipt_hash(receipt, hasher)
+        if hex_bytes(receipt.get("hash")) != receipt_hash:
+            return "the receipt does not hash to its hash"
+        block = _object(await client.call("getBlockByNumber", height, False, True), client, "block")
+        listed = [hex_bytes(h) for h in block.get("transactions") or []]
+        root = hex_bytes(block.get("receiptsRoot"))
+        if wanted not in listed or root is None:
+            return f"block {height} does not list the transaction or has no receiptsRoot"
+        proof = receipt.get("txReceiptProof")
+        if not isinstance(proof, list):
+            return "no txReceiptProof"
+        positions = verify_merkle_proof(proof, receipt_hash, root, hasher, check="receipt_proof")
+        if not positions.allows(listed.index(wanted)):
+            return "the receipt's proof is for another position"
+    except GatewayError as exc:
+        return f"does not hold together: {exc}"
+    return None
+
+
+def _transaction_hashes(tx: dict[str, Any], hasher: Hasher) -> set[bytes | None]:
+    """The transaction's hash under each JSON nonce form that parses (decimal text <= 3.2,
+    hex of its bytes >= 3.3)."""
+    out: set[bytes | None] = set()
+    for encoding in ("hex", "decimal"):
+        try:
+            out.add(compute_transaction_hash(tx, hasher, nonce_encoding=encoding))
+        except GatewayError:
+            continue
+    return out
+
+
+def _is_sealed(entry: object, settings: FiscoSettings, hasher: Hasher, number: int) -> bool:
+    if not isinstance(entry, dict) or hex_bytes(entry.get("address")) != settings.gateway:
+        return False
+    topics = entry.get("topics")
+    return isinstance(topics, list) and [hex_bytes(t) for t in topics] == [
+        SEALED_ABI.topic0(hasher),
+        number.to_bytes(32, "big"),
+    ]

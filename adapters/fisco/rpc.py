@@ -279,7 +279,9 @@ class EndpointPool:
             try:
                 result = await operation(client)
             except FAILOVER_ERRORS as exc:
-                self.mark_failed(client, exc)
+                # the error may name another endpoint (one asked to confirm an answer)
+                named = [c for c in self.clients if c.name == exc.endpoint]
+                self.mark_failed(named[0] if named else client, exc)
                 last = exc
                 continue
             self.mark_ok(client)

@@ -66,6 +66,16 @@ class FiscoSettings:
     """Blocks per ``getLogs`` request."""
     receipt_timeout: float = 30.0
     """How long to wait for a submitted transaction's receipt, seconds."""
+    body_lookback_blocks: int = 100_000
+    """How far before a seal its entries' bodies are looked up (``getLogs`` by id, newest
+    first); a body not found within it is the endpoint's fault (UnexpectedResponse), so an
+    endpoint that omits one costs at most this / ``block_range`` calls before failing over.
+    Requeue a seal well within it."""
+    body_cache_size: int = 20_000
+    """Bodies kept between seals (sent, not sealed yet); beyond it they are looked up."""
+    page_bytes: int = 64 * 1024 * 1024
+    """Roughly the bytes of facts one page holds (payloads up to 64 KiB, bundles): past it the
+    page ends after the block being read, and the next page goes on from there."""
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -102,7 +112,13 @@ class FiscoSettings:
         for name in ("call_timeout", "receipt_timeout", "seal_interval"):
             if not getattr(self, name) > 0:
                 out.append(f"{name} must be > 0")
-        for name in ("seal_batch", "block_range"):
+        for name in (
+            "seal_batch",
+            "block_range",
+            "body_lookback_blocks",
+            "body_cache_size",
+            "page_bytes",
+        ):
             if not getattr(self, name) >= 1:
                 out.append(f"{name} must be >= 1")
         return out

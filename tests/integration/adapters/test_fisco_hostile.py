@@ -79,7 +79,8 @@ def as_get_logs_entry(receipt: dict[str, Any], gateway: bytes, log: dict[str, An
 
 async def test_forged_seals_never_yield_a_fact(env: ChainEnv) -> None:
     """A FakeGateway's Sealed log, log-shaped output of LogShaped and a seal() made through a
-    contract yield no fact, even when a lying endpoint presents each as the gateway's log."""
+    contract yield no fact: a lying endpoint presenting each as the gateway's log fails the
+    page (naming it), and with an honest endpoint the page has exactly the real fact."""
     driver, gateway = driver_of(env), env.gateway
     start = await head(env) + 1
     adapter = cast(FiscoAdapter, env.adapter)
@@ -111,26 +112,32 @@ async def test_forged_seals_never_yield_a_fact(env: ChainEnv) -> None:
     assert receipt["status"] != 0
     forged.append(as_get_logs_entry(receipt, gateway, sealed_log))
 
-    def inject(method: str, params: list[Any], result: Any) -> Any:
-        if method == "getLogs" and params[1]["topics"] == []:
-            lo, hi = int(params[1]["fromBlock"], 16), int(params[1]["toBlock"], 16)
-            return result + [f for f in forged if lo <= int(f["blockNumber"], 16) <= hi]
-        return result
-
     cursor = adapter.initial_cursor(start)
-    async with tampering_proxy(driver.node.url, inject) as url:
-        lying = adapter_with(env, url)
-        try:
-            with capture_logs() as logs:
-                assert (await read_all(lying, cursor))[0] == []
-            refused = [e for e in logs if e["event"] == "seal_refused"]
-            assert len(refused) == len(forged)  # each forgery reached the adapter's own checks
-            assert (await read_all(adapter, cursor))[0] == []
+    for sealed in (False, True):
+        if sealed:
             assert await adapter.seal() is not None  # the real seal: exactly the real fact
-            facts = (await read_all(lying, cursor))[0]
-        finally:
-            await lying.close()
-    assert [f.id for f in facts] == [real_id]
+        for forgery in forged:
+
+            def inject(method: str, params: list[Any], result: Any, f: Any = forgery) -> Any:
+                if method == "getLogs" and params[1]["topics"] == []:
+                    lo, hi = int(params[1]["fromBlock"], 16), int(params[1]["toBlock"], 16)
+                    return result + ([f] if lo <= int(f["blockNumber"], 16) <= hi else [])
+                return result
+
+            async with tampering_proxy(driver.node.url, inject) as url:
+                lying = adapter_with(env, url)
+                both = adapter_with(env, url, driver.node.url)
+                try:
+                    # the forgery is the endpoint's fault (its receipt holds no such log) ...
+                    with pytest.raises(UnexpectedResponse) as caught:
+                        await read_all(lying, cursor)
+                    assert caught.value.endpoint == url
+                    # ... and never a fact, nor an unusable seal, from any endpoint
+                    facts = (await read_all(both, cursor))[0]
+                finally:
+                    await lying.close()
+                    await both.close()
+            assert [f.id for f in facts] == ([real_id] if sealed else [])
 
 
 async def test_body_that_does_not_hash_to_the_sealed_id_is_refused(env: ChainEnv) -> None:

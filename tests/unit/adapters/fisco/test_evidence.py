@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 from eth_abi.abi import encode
 
-from adapters.fisco.evidence import fetch_seal_evidence, seal_call_problem
+from adapters.fisco.evidence import SealEvidence, fetch_seal_evidence, seal_call_problem
 from adapters.fisco.rpc import FiscoRpcClient
 from adapters.fisco.settings import FiscoEndpoint, FiscoSettings
 from verifier.hashing import keccak256
@@ -93,7 +93,7 @@ class StubNode:
 
 async def _bundle(node: StubNode) -> dict[str, Any]:
     found = await fetch_seal_evidence(cast(FiscoRpcClient, node), SETTINGS, keccak256, SEAL_TX)
-    assert found is not None
+    assert isinstance(found, SealEvidence), found
     assert found.seal.sent_ids == (SENT_ID,)
     return found.bundle
 
