@@ -26,6 +26,7 @@ from adapters.base import (
     endpoint_names,
 )
 from adapters.evm.facts import FactReader
+from adapters.evm.gas import batch_gas_bound
 from adapters.evm.rpc import EndpointPool, EvmEndpoint, json_object, quantity
 from adapters.evm.settings import EvmSettings
 from adapters.evm.submit import Submitter
@@ -70,6 +71,7 @@ class EvmAdapter:
             check=self._check_gateway,
         )
         self._reader = FactReader(settings)
+        self._allowances: dict[str, int] = {}
         self._relayer = (
             Submitter(self._pool, settings, settings.relayer_key, "relayer")
             if settings.relayer_key is not None
@@ -243,15 +245,30 @@ class EvmAdapter:
             endpoint=submission.endpoint,
         )
 
+    async def _allowance(self, name: str) -> int:
+        """``receiverGas()`` or ``ackGas()``: fixed at deployment, so read once."""
+        if name not in self._allowances:
+            (value,) = await self._view(name, call_data(name, [], keccak256))
+            self._allowances[name] = int(value)
+        return self._allowances[name]
+
     async def deliver(self, deliveries: Sequence[tuple[bytes, Message]]) -> Submission:
+        """``deliverMessages``; its gas limit never below :func:`batch_gas_bound` (a receiver
+        that behaves differently under eth_estimateGas cannot starve the batch)."""
         relayer = self._account(self._relayer, "relayer")
-        submission, _ = await relayer.submit(deliver_call(deliveries, keccak256), "deliverMessages")
+        data = deliver_call(deliveries, keccak256)
+        allowance = await self._allowance("receiverGas")
+        bound = batch_gas_bound(len(data), [allowance] * len(deliveries))
+        submission, _ = await relayer.submit(data, "deliverMessages", min_gas=bound)
         return submission
 
     async def acknowledge(self, results: Sequence[DeliveryResult]) -> Submission:
+        """``acknowledgeResults``; gas as for :meth:`deliver`, with ``ackGas`` per result."""
         relayer = self._account(self._relayer, "relayer")
         data = acknowledge_call(results, keccak256)
-        submission, _ = await relayer.submit(data, "acknowledgeResults")
+        allowance = await self._allowance("ackGas")
+        bound = batch_gas_bound(len(data), [allowance] * len(results))
+        submission, _ = await relayer.submit(data, "acknowledgeResults", min_gas=bound)
         return submission
 
     async def seal(self, *, force: bool = False) -> Submission | None:  # noqa: ARG002

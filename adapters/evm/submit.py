@@ -32,6 +32,7 @@ from adapters.base import (
     Submission,
     UnexpectedResponse,
 )
+from adapters.evm.gas import is_insufficient_gas
 from adapters.evm.nonce import Fees, NonceManager, bumped_fees, initial_fees
 from adapters.evm.rpc import (
     REVERT_CODE,
@@ -95,6 +96,7 @@ class Submitter:
         self._role = role
         self._lock = asyncio.Lock()
         self.nonces = NonceManager(self._pending_count)
+        self._block_gas_limit: int | None = None
 
     async def _pending_count(self) -> int:
         async def read(endpoint: EvmEndpoint) -> int:
@@ -103,21 +105,40 @@ class Submitter:
 
         return await self._pool.run(read, what="eth_getTransactionCount")
 
-    async def submit(self, data: bytes, what: str) -> tuple[Submission, dict[str, Any]]:
-        """Send ``data`` to the gateway; the Submission and the receipt once it is included."""
+    async def submit(
+        self, data: bytes, what: str, *, min_gas: int = 0
+    ) -> tuple[Submission, dict[str, Any]]:
+        """Send ``data`` to the gateway; the Submission and the receipt once it is included.
+
+        The gas limit is the larger of the estimate (made with the real fee fields, as the
+        transaction will run) × ``gas_margin`` and ``min_gas`` (the batch calls' bound that
+        no receiver can talk down, :mod:`adapters.evm.gas`), at most the block gas limit.
+        """
         async with self._lock:
             try:
-                return await self._submit(data, what)
+                return await self._submit(data, what, min_gas)
             except BaseException:
                 self.nonces.resync()
                 raise
 
-    async def _submit(self, data: bytes, what: str) -> tuple[Submission, dict[str, Any]]:
+    async def _submit(
+        self, data: bytes, what: str, min_gas: int
+    ) -> tuple[Submission, dict[str, Any]]:
         s = self._settings
         to = "0x" + s.gateway.hex()
-        call = {"from": self.address, "to": to, "data": "0x" + data.hex()}
-        gas = math.ceil(await self._estimate(call, what) * s.gas_margin)
         fees = await self._fees()
+        call = {
+            "from": self.address,
+            "to": to,
+            "data": "0x" + data.hex(),
+            "type": "0x2",
+            "maxFeePerGas": hex(fees.max_fee_per_gas),
+            "maxPriorityFeePerGas": hex(fees.max_priority_fee_per_gas),
+        }
+        gas = max(math.ceil(await self._estimate(call, what) * s.gas_margin), min_gas)
+        if self._block_gas_limit is not None:
+            gas = min(gas, self._block_gas_limit)
+        call["gas"] = hex(gas)
         nonce = await self.nonces.reserve()
         tx: dict[str, Any] = {
             "type": 2,
@@ -197,16 +218,23 @@ class Submitter:
         return fees
 
     async def _estimate(self, call: dict[str, Any], what: str) -> int:
-        async def estimate(endpoint: EvmEndpoint) -> int:
+        async def estimate(endpoint: EvmEndpoint) -> int | None:
             try:
                 value = await endpoint.call("eth_estimateGas", [call])
             except JsonRpcError as exc:
+                if exc.code == REVERT_CODE and is_insufficient_gas(_hex_bytes(exc.data)):
+                    return None  # the chain's verdict, not the endpoint's fault
                 if exc.code == REVERT_CODE:
                     raise _rejection(exc, what) from exc
                 raise
             return quantity(value, "eth_estimateGas", endpoint)
 
-        return await self._pool.run(estimate, what="eth_estimateGas")
+        value = await self._pool.run(estimate, what="eth_estimateGas")
+        if value is None:
+            raise _out_of_gas(
+                what, "the estimate reverted with InsufficientGas", chain=self._settings.chain
+            )
+        return value
 
     async def _fees(self) -> Fees:
         async def read(endpoint: EvmEndpoint) -> Fees:
@@ -216,6 +244,7 @@ class Submitter:
                 endpoint,
             )
             base = quantity(block.get("baseFeePerGas"), "baseFeePerGas", endpoint)
+            self._block_gas_limit = quantity(block.get("gasLimit"), "gasLimit", endpoint)
             tip = quantity(await endpoint.call("eth_maxPriorityFeePerGas", []), "tip", endpoint)
             return initial_fees(base, tip)
 
@@ -327,7 +356,15 @@ class Submitter:
                 operation=what,
                 tx_hash=tx_hash,
                 reason=reason,
+                gas_used=gas_used,
             )
+            limit = int(call["gas"], 16)
+            if gas_used >= limit or reason.startswith("InsufficientGas"):
+                raise _out_of_gas(
+                    what,
+                    f"{tx_hash} ran out of gas ({gas_used} of {limit} used; {reason})",
+                    chain=s.chain,
+                )
             raise RejectedByChain(
                 f"{what} reverted in {tx_hash}: {reason}", chain=s.chain, endpoint=endpoint
             )
@@ -366,3 +403,9 @@ def _rejection(exc: JsonRpcError, what: str) -> RejectedByChain:
     return RejectedByChain(
         f"{what}: {revert_reason(_hex_bytes(exc.data))}", chain=exc.chain, endpoint=exc.endpoint
     )
+
+
+def _out_of_gas(what: str, detail: str, *, chain: str) -> AdapterError:
+    """Too little gas for the gateway's gas rule: retryable (a plain ``AdapterError``, never
+    ``RejectedByChain``), since the same batch with more gas, or split, goes through."""
+    return AdapterError(f"{what}: {detail}", chain=chain)

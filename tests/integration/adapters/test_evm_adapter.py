@@ -245,3 +245,47 @@ def test_gateway_without_code_or_of_another_chain_is_a_configuration_error() -> 
         assert [f.kind for f in facts] == [FactKind.MESSAGE_SENT]
 
     run(body)
+
+
+# GASPRICE ISZERO PUSH1 10 JUMPI; loop: JUMPDEST PUSH1 5 JUMP; STOP; 10: JUMPDEST STOP
+_GAS_PRICE_SNIFFER = "3a15600a575b60055600" + "5b00"
+"""A receiver that returns at once when tx.gasprice == 0 (what eth_estimateGas without fee
+fields shows it) and otherwise burns every gas it is given."""
+
+
+def _creation_code(runtime: str) -> str:
+    size = len(runtime) // 2
+    # PUSH1 size PUSH1 12 PUSH1 0 CODECOPY PUSH1 size PUSH1 0 RETURN, then the runtime code
+    return f"60{size:02x}600c60003960{size:02x}6000f3" + runtime
+
+
+def test_receiver_that_behaves_under_estimation_cannot_starve_the_batch() -> None:
+    """A batch of an honest message (PingPong) and one to a receiver that is cheap only when
+    tx.gasprice == 0: the batch goes through, the hostile one is FAILED with its full allowance
+    spent, the honest one SUCCESS (before: the estimate left too little gas and the gateway's
+    gas rule reverted the whole batch with InsufficientGas)."""
+
+    async def body(env: EvmChainEnv) -> None:
+        receipt = await env.evm.send(
+            {"from": env.evm.address(0), "data": "0x" + _creation_code(_GAS_PRICE_SNIFFER)}
+        )
+        assert receipt["status"] == "0x1"
+        sniffer = bytes.fromhex(receipt["contractAddress"][2:])
+        adapter = env.adapter
+        cursor = adapter.initial_cursor(await env.evm.head() + 1)
+        await ping(env, b"honest")
+        timeout = await env.driver.timestamp() + 3600
+        hostile_id, _ = await adapter.send_message(CHAIN, sniffer, b"hostile", timeout)
+        await env.driver.finalize()
+        facts, _ = await read_all(adapter, cursor)
+        batch = [(f.id, f.message) for f in facts if f.message is not None]
+        assert len(batch) == 2
+        batch.sort(key=lambda item: item[0] != hostile_id)  # the hostile one burns gas first
+        honest_id = batch[1][0]
+        delivered = await adapter.deliver(batch)
+        assert delivered.gas_used is not None
+        assert delivered.gas_used > 300_000  # the hostile receiver burnt its allowance
+        assert await adapter.delivery_status(hostile_id) is DeliveryStatus.FAILED
+        assert await adapter.delivery_status(honest_id) is DeliveryStatus.SUCCESS
+
+    run(body)

@@ -11,6 +11,7 @@ import pytest
 from eth_abi.abi import encode
 
 from adapters.base import AdapterError, ChainTimeout, ChainUnavailable, NotFound, RejectedByChain
+from adapters.evm.gas import batch_gas_bound
 from adapters.evm.nonce import Fees, NonceManager, bumped_fees, initial_fees
 from adapters.evm.rpc import EndpointPool, EvmEndpoint, JsonRpcError
 from adapters.evm.settings import EvmSettings
@@ -55,6 +56,8 @@ class FakeNode:
         self.status = "0x1"
         self.count_reads = 0
         self.latest: int | None = None
+        self.estimates: list[dict[str, Any]] = []
+        self.gas_used = 40_000
         """eth_getTransactionCount(latest); None: ``pending`` (no other sender)."""
 
     async def check_chain_id(self) -> None:
@@ -65,11 +68,12 @@ class FakeNode:
 
     async def call(self, method: str, params: Sequence[Any]) -> Any:
         if method == "eth_estimateGas":
+            self.estimates.append(dict(params[0]))
             if self.estimate_error is not None:
                 raise self.estimate_error
             return hex(50_000)
         if method == "eth_getBlockByNumber":
-            return {"baseFeePerGas": hex(self.base_fee)}
+            return {"baseFeePerGas": hex(self.base_fee), "gasLimit": hex(30_000_000)}
         if method == "eth_maxPriorityFeePerGas":
             return hex(self.tip)
         if method == "eth_getTransactionCount" and params[1] == "latest":
@@ -100,7 +104,7 @@ class FakeNode:
             "transactionHash": mined,
             "blockNumber": "0x10",
             "status": self.status,
-            "gasUsed": hex(40_000),
+            "gasUsed": hex(self.gas_used),
             "logs": [],
         }
 
@@ -333,5 +337,49 @@ def test_a_receipt_for_another_transaction_is_refused() -> None:
     async def main() -> None:
         with pytest.raises(ChainTimeout, match=f"got one of 0xabab.*{URL}"):
             await submitter(node, receipt_timeout=0.5).submit(b"\x01", "test")
+
+    asyncio.run(main())
+
+
+def test_gas_is_estimated_with_fees_and_never_below_the_batch_bound() -> None:
+    """eth_estimateGas sees the real fee fields (a receiver checking tx.gasprice == 0 cannot
+    tell the estimate apart); the limit is max(estimate × margin, min_gas), at most the block
+    gas limit; the bound covers each callee's allowance × 64/63 + CALL_RESERVE_GAS."""
+    node = FakeNode()
+
+    async def main() -> None:
+        sender = submitter(node)
+        await sender.submit(b"\x01", "deliverMessages", min_gas=700_000)
+        node.mine_on = 2
+        await sender.submit(b"\x01", "deliverMessages", min_gas=90_000_000)
+
+    asyncio.run(main())
+    assert node.estimates[0]["maxFeePerGas"] == hex(2_100)
+    assert node.estimates[0]["maxPriorityFeePerGas"] == hex(100)
+    assert [fields(raw)["gas"] for raw in node.sent] == [700_000, 30_000_000]
+    assert batch_gas_bound(100, [300_000, 300_000]) > 2 * (300_000 * 64 // 63 + 10_000)
+    assert batch_gas_bound(10_000, [0]) > batch_gas_bound(100, [0]) + 16 * 9_900
+
+
+def test_insufficient_gas_is_retryable_not_a_rejection() -> None:
+    """The gateway's InsufficientGas at estimation, or a receipt that used its whole gas limit,
+    is a retryable AdapterError (more gas or a smaller batch helps), never RejectedByChain."""
+    node = FakeNode()
+    node.estimate_error = node._error(
+        3, "execution reverted", "0x" + keccak256(b"InsufficientGas()")[:4].hex()
+    )
+
+    async def main() -> None:
+        sender = submitter(node)
+        with pytest.raises(AdapterError, match="InsufficientGas") as caught:
+            await sender.submit(b"\x01", "deliverMessages")
+        assert not isinstance(caught.value, RejectedByChain)
+        assert caught.value.retryable
+        node.estimate_error = None
+        node.status = "0x0"
+        node.gas_used = 60_000  # = 50,000 × 1.2: all of it
+        with pytest.raises(AdapterError, match="ran out of gas") as caught:
+            await sender.submit(b"\x01", "deliverMessages")
+        assert not isinstance(caught.value, RejectedByChain)
 
     asyncio.run(main())
