@@ -9,6 +9,7 @@ from the relayer account, or from the separate sender account for ``send_message
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,7 @@ from verifier.hashing import keccak256
 from verifier.messages import MESSAGE_SENT_EVENT, DeliveryResult, DeliveryStatus, Message
 
 log = structlog.get_logger(__name__)
+_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 _SENT_TOPIC = "0x" + parse_event_abi(MESSAGE_SENT_EVENT).topic0(keccak256).hex()
 
 
@@ -88,28 +90,41 @@ class EvmAdapter:
     def initial_cursor(self, height: int = 0) -> Cursor:
         return json.dumps({"next": max(height, 0)})
 
-    def _start(self, cursor: Cursor) -> int:
+    def _start(self, cursor: Cursor) -> tuple[int, str | None]:
+        """The cursor's next height and the hash of the block before it (None: not checked,
+        as for an initial cursor)."""
         try:
-            value = json.loads(cursor)["next"]
-        except (ValueError, TypeError, KeyError):
-            value = None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            parsed = json.loads(cursor)
+            value, block_hash = parsed["next"], parsed.get("hash")
+        except (ValueError, TypeError, KeyError, AttributeError):
+            value, block_hash = None, None
+        valid_hash = block_hash is None or (
+            isinstance(block_hash, str) and _HASH.fullmatch(block_hash) is not None
+        )
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or not valid_hash:
             raise ConfigurationError(f"not an EVM cursor: {cursor[:80]!r}", chain=self.chain)
-        return value
+        return value, block_hash
 
     async def facts(self, cursor: Cursor, *, max_blocks: int = 1000) -> FactPage:
-        start = self._start(cursor)
+        """Facts of final blocks after ``cursor``. The cursor keeps the hash of the last block
+        a page covered; the next page first re-reads that block, and a different hash there
+        (a reorganisation deeper than the finality depth: facts already reported may be gone,
+        new ones would be missed) is an UnexpectedResponse naming the endpoint."""
+        start, covered = self._start(cursor)
         limit = max(max_blocks, 1)
 
         async def page(endpoint: EvmEndpoint) -> FactPage:
             _, final = await self._reader.final_head(endpoint)
             if start > final:
                 return FactPage(facts=(), cursor=cursor, final_height=final)
+            if covered is not None and start > 0:
+                await self._check_covered(endpoint, start - 1, covered)
             end = min(final, start + limit - 1)
             facts: list[Fact] = []
             for number, count in (await self._reader.logs(endpoint, start, end)).items():
                 block = await self._reader.block(endpoint, number)
                 facts.extend(self._reader.facts(block, expected_logs=count))
+            last = await self._reader.header(endpoint, end)
             log.info(
                 "facts_read",
                 chain=self.chain,
@@ -119,11 +134,28 @@ class EvmAdapter:
                 facts=len(facts),
                 endpoint=endpoint.name,
             )
-            return FactPage(
-                facts=tuple(facts), cursor=self.initial_cursor(end + 1), final_height=final
-            )
+            next_cursor = json.dumps({"next": end + 1, "hash": str(last["hash"]).lower()})
+            return FactPage(facts=tuple(facts), cursor=next_cursor, final_height=final)
 
         return await self._pool.run(page, what="facts")
+
+    async def _check_covered(self, endpoint: EvmEndpoint, height: int, expected: str) -> None:
+        header = await self._reader.header(endpoint, height)
+        if str(header["hash"]).lower() != expected.lower():
+            log.error(
+                "chain_reorganised",
+                chain=self.chain,
+                height=height,
+                endpoint=endpoint.name,
+                expected=expected,
+                found=header["hash"],
+            )
+            raise UnexpectedResponse(
+                f"chain reorganised below the finality depth at height {height} (block hash "
+                f"{header['hash']}, the cursor says {expected}): operator action needed",
+                chain=self.chain,
+                endpoint=endpoint.name,
+            )
 
     async def refetch(self, fact: Fact, *, avoid: frozenset[str]) -> Fact:
         async def again(endpoint: EvmEndpoint) -> Fact:

@@ -23,6 +23,7 @@ from adapters.evm.rpc import EvmEndpoint, JsonRpcError, json_list, json_object, 
 from adapters.evm.settings import EvmSettings
 from verifier.errors import GatewayError
 from verifier.events import EventAbi, decode_event, parse_event_abi
+from verifier.evm.header import compute_block_hash
 from verifier.hashing import keccak256
 from verifier.messages import (
     MESSAGE_ACKNOWLEDGED_EVENT,
@@ -125,13 +126,37 @@ class FactReader:
                 counts[number] += 1
         return dict(sorted(counts.items()))
 
-    async def block(self, endpoint: EvmEndpoint, number: int) -> BlockReceipts:
-        """Block ``number``'s header and all its receipts, consistent with each other."""
+    async def header(self, endpoint: EvmEndpoint, number: int) -> dict[str, Any]:
+        """Block ``number``'s header, its ``hash`` recomputed from its fields: an endpoint that
+        alters a header field (and its receiptsRoot to match altered receipts) is caught here,
+        naming it, instead of only by the relay's verification."""
         s = self.settings
         raw = await endpoint.call("eth_getBlockByNumber", [hex(number), False])
         if raw is None:
             raise NotFound(f"block {number} is unknown", chain=s.chain, endpoint=endpoint.name)
         header = json_object(raw, f"block {number}", endpoint)
+        try:
+            computed = "0x" + compute_block_hash(header).hex()
+        except GatewayError as exc:
+            raise UnexpectedResponse(
+                f"block {number}: the header cannot be hashed ({exc})",
+                chain=s.chain,
+                endpoint=endpoint.name,
+            ) from exc
+        claimed = str(header.get("hash", "")).lower()
+        if computed != claimed or header.get("number") != hex(number):
+            raise UnexpectedResponse(
+                f"block {number}: the header's fields hash to {computed}, not the hash "
+                f"{claimed[:66]} it claims (or it is another block's)",
+                chain=s.chain,
+                endpoint=endpoint.name,
+            )
+        return header
+
+    async def block(self, endpoint: EvmEndpoint, number: int) -> BlockReceipts:
+        """Block ``number``'s header and all its receipts, consistent with each other."""
+        s = self.settings
+        header = await self.header(endpoint, number)
         try:
             receipts = json_list(
                 await endpoint.call("eth_getBlockReceipts", [header.get("hash")]),

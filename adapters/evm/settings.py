@@ -28,7 +28,9 @@ class EvmSettings:
     sender_key: bytes | None = field(repr=False)
     """Signs sendMessage: a separate account (relay-protocol requirement 20)."""
     confirmations: int = 2
-    """A block is final once this many blocks follow it (ignored when finality_tag is set)."""
+    """A block is final once this many blocks follow it (ignored when finality_tag is set);
+    at least 1. A reorganisation deeper than this is detected (the cursor keeps the last
+    covered block's hash) and stops observation: operator action is needed."""
     finality_tag: str | None = None
     """``"safe"`` or ``"finalized"``: final means at or below that tag's block, never latest."""
     call_timeout: float = 10.0
@@ -50,8 +52,8 @@ class EvmSettings:
             key = getattr(self, name)
             if key is not None and len(key) != 32:
                 problems.append(f"{name} must be 32 bytes")
-        if self.confirmations < 0:
-            problems.append("confirmations must not be negative")
+        if self.confirmations < 1:
+            problems.append("confirmations must be at least 1 (0 reports facts of the head block)")
         if self.finality_tag is not None and self.finality_tag not in FINALITY_TAGS:
             problems.append("finality_tag must be 'safe' or 'finalized'")
         if self.call_timeout <= 0 or self.receipt_timeout <= 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -12,7 +13,9 @@ from adapters.base import (
     Fact,
     FactKind,
     RejectedByChain,
+    UnexpectedResponse,
 )
+from adapters.evm.settings import EvmSettings
 from tests.integration.adapters.env import read_all
 from tests.integration.adapters.env_evm import CHAIN, EvmChainEnv, evm_env
 from verifier.evidence import verify_bundle
@@ -289,3 +292,42 @@ def test_receiver_that_behaves_under_estimation_cannot_starve_the_batch() -> Non
         assert await adapter.delivery_status(honest_id) is DeliveryStatus.SUCCESS
 
     run(body)
+
+
+def test_reorg_deeper_than_confirmations_between_pages_is_an_error() -> None:
+    """A page is read up to the final head; anvil_reorg then replaces more blocks than the
+    confirmation depth, including the last one the page covered. The next page must not go on
+    as if nothing happened: UnexpectedResponse naming the endpoint and the height."""
+
+    async def body(env: EvmChainEnv) -> None:
+        adapter = env.adapter
+        cursor = adapter.initial_cursor(await env.evm.head() + 1)
+        await ping(env, b"reported")
+        await env.driver.finalize()
+        facts, cursor = await read_all(adapter, cursor)
+        assert len(facts) == 1
+        covered = json.loads(cursor)["next"] - 1
+        depth = await env.evm.head() - covered + 2  # deeper than the covered block
+        assert depth > env.settings.confirmations
+        await env.evm.rpc.call("anvil_reorg", [depth, []])
+        await env.evm.mine(3)
+        with pytest.raises(UnexpectedResponse, match="reorganised below the finality") as caught:
+            await adapter.facts(cursor)
+        assert f"height {covered}" in str(caught.value)
+        assert caught.value.endpoint == env.anvil.url
+
+    run(body)
+
+
+def test_settings_refuse_zero_confirmations() -> None:
+    """confirmations=0 would report facts of the head block itself: refused."""
+    with pytest.raises(ValueError, match="confirmations must be at least 1"):
+        EvmSettings(
+            chain=CHAIN,
+            chain_id=1,
+            endpoints=("http://127.0.0.1:1",),
+            gateway=bytes(20),
+            relayer_key=None,
+            sender_key=None,
+            confirmations=0,
+        )

@@ -30,7 +30,6 @@ from adapters.base import (
 )
 from tests.integration.adapters.env import read_all
 from tests.integration.adapters.env_evm import CHAIN, EvmChainEnv, evm_env
-from verifier.errors import VerificationError
 from verifier.evidence import verify_bundle
 from verifier.evm.receipt import encode_receipt, receipt_key
 from verifier.merkle.mpt import compute_mpt_root
@@ -256,33 +255,35 @@ def test_tampered_receipts_fail_the_root_check_and_fail_over() -> None:
     run(body)
 
 
-def test_consistently_forged_block_fails_verification_and_refetch_avoids_it() -> None:
-    """A proxy that alters a receipt and the header's receiptsRoot to match passes the adapter's
-    consistency check, but its bundle fails verify_bundle (header hash); refetch avoiding it
-    rebuilds the evidence from Anvil, which verifies against the chain's block hash."""
+def test_consistently_forged_header_is_caught_by_the_adapter_and_fails_over() -> None:
+    """A proxy that alters a receipt and the header's receiptsRoot to match passes the
+    receiptsRoot check, but the header no longer hashes to its ``hash``: alone it is an
+    UnexpectedResponse naming the proxy; in front of Anvil the page and refetch come from
+    Anvil, whose bundle verifies against the chain's block hash."""
 
     async def body(env: EvmChainEnv) -> None:
         cursor = await final_ping(env)
         async with tampering_proxy(env.anvil.url, fix_header=True) as bad:
+            alone = env.adapter_with(endpoints=(bad,))
             adapter = env.adapter_with(endpoints=(bad, env.anvil.url))
             try:
+                with pytest.raises(UnexpectedResponse, match="fields hash to") as caught:
+                    await alone.facts(cursor)
+                assert caught.value.endpoint == bad
                 (fact,) = (await adapter.facts(cursor)).facts
-                assert fact.endpoint == bad
-                assert fact.evidence is not None
+                assert fact.endpoint == env.anvil.url
+                assert [h.healthy for h in adapter.health()] == [False, True]
                 canonical = (await env.evm.block(fact.height))["hash"]
-                for trust in (fact.evidence.bundle["trust"]["block_hash"], canonical):
-                    bundle = dict(fact.evidence.bundle, trust={"block_hash": trust})
-                    with pytest.raises(VerificationError):
-                        verify_bundle(bundle)
-                good = await adapter.refetch(fact, avoid=frozenset({bad}))
+                good = await adapter.refetch(fact, avoid=frozenset())
                 assert good.endpoint == env.anvil.url
                 assert good.evidence is not None
-                assert good.id == fact.id
                 bundle = dict(good.evidence.bundle, trust={"block_hash": canonical})
                 assert verify_bundle(bundle).block_number == fact.height
-                with pytest.raises(ChainUnavailable):
-                    await adapter.refetch(fact, avoid=frozenset({bad, env.anvil.url}))
+                with pytest.raises(UnexpectedResponse, match="fields hash to") as caught:
+                    await adapter.refetch(fact, avoid=frozenset({env.anvil.url}))
+                assert caught.value.endpoint == bad
             finally:
+                await alone.close()
                 await adapter.close()
 
     run(body)
