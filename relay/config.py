@@ -234,6 +234,16 @@ class EvmChainConfig(ChainConfig):
         )
 
 
+_FISCO_TUNING = (
+    "seal_batch",
+    "seal_interval",
+    "block_range",
+    "body_lookback_blocks",
+    "body_cache_size",
+    "page_bytes",
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class FiscoChainConfig(ChainConfig):
     family: ClassVar[str] = FISCO
@@ -247,6 +257,9 @@ class FiscoChainConfig(ChainConfig):
     seal_batch: int | None = None
     seal_interval: float | None = None
     block_range: int | None = None
+    body_lookback_blocks: int | None = None
+    body_cache_size: int | None = None
+    page_bytes: int | None = None
 
     @property
     def key_curve(self) -> Curve:
@@ -260,7 +273,7 @@ class FiscoChainConfig(ChainConfig):
         gateway = self._require_gateway()
         relayer, sender = self.load_keys(environ)
         extra = self._timeouts()
-        for name in ("seal_batch", "seal_interval", "block_range"):
+        for name in _FISCO_TUNING:
             if getattr(self, name) is not None:
                 extra[name] = getattr(self, name)
         return FiscoSettings(
@@ -532,6 +545,9 @@ def _parse_fisco(t: _Table, common: dict[str, Any]) -> FiscoChainConfig | None:
     tuning: dict[str, Any] = {"seal_batch": t.integer("seal_batch", 1, 10_000)}
     tuning["block_range"] = t.integer("block_range", 1, 1_000_000)
     tuning["seal_interval"] = t.positive("seal_interval")
+    tuning["body_lookback_blocks"] = t.integer("body_lookback_blocks", 1, 10_000_000)
+    tuning["body_cache_size"] = t.integer("body_cache_size", 1, 10_000_000)
+    tuning["page_bytes"] = t.integer("page_bytes", 1 << 20, 1 << 34)
     if not endpoints or not sealers or common["relayer_key"] is None:
         return None
     return FiscoChainConfig(

@@ -357,3 +357,24 @@ def test_gateway_snippet() -> None:
     """The snippet is TOML that names the chain; extra contracts are comments."""
     text = gateway_snippet("evm-a", GATEWAY, {"ping_pong": "0x01"})
     assert text == f'[chains.evm-a]\ngateway = "{GATEWAY}"\n# ping_pong = 0x01\n'
+
+
+def test_fisco_tuning_reaches_settings(tmp_path: Path) -> None:
+    """Every FISCO tuning key is validated, and a valid one reaches FiscoSettings unchanged."""
+    tuning = (
+        "seal_batch = 7\nseal_interval = 0.25\nblock_range = 9\n"
+        "body_lookback_blocks = 50\nbody_cache_size = 1\npage_bytes = 2097152\n"
+    )
+    text = FISCO + tuning + f'gateway = "{GATEWAY}"\n'
+    settings = (
+        parse_config(text, tmp_path / "g.toml").chains["fisco-a"].fisco_settings({"RELAYER": KEY})
+    )
+    assert isinstance(settings, FiscoSettings)
+    assert (settings.seal_batch, settings.seal_interval, settings.block_range) == (7, 0.25, 9)
+    assert (settings.body_lookback_blocks, settings.body_cache_size) == (50, 1)
+    assert settings.page_bytes == 2 * 1024 * 1024
+    bad = FISCO + "body_lookback_blocks = 0\npage_bytes = 1024\nbody_cache_size = 0\n"
+    problems = _problems(bad, tmp_path)
+    assert "chains.fisco-a.body_lookback_blocks: must be within 1..10000000, not 0" in problems
+    assert any(p.startswith("chains.fisco-a.page_bytes: must be within") for p in problems)
+    assert any(p.startswith("chains.fisco-a.body_cache_size: must be within") for p in problems)
