@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
@@ -187,3 +187,26 @@ async def fisco_env(seed: str = "adapter-tests") -> AsyncIterator[ChainEnv]:
             await adapter.close()
         await driver.close()
         await node.stop()
+
+
+# Helpers shared by the FISCO adapter test modules (one devnode per module).
+SEALED_TOPIC = "0x" + keccak256(b"Sealed(uint64,bytes32[],bytes32[])").hex()
+SENT_TOPIC = (
+    "0x"
+    + keccak256(b"MessageSent(bytes32,string,string,uint64,address,address,bytes,uint64)").hex()
+)
+
+
+def driver_of(env: ChainEnv) -> FiscoDriver:
+    return cast(FiscoDriver, env.driver)
+
+
+def adapter_with(env: ChainEnv, *urls: str, **changes: Any) -> FiscoAdapter:
+    """The env's adapter with other endpoints (and other settings)."""
+    adapter = cast(FiscoAdapter, env.adapter)
+    endpoints = tuple(FiscoEndpoint(u) for u in urls)
+    return FiscoAdapter(replace(adapter.settings, endpoints=endpoints, **changes))
+
+
+async def head(env: ChainEnv) -> int:
+    return int(await driver_of(env).rpc.call("getBlockNumber"))

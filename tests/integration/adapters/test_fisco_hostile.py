@@ -13,13 +13,15 @@ from structlog.testing import capture_logs
 
 from adapters.base import ChainTimeout, ChainUnavailable, ConfigurationError, UnexpectedResponse
 from adapters.fisco.adapter import FiscoAdapter
-from adapters.fisco.settings import FiscoEndpoint
 from tests.integration.adapters.env import ChainEnv, read_all
 from tests.integration.adapters.env_fisco import (
     CHAIN,
     RELAYER,
-    FiscoDriver,
+    SENT_TOPIC,
+    adapter_with,
+    driver_of,
     fisco_env,
+    head,
 )
 from tests.integration.adapters.fisco_proxy import (
     echoing_404_endpoint,
@@ -30,15 +32,9 @@ from tests.integration.adapters.fisco_proxy import (
 )
 from verifier.errors import VerificationError
 from verifier.evidence import verify_bundle
-from verifier.hashing import keccak256
 
 pytestmark = pytest.mark.integration
 FAR = 2**40
-SEALED_TOPIC = "0x" + keccak256(b"Sealed(uint64,bytes32[],bytes32[])").hex()
-SENT_TOPIC = (
-    "0x"
-    + keccak256(b"MessageSent(bytes32,string,string,uint64,address,address,bytes,uint64)").hex()
-)
 
 
 @pytest.fixture(name="env", scope="module")
@@ -46,20 +42,6 @@ async def _env() -> AsyncIterator[ChainEnv]:
     """One devnode with the gateway for the module."""
     async with fisco_env(seed="adapter-hostile") as env:
         yield env
-
-
-def driver_of(env: ChainEnv) -> FiscoDriver:
-    return cast(FiscoDriver, env.driver)
-
-
-def adapter_with(env: ChainEnv, *urls: str, timeout: float = 5.0) -> FiscoAdapter:
-    adapter = cast(FiscoAdapter, env.adapter)
-    endpoints = tuple(FiscoEndpoint(u) for u in urls)
-    return FiscoAdapter(replace(adapter.settings, endpoints=endpoints, call_timeout=timeout))
-
-
-async def head(env: ChainEnv) -> int:
-    return int(await driver_of(env).rpc.call("getBlockNumber"))
 
 
 def as_get_logs_entry(receipt: dict[str, Any], gateway: bytes, log: dict[str, Any]) -> Any:
@@ -214,7 +196,7 @@ async def test_endpoint_faults_are_typed_and_failed_over(env: ChainEnv) -> None:
             (garbage, UnexpectedResponse),
         ]
         for url, kind in cases:
-            one = adapter_with(env, url, timeout=0.5)
+            one = adapter_with(env, url, call_timeout=0.5)
             try:
                 with pytest.raises(kind) as caught:
                     await one.status()
@@ -222,7 +204,7 @@ async def test_endpoint_faults_are_typed_and_failed_over(env: ChainEnv) -> None:
                 assert url in str(caught.value)
             finally:
                 await one.close()
-        pool = adapter_with(env, refused, hanging, garbage, good, timeout=0.5)
+        pool = adapter_with(env, refused, hanging, garbage, good, call_timeout=0.5)
         try:
             status = await pool.status()
             assert status.head > 0
@@ -265,7 +247,7 @@ async def test_endpoint_credentials_are_never_shown(env: ChainEnv) -> None:
                 (fact,) = [f for f in facts if f.id == sent_id]
                 again = await adapter.refetch(fact, avoid=frozenset(names - {fact.endpoint}))
             for url in (refused, not_found):
-                one = adapter_with(env, url, timeout=1.0)
+                one = adapter_with(env, url, call_timeout=1.0)
                 try:
                     with pytest.raises(ChainUnavailable) as caught:
                         await one.status()

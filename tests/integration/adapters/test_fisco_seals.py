@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any, cast
 
 import pytest
 
 from adapters.base import FactKind, UnexpectedResponse
 from adapters.fisco.adapter import FiscoAdapter
-from adapters.fisco.settings import FiscoEndpoint
 from tests.integration.adapters.env import ChainEnv, read_all
-from tests.integration.adapters.env_fisco import CHAIN, RELAYER, FiscoDriver, fisco_env
+from tests.integration.adapters.env_fisco import (
+    CHAIN,
+    RELAYER,
+    SENT_TOPIC,
+    adapter_with,
+    driver_of,
+    fisco_env,
+    head,
+)
 from tests.integration.adapters.fisco_proxy import tampering_proxy
 from verifier.evidence import verify_bundle
 from verifier.hashing import keccak256
@@ -23,11 +29,6 @@ from verifier.messages import seal_call_data
 
 pytestmark = pytest.mark.integration
 FAR = 2**40
-SEALED_TOPIC = "0x" + keccak256(b"Sealed(uint64,bytes32[],bytes32[])").hex()
-SENT_TOPIC = (
-    "0x"
-    + keccak256(b"MessageSent(bytes32,string,string,uint64,address,address,bytes,uint64)").hex()
-)
 
 
 @pytest.fixture(name="env", scope="module")
@@ -35,20 +36,6 @@ async def _env() -> AsyncIterator[ChainEnv]:
     """One devnode with the gateway for the module."""
     async with fisco_env(seed="adapter-seals") as env:
         yield env
-
-
-def driver_of(env: ChainEnv) -> FiscoDriver:
-    return cast(FiscoDriver, env.driver)
-
-
-def adapter_with(env: ChainEnv, *urls: str, **changes: Any) -> FiscoAdapter:
-    adapter = cast(FiscoAdapter, env.adapter)
-    endpoints = tuple(FiscoEndpoint(u) for u in urls)
-    return FiscoAdapter(replace(adapter.settings, endpoints=endpoints, **changes))
-
-
-async def head(env: ChainEnv) -> int:
-    return int(await driver_of(env).rpc.call("getBlockNumber"))
 
 
 async def send(env: ChainEnv, payload: bytes) -> bytes:
