@@ -1,0 +1,541 @@
+"""The default :class:`relay.store.Store`: SQLite in WAL mode under the gateway's data directory.
+
+All of the relay's SQL lives in this module. One connection, used from one worker thread at a
+time (calls are serialised by an asyncio lock and run with ``asyncio.to_thread`` so that the
+event loop never waits on the disk). Every write is one ``BEGIN IMMEDIATE`` transaction.
+"""
+
+# ruff: noqa: S608 - the f-strings insert column lists and "?" placeholders only; values are bound
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from relay.store import (
+    TERMINAL,
+    AuditHook,
+    Bounds,
+    EvidenceRecord,
+    HistoryEntry,
+    Hop,
+    MessageFilter,
+    MessageRecord,
+    Page,
+    RejectedAttempt,
+    Role,
+    State,
+    StoreError,
+    StuckMessage,
+    Transition,
+    message_from_json,
+    message_to_json,
+    result_from_json,
+    result_to_json,
+    truncate_error,
+)
+from verifier.messages import DeliveryStatus
+
+DB_NAME: Final = "relay.sqlite3"
+_T = TypeVar("_T")
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS messages (
+    row INTEGER PRIMARY KEY AUTOINCREMENT,
+    id BLOB NOT NULL,
+    role TEXT NOT NULL,
+    state TEXT NOT NULL,
+    src_chain TEXT NOT NULL,
+    dst_chain TEXT NOT NULL,
+    message TEXT,
+    result TEXT,
+    ack_status INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    next_try_at REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    state_since REAL NOT NULL,
+    UNIQUE (id, role)
+);
+CREATE INDEX IF NOT EXISTS messages_due ON messages (role, state, next_try_at);
+CREATE INDEX IF NOT EXISTS messages_created ON messages (created_at);
+CREATE INDEX IF NOT EXISTS messages_since ON messages (state_since);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id BLOB NOT NULL,
+    role TEXT NOT NULL,
+    state TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    height INTEGER,
+    tx_hash TEXT,
+    error TEXT,
+    src_chain TEXT NOT NULL,
+    dst_chain TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_id ON history (id);
+CREATE TABLE IF NOT EXISTS evidence (
+    id BLOB NOT NULL,
+    hop TEXT NOT NULL,
+    bundle TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (id, hop)
+);
+CREATE TABLE IF NOT EXISTS rejected (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    id BLOB NOT NULL,
+    role TEXT NOT NULL,
+    hop TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rejected_id ON rejected (id);
+CREATE TABLE IF NOT EXISTS cursors (
+    chain TEXT PRIMARY KEY,
+    cursor TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+_COLUMNS: Final = (
+    "row, id, role, state, src_chain, dst_chain, message, result, ack_status, attempts, "
+    "last_error, next_try_at, created_at, updated_at, state_since"
+)
+
+
+def _record(r: tuple[Any, ...]) -> MessageRecord:
+    return MessageRecord(
+        row=r[0],
+        id=bytes(r[1]),
+        role=Role(r[2]),
+        state=State(r[3]),
+        src_chain=r[4],
+        dst_chain=r[5],
+        message=message_from_json(r[6]) if r[6] is not None else None,
+        result=result_from_json(r[7]) if r[7] is not None else None,
+        ack_status=DeliveryStatus(r[8]) if r[8] is not None else None,
+        attempts=r[9],
+        last_error=r[10],
+        next_try_at=r[11],
+        created_at=r[12],
+        updated_at=r[13],
+        state_since=r[14],
+    )
+
+
+def _history(r: tuple[Any, ...]) -> HistoryEntry:
+    return HistoryEntry(
+        seq=r[0],
+        id=bytes(r[1]),
+        role=Role(r[2]),
+        state=State(r[3]),
+        at=r[4],
+        kind=r[5],
+        height=r[6],
+        tx_hash=r[7],
+        error=r[8],
+        src_chain=r[9],
+        dst_chain=r[10],
+    )
+
+
+def _in(values: frozenset[State]) -> tuple[str, list[str]]:
+    ordered = sorted(values)
+    return ",".join("?" * len(ordered)), [str(v) for v in ordered]
+
+
+class SqliteStore:
+    """``SqliteStore(data_dir)``; call :meth:`open` before use and :meth:`close` at the end."""
+
+    def __init__(
+        self, data_dir: Path, *, audit: AuditHook | None = None, bounds: Bounds | None = None
+    ) -> None:
+        self.path = Path(data_dir) / DB_NAME
+        self._audit = audit
+        self._bounds = bounds or Bounds()
+        self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        conn = self._conn
+        if conn is None:
+            raise StoreError("the store is not open")
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(fn, conn)
+            except sqlite3.Error as exc:
+                raise StoreError(f"store failure: {exc}") from exc
+
+    @staticmethod
+    def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            value = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return value
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.executescript(_SCHEMA)
+            return conn
+
+        try:
+            self._conn = await asyncio.to_thread(connect)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            async with self._lock:
+                await asyncio.to_thread(conn.close)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def transition(self, t: Transition) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            if t.expect is None:
+                if t.message is None:
+                    raise StoreError("inserting a row needs its message")
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO messages (id, role, state, src_chain, dst_chain, "
+                    "message, result, ack_status, next_try_at, created_at, updated_at, "
+                    "state_since, last_error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        t.id,
+                        str(t.role),
+                        str(t.to),
+                        t.message.src_chain,
+                        t.message.dst_chain,
+                        message_to_json(t.message),
+                        result_to_json(t.result) if t.result else None,
+                        int(t.ack_status) if t.ack_status is not None else None,
+                        t.next_try_at,
+                        t.at,
+                        t.at,
+                        t.at,
+                        truncate_error(t.error) if t.error else None,
+                    ),
+                )
+            else:
+                marks, states = _in(t.expect)
+                cur = conn.execute(
+                    "UPDATE messages SET state=?, attempts=0, last_error=?, next_try_at=?, "
+                    "updated_at=?, state_since=?, result=COALESCE(?, result), "
+                    "ack_status=COALESCE(?, ack_status) "
+                    f"WHERE id=? AND role=? AND state IN ({marks})",
+                    (
+                        str(t.to),
+                        truncate_error(t.error) if t.error else None,
+                        t.next_try_at,
+                        t.at,
+                        t.at,
+                        result_to_json(t.result) if t.result else None,
+                        int(t.ack_status) if t.ack_status is not None else None,
+                        t.id,
+                        str(t.role),
+                        *states,
+                    ),
+                )
+            if cur.rowcount != 1:
+                return False
+            src, dst = conn.execute(
+                "SELECT src_chain, dst_chain FROM messages WHERE id=? AND role=?",
+                (t.id, str(t.role)),
+            ).fetchone()
+            if t.evidence is not None:
+                hop, bundle, endpoint = t.evidence
+                conn.execute(
+                    "INSERT OR IGNORE INTO evidence (id, hop, bundle, endpoint, at) "
+                    "VALUES (?,?,?,?,?)",
+                    (t.id, str(hop), json.dumps(bundle, sort_keys=True), endpoint, t.at),
+                )
+            error = truncate_error(t.error) if t.error else None
+            hist = conn.execute(
+                "INSERT INTO history (id, role, state, at, kind, height, tx_hash, error, "
+                "src_chain, dst_chain) VALUES (?,?,?,?,'state',?,?,?,?,?)",
+                (t.id, str(t.role), str(t.to), t.at, t.height, t.tx_hash, error, src, dst),
+            )
+            if self._audit is not None:
+                entry = HistoryEntry(
+                    seq=int(hist.lastrowid or 0),
+                    id=t.id,
+                    role=t.role,
+                    state=t.to,
+                    at=t.at,
+                    kind="state",
+                    height=t.height,
+                    tx_hash=t.tx_hash,
+                    error=error,
+                    src_chain=src,
+                    dst_chain=dst,
+                )
+                self._audit(conn, t, entry)
+            return True
+
+        return await self._run(lambda conn: self._write(conn, apply))
+
+    async def record_attempt(
+        self, id: bytes, role: Role, *, state: State, error: str, next_try_at: float, at: float
+    ) -> bool:
+        text = truncate_error(error)
+
+        def apply(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE messages SET attempts=attempts+1, last_error=?, next_try_at=?, "
+                "updated_at=? WHERE id=? AND role=? AND state=?",
+                (text, next_try_at, at, id, str(role), str(state)),
+            )
+            if cur.rowcount != 1:
+                return False
+            src, dst = conn.execute(
+                "SELECT src_chain, dst_chain FROM messages WHERE id=? AND role=?",
+                (id, str(role)),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO history (id, role, state, at, kind, error, src_chain, dst_chain) "
+                "VALUES (?,?,?,?,'attempt',?,?,?)",
+                (id, str(role), str(state), at, text, src, dst),
+            )
+            return True
+
+        return await self._run(lambda conn: self._write(conn, apply))
+
+    async def record_rejected(self, attempt: RejectedAttempt) -> None:
+        per_id, total = self._bounds.rejected_per_id, self._bounds.rejected_total
+
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO rejected (id, role, hop, check_name, reason, peer, at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (
+                    attempt.id,
+                    str(attempt.role),
+                    str(attempt.hop),
+                    attempt.check[:64],
+                    truncate_error(attempt.reason),
+                    attempt.peer[:64],
+                    attempt.at,
+                ),
+            )
+            conn.execute(
+                "DELETE FROM rejected WHERE id=? AND n NOT IN "
+                "(SELECT n FROM rejected WHERE id=? ORDER BY n DESC LIMIT ?)",
+                (attempt.id, attempt.id, per_id),
+            )
+            conn.execute(
+                "DELETE FROM rejected WHERE n <= (SELECT MAX(n) FROM rejected) - ?", (total,)
+            )
+
+        await self._run(lambda conn: self._write(conn, apply))
+
+    async def set_cursor(self, chain: str, cursor: str, at: float) -> None:
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO cursors (chain, cursor, updated_at) VALUES (?,?,?) "
+                "ON CONFLICT(chain) DO UPDATE SET cursor=excluded.cursor, "
+                "updated_at=excluded.updated_at",
+                (chain, cursor, at),
+            )
+
+        await self._run(lambda conn: self._write(conn, apply))
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get(self, id: bytes, role: Role) -> MessageRecord | None:
+        def read(conn: sqlite3.Connection) -> MessageRecord | None:
+            r = conn.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE id=? AND role=?", (id, str(role))
+            ).fetchone()
+            return _record(r) if r else None
+
+        return await self._run(read)
+
+    async def get_any(self, id: bytes) -> tuple[MessageRecord, ...]:
+        def read(conn: sqlite3.Connection) -> tuple[MessageRecord, ...]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE id=? ORDER BY row", (id,)
+            ).fetchall()
+            return tuple(_record(r) for r in rows)
+
+        return await self._run(read)
+
+    async def list_messages(
+        self, flt: MessageFilter, *, after: int | None = None, limit: int = 100
+    ) -> Page:
+        where: list[str] = ["row > ?"]
+        args: list[Any] = [after or 0]
+        for column, value in (
+            ("src_chain", flt.src_chain),
+            ("dst_chain", flt.dst_chain),
+            ("role", str(flt.role) if flt.role else None),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if flt.states is not None:
+            marks, states = _in(flt.states)
+            where.append(f"state IN ({marks})")
+            args.extend(states)
+        if flt.since is not None:
+            where.append("created_at >= ?")
+            args.append(flt.since)
+        if flt.until is not None:
+            where.append("created_at < ?")
+            args.append(flt.until)
+        limit = max(1, limit)
+
+        def read(conn: sqlite3.Connection) -> Page:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE {' AND '.join(where)} ORDER BY row LIMIT ?",
+                (*args, limit + 1),
+            ).fetchall()
+            items = tuple(_record(r) for r in rows[:limit])
+            more = len(rows) > limit
+            return Page(items=items, next_after=items[-1].row if more and items else None)
+
+        return await self._run(read)
+
+    async def history(self, id: bytes) -> tuple[HistoryEntry, ...]:
+        def read(conn: sqlite3.Connection) -> tuple[HistoryEntry, ...]:
+            rows = conn.execute(
+                "SELECT seq, id, role, state, at, kind, height, tx_hash, error, src_chain, "
+                "dst_chain FROM history WHERE id=? ORDER BY seq",
+                (id,),
+            ).fetchall()
+            return tuple(_history(r) for r in rows)
+
+        return await self._run(read)
+
+    async def changes_since(self, seq: int, *, limit: int = 1000) -> tuple[HistoryEntry, ...]:
+        def read(conn: sqlite3.Connection) -> tuple[HistoryEntry, ...]:
+            rows = conn.execute(
+                "SELECT seq, id, role, state, at, kind, height, tx_hash, error, src_chain, "
+                "dst_chain FROM history WHERE seq > ? AND kind='state' ORDER BY seq LIMIT ?",
+                (seq, max(1, limit)),
+            ).fetchall()
+            return tuple(_history(r) for r in rows)
+
+        return await self._run(read)
+
+    async def evidence(self, id: bytes) -> tuple[EvidenceRecord, ...]:
+        def read(conn: sqlite3.Connection) -> tuple[EvidenceRecord, ...]:
+            rows = conn.execute(
+                "SELECT hop, bundle, endpoint, at FROM evidence WHERE id=? ORDER BY at, hop",
+                (id,),
+            ).fetchall()
+            return tuple(
+                EvidenceRecord(hop=Hop(r[0]), bundle=json.loads(r[1]), endpoint=r[2], at=r[3])
+                for r in rows
+            )
+
+        return await self._run(read)
+
+    async def rejected(self, id: bytes) -> tuple[RejectedAttempt, ...]:
+        def read(conn: sqlite3.Connection) -> tuple[RejectedAttempt, ...]:
+            rows = conn.execute(
+                "SELECT id, role, hop, check_name, reason, peer, at FROM rejected WHERE id=? "
+                "ORDER BY n",
+                (id,),
+            ).fetchall()
+            return tuple(
+                RejectedAttempt(
+                    id=bytes(r[0]),
+                    role=Role(r[1]),
+                    hop=Hop(r[2]),
+                    check=r[3],
+                    reason=r[4],
+                    peer=r[5],
+                    at=r[6],
+                )
+                for r in rows
+            )
+
+        return await self._run(read)
+
+    async def stuck(self, now: float, older_than: float) -> tuple[StuckMessage, ...]:
+        def read(conn: sqlite3.Connection) -> tuple[StuckMessage, ...]:
+            rows = conn.execute(
+                "SELECT id, role, state, src_chain, dst_chain, state_since, attempts, "
+                "last_error FROM messages WHERE state_since <= ? ORDER BY state_since LIMIT 1000",
+                (now - older_than,),
+            ).fetchall()
+            return tuple(
+                StuckMessage(
+                    id=bytes(r[0]),
+                    role=Role(r[1]),
+                    state=State(r[2]),
+                    src_chain=r[3],
+                    dst_chain=r[4],
+                    age=now - r[5],
+                    attempts=r[6],
+                    last_error=r[7],
+                )
+                for r in rows
+                if (Role(r[1]), State(r[2])) not in TERMINAL
+            )
+
+        return await self._run(read)
+
+    async def due(
+        self,
+        role: Role,
+        states: frozenset[State],
+        now: float,
+        *,
+        chain: str | None = None,
+        limit: int = 100,
+    ) -> tuple[MessageRecord, ...]:
+        marks, values = _in(states)
+        where = f"role=? AND state IN ({marks}) AND next_try_at <= ?"
+        args: list[Any] = [str(role), *values, now]
+        if chain is not None:
+            where += " AND dst_chain=?" if role is Role.DESTINATION else " AND src_chain=?"
+            args.append(chain)
+
+        def read(conn: sqlite3.Connection) -> tuple[MessageRecord, ...]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE {where} ORDER BY next_try_at, row LIMIT ?",
+                (*args, max(1, limit)),
+            ).fetchall()
+            return tuple(_record(r) for r in rows)
+
+        return await self._run(read)
+
+    async def count(self, role: Role, states: frozenset[State]) -> int:
+        marks, values = _in(states)
+
+        def read(conn: sqlite3.Connection) -> int:
+            (n,) = conn.execute(
+                f"SELECT COUNT(*) FROM messages WHERE role=? AND state IN ({marks})",
+                (str(role), *values),
+            ).fetchone()
+            return int(n)
+
+        return await self._run(read)
+
+    async def get_cursor(self, chain: str) -> str | None:
+        def read(conn: sqlite3.Connection) -> str | None:
+            r = conn.execute("SELECT cursor FROM cursors WHERE chain=?", (chain,)).fetchone()
+            return str(r[0]) if r else None
+
+        return await self._run(read)

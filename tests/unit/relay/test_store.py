@@ -1,0 +1,382 @@
+"""The store conformance suite: every test runs against each store factory in ``FACTORIES``.
+
+A server-database store adds its factory there and must pass the same tests. The SQLite store
+runs on real files under ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.sqlite_store import SqliteStore
+from relay.store import (
+    NEVER,
+    Bounds,
+    Hop,
+    MessageFilter,
+    RejectedAttempt,
+    Role,
+    State,
+    Store,
+    Transition,
+)
+from verifier.messages import DeliveryResult, DeliveryStatus, Message
+
+StoreMaker = Callable[[Path, Bounds], Store]
+
+
+def _sqlite(path: Path, bounds: Bounds) -> Store:
+    return SqliteStore(path, bounds=bounds)
+
+
+FACTORIES: dict[str, StoreMaker] = {"sqlite": _sqlite}
+
+
+@pytest.fixture(name="make", params=sorted(FACTORIES))
+def _make(request: pytest.FixtureRequest) -> StoreMaker:
+    """The store factory under test."""
+    return FACTORIES[request.param]
+
+
+@pytest.fixture(name="store")
+async def _store(make: StoreMaker, tmp_path: Path) -> AsyncIterator[Store]:
+    """An open, empty store in a fresh directory."""
+    store = make(tmp_path, Bounds(rejected_per_id=3, rejected_total=5))
+    await store.open()
+    yield store
+    await store.close()
+
+
+def msg(nonce: int = 1, src: str = "chain-a", dst: str = "chain-b") -> Message:
+    return Message(
+        src_chain=src,
+        src_gateway=b"\x01" * 20,
+        dst_chain=dst,
+        nonce=nonce,
+        sender=b"\x02" * 20,
+        receiver=b"\x03" * 20,
+        payload=b"payload-%d" % nonce,
+        timeout=10_000,
+    )
+
+
+def mid(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+def insert(
+    id: bytes,
+    m: Message,
+    *,
+    role: Role = Role.SOURCE,
+    state: State = State.OBSERVED,
+    at: float = 100.0,
+    **kw: Any,
+) -> Transition:
+    return Transition(id=id, role=role, to=state, expect=None, at=at, message=m, **kw)
+
+
+def move(
+    id: bytes, frm: State, to: State, *, role: Role = Role.SOURCE, at: float = 200.0, **kw: Any
+) -> Transition:
+    return Transition(id=id, role=role, to=to, expect=frozenset({frm}), at=at, **kw)
+
+
+async def test_insert_then_read_back_the_body_and_state(store: Store) -> None:
+    """An inserted row reads back with its body, chains and state."""
+    m = msg()
+    assert await store.transition(insert(mid(1), m, height=7, tx_hash="0xaa"))
+    rec = await store.get(mid(1), Role.SOURCE)
+    assert rec is not None
+    assert (rec.state, rec.message, rec.src_chain, rec.dst_chain) == (
+        State.OBSERVED,
+        m,
+        "chain-a",
+        "chain-b",
+    )
+    assert await store.get(mid(1), Role.DESTINATION) is None
+    [entry] = await store.history(mid(1))
+    assert (entry.state, entry.height, entry.tx_hash, entry.kind) == (
+        State.OBSERVED,
+        7,
+        "0xaa",
+        "state",
+    )
+
+
+async def test_a_duplicate_insert_or_a_stale_transition_is_a_no_op(store: Store) -> None:
+    """Conditional changes: a repeated step changes nothing and writes no history."""
+    assert await store.transition(insert(mid(1), msg()))
+    assert not await store.transition(insert(mid(1), msg(2)))
+    assert await store.transition(move(mid(1), State.OBSERVED, State.VERIFIED))
+    assert not await store.transition(move(mid(1), State.OBSERVED, State.VERIFIED))
+    assert not await store.transition(move(mid(1), State.OBSERVED, State.REJECTED))
+    rec = await store.get(mid(1), Role.SOURCE)
+    assert rec is not None
+    assert rec.state is State.VERIFIED
+    assert rec.message == msg()
+    assert [h.state for h in await store.history(mid(1))] == [State.OBSERVED, State.VERIFIED]
+
+
+async def test_one_id_has_a_source_and_a_destination_row(store: Store) -> None:
+    """A gateway serving both ends holds one row per role for the same id."""
+    assert await store.transition(insert(mid(1), msg(), state=State.VERIFIED))
+    assert await store.transition(
+        insert(mid(1), msg(), role=Role.DESTINATION, state=State.VERIFIED)
+    )
+    rows = await store.get_any(mid(1))
+    assert {r.role for r in rows} == {Role.SOURCE, Role.DESTINATION}
+    assert await store.transition(
+        move(mid(1), State.VERIFIED, State.DELIVERY_SUBMITTED, role=Role.DESTINATION)
+    )
+    src = await store.get(mid(1), Role.SOURCE)
+    assert src is not None
+    assert src.state is State.VERIFIED
+
+
+async def test_result_and_ack_status_are_kept(store: Store) -> None:
+    """A result recorded with a change stays on the row; later changes keep it."""
+    result = DeliveryResult(mid(1), "chain-b", b"\x09" * 20, DeliveryStatus.FAILED, b"oops")
+    await store.transition(insert(mid(1), msg(), state=State.FORWARDED))
+    await store.transition(move(mid(1), State.FORWARDED, State.RESULT_VERIFIED, result=result))
+    await store.transition(
+        move(mid(1), State.RESULT_VERIFIED, State.ACKNOWLEDGED, ack_status=DeliveryStatus.FAILED)
+    )
+    rec = await store.get(mid(1), Role.SOURCE)
+    assert rec is not None
+    assert (rec.result, rec.ack_status) == (result, DeliveryStatus.FAILED)
+
+
+async def test_evidence_is_kept_once_per_hop(store: Store) -> None:
+    """The first bundle of a hop stays; another copy for the same hop is ignored."""
+    await store.transition(insert(mid(1), msg(), evidence=(Hop.MESSAGE_SENT, {"n": 1}, "http://a")))
+    await store.transition(
+        insert(
+            mid(1),
+            msg(),
+            role=Role.DESTINATION,
+            state=State.VERIFIED,
+            evidence=(Hop.MESSAGE_SENT, {"n": 2}, "http://b"),
+        )
+    )
+    await store.transition(
+        move(
+            mid(1),
+            State.VERIFIED,
+            State.DELIVERED,
+            role=Role.DESTINATION,
+            evidence=(Hop.DELIVERY_RESULT, {"r": 1}, "http://c"),
+        )
+    )
+    ev = {e.hop: e for e in await store.evidence(mid(1))}
+    assert ev[Hop.MESSAGE_SENT].bundle == {"n": 1}
+    assert ev[Hop.DELIVERY_RESULT].bundle == {"r": 1}
+    assert ev[Hop.DELIVERY_RESULT].endpoint == "http://c"
+
+
+async def test_attempts_record_errors_and_delay_the_next_try(store: Store) -> None:
+    """A failed attempt leaves the state, counts, keeps the error and sets the next try."""
+    await store.transition(insert(mid(1), msg(), state=State.VERIFIED))
+    assert await store.record_attempt(
+        mid(1), Role.SOURCE, state=State.VERIFIED, error="peer down", next_try_at=500, at=150
+    )
+    assert await store.record_attempt(
+        mid(1), Role.SOURCE, state=State.VERIFIED, error="x" * 5000, next_try_at=600, at=160
+    )
+    assert not await store.record_attempt(
+        mid(1), Role.SOURCE, state=State.FORWARDED, error="no", next_try_at=1, at=1
+    )
+    rec = await store.get(mid(1), Role.SOURCE)
+    assert rec is not None
+    assert (rec.state, rec.attempts, rec.next_try_at) == (State.VERIFIED, 2, 600)
+    assert rec.last_error is not None
+    assert len(rec.last_error) <= 512
+    hist = await store.history(mid(1))
+    assert [h.kind for h in hist] == ["state", "attempt", "attempt"]
+    assert hist[1].error == "peer down"
+    # A state change resets the attempts of the new stage.
+    await store.transition(move(mid(1), State.VERIFIED, State.FORWARDED))
+    rec = await store.get(mid(1), Role.SOURCE)
+    assert rec is not None
+    assert (rec.attempts, rec.last_error) == (0, None)
+
+
+async def test_due_work_is_ordered_bounded_and_waits_for_next_try(store: Store) -> None:
+    """The outbound queue: rows of a stage whose next try has come, oldest first."""
+    for n in range(5):
+        await store.transition(
+            insert(
+                mid(n),
+                msg(n, dst="chain-c" if n == 4 else "chain-b"),
+                role=Role.DESTINATION,
+                state=State.VERIFIED,
+                at=float(n),
+            )
+        )
+    await store.record_attempt(
+        mid(0), Role.DESTINATION, state=State.VERIFIED, error="later", next_try_at=1000, at=5
+    )
+    await store.record_attempt(
+        mid(1), Role.DESTINATION, state=State.VERIFIED, error="never", next_try_at=NEVER, at=5
+    )
+    due = await store.due(Role.DESTINATION, frozenset({State.VERIFIED}), 100, limit=10)
+    assert [r.id for r in due] == [mid(2), mid(3), mid(4)]
+    due = await store.due(
+        Role.DESTINATION, frozenset({State.VERIFIED}), 100, chain="chain-b", limit=10
+    )
+    assert [r.id for r in due] == [mid(2), mid(3)]
+    due = await store.due(Role.DESTINATION, frozenset({State.VERIFIED}), 2000, limit=2)
+    assert [r.id for r in due] == [mid(2), mid(3)]
+    due = await store.due(Role.DESTINATION, frozenset({State.VERIFIED}), 2000, limit=10)
+    assert mid(0) in [r.id for r in due]
+    assert mid(1) not in [r.id for r in due]
+    assert await store.due(Role.SOURCE, frozenset({State.VERIFIED}), 2000) == ()
+    assert await store.count(Role.DESTINATION, frozenset({State.VERIFIED})) == 5
+
+
+async def test_list_filters_and_keyset_pagination(store: Store) -> None:
+    """Filters by chain, state, role and time; pages follow the keyset without gaps."""
+    for n in range(7):
+        await store.transition(
+            insert(mid(n), msg(n, dst="chain-c" if n % 2 else "chain-b"), at=float(10 * n))
+        )
+    await store.transition(move(mid(2), State.OBSERVED, State.REJECTED))
+    seen: list[bytes] = []
+    after: int | None = None
+    while True:
+        page = await store.list_messages(MessageFilter(), after=after, limit=3)
+        seen.extend(r.id for r in page.items)
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert seen == [mid(n) for n in range(7)]
+    odd = await store.list_messages(MessageFilter(dst_chain="chain-c"))
+    assert [r.id for r in odd.items] == [mid(1), mid(3), mid(5)]
+    rej = await store.list_messages(MessageFilter(states=frozenset({State.REJECTED})))
+    assert [r.id for r in rej.items] == [mid(2)]
+    window = await store.list_messages(MessageFilter(since=20, until=40, src_chain="chain-a"))
+    assert [r.id for r in window.items] == [mid(2), mid(3)]
+    none = await store.list_messages(MessageFilter(role=Role.DESTINATION))
+    assert none.items == ()
+    assert none.next_after is None
+
+
+async def test_changes_since_a_sequence_resume_without_gaps(store: Store) -> None:
+    """WatchMessages resumes from a sequence number: state changes only, in order."""
+    await store.transition(insert(mid(1), msg()))
+    await store.transition(insert(mid(2), msg(2)))
+    await store.record_attempt(
+        mid(1), Role.SOURCE, state=State.OBSERVED, error="retry", next_try_at=0, at=101
+    )
+    await store.transition(move(mid(1), State.OBSERVED, State.VERIFIED))
+    changes = await store.changes_since(0)
+    assert [(c.id, c.state) for c in changes] == [
+        (mid(1), State.OBSERVED),
+        (mid(2), State.OBSERVED),
+        (mid(1), State.VERIFIED),
+    ]
+    assert changes[0].src_chain == "chain-a"
+    assert changes[0].dst_chain == "chain-b"
+    rest = await store.changes_since(changes[1].seq)
+    assert [(c.id, c.state) for c in rest] == [(mid(1), State.VERIFIED)]
+    assert await store.changes_since(changes[-1].seq) == ()
+
+
+async def test_stuck_messages_show_age_stage_attempts_and_error(store: Store) -> None:
+    """A row not changing state for the threshold is stuck; terminal rows never are."""
+    await store.transition(insert(mid(1), msg(), state=State.VERIFIED, at=100))
+    await store.transition(insert(mid(2), msg(2), state=State.VERIFIED, at=100))
+    await store.transition(move(mid(2), State.VERIFIED, State.REJECTED, at=100))
+    await store.transition(insert(mid(3), msg(3), state=State.VERIFIED, at=900))
+    await store.record_attempt(
+        mid(1), Role.SOURCE, state=State.VERIFIED, error="link down", next_try_at=0, at=800
+    )
+    [stuck] = await store.stuck(1000, 300)
+    assert (stuck.id, stuck.state, stuck.attempts, stuck.last_error) == (
+        mid(1),
+        State.VERIFIED,
+        1,
+        "link down",
+    )
+    assert stuck.age == 900
+
+
+async def test_rejected_attempts_are_bounded(store: Store) -> None:
+    """Requirement 19: at most rejected_per_id per id and rejected_total overall."""
+    for i in range(6):
+        await store.record_rejected(
+            RejectedAttempt(
+                mid(1), Role.DESTINATION, Hop.MESSAGE_SENT, "quorum", f"r{i}", "peer-x", float(i)
+            )
+        )
+    kept = await store.rejected(mid(1))
+    assert [r.reason for r in kept] == ["r3", "r4", "r5"]
+    for n in range(2, 6):
+        await store.record_rejected(
+            RejectedAttempt(mid(n), Role.DESTINATION, Hop.MESSAGE_SENT, "c", "r", "p", 10.0)
+        )
+    assert await store.rejected(mid(1)) == kept[2:]  # 5 in total: the oldest went
+    # A rejected attempt never creates a message row (requirement 13).
+    assert await store.get(mid(1), Role.DESTINATION) is None
+
+
+async def test_cursors_persist_across_reopen(make: StoreMaker, tmp_path: Path) -> None:
+    """Cursors and rows are durable: a reopened store (a restart) reads them back."""
+    store = make(tmp_path, Bounds())
+    await store.open()
+    assert await store.get_cursor("chain-a") is None
+    await store.set_cursor("chain-a", "c1", 1)
+    await store.set_cursor("chain-a", "c2", 2)
+    await store.transition(insert(mid(1), msg()))
+    await store.close()
+    again = make(tmp_path, Bounds())
+    await again.open()
+    try:
+        assert await again.get_cursor("chain-a") == "c2"
+        rec = await again.get(mid(1), Role.SOURCE)
+        assert rec is not None
+        assert rec.message == msg()
+    finally:
+        await again.close()
+
+
+async def test_the_audit_hook_commits_or_rolls_back_with_the_change(tmp_path: Path) -> None:
+    """The hook runs inside the transaction: if it fails, the state change is undone."""
+    seen: list[tuple[bytes, State]] = []
+
+    def audit(tx: Any, t: Transition, entry: Any) -> None:
+        assert isinstance(tx, sqlite3.Connection)
+        if t.to is State.REJECTED:
+            raise RuntimeError("audit log unavailable")
+        seen.append((t.id, entry.state))
+
+    store = SqliteStore(tmp_path, audit=audit)
+    await store.open()
+    try:
+        await store.transition(insert(mid(1), msg()))
+        with pytest.raises(RuntimeError):
+            await store.transition(move(mid(1), State.OBSERVED, State.REJECTED))
+        rec = await store.get(mid(1), Role.SOURCE)
+        assert rec is not None
+        assert rec.state is State.OBSERVED
+        assert [h.state for h in await store.history(mid(1))] == [State.OBSERVED]
+        assert seen == [(mid(1), State.OBSERVED)]
+    finally:
+        await store.close()
+
+
+async def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
+    """SQLite runs in WAL mode so that readers do not block the pipeline's writer."""
+    store = SqliteStore(tmp_path)
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(tmp_path / "relay.sqlite3")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
