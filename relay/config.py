@@ -16,18 +16,29 @@ Keys are *named* here (file or environment variable) and loaded only when settin
 from __future__ import annotations
 
 import difflib
+import hashlib
+import hmac
+import ipaddress
 import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
 from adapters.evm.settings import EvmSettings
 from adapters.fisco.settings import FiscoEndpoint, FiscoSettings
 from adapters.keys import Curve, EnvKeySource, KeySource, KeySourceError, KeystoreSource, load_key
+from relay.tls import (
+    TlsMaterialError,
+    fingerprint,
+    is_issued_by,
+    key_matches_cert,
+    load_cert_file,
+    load_key_file,
+)
 from verifier.hashing import CryptoSuite
 from verifier.messages import CHAIN_NAME
 
@@ -104,7 +115,11 @@ class ChainConfig:
 
     name: str
     gateway: bytes | None
-    relayer_key: KeySource
+    relayer_key: KeySource | None
+    """None exactly for a remote chain (``served = false``): its own gateway relays it."""
+    served: bool = True
+    """False: a *remote* chain, relayed by a peer gateway; this gateway holds only its trust
+    root (to verify evidence from it) and no keys."""
     sender_key: KeySource | None = None
     owner_key: KeySource | None = None
     """Deploys and owns the gateway contract; the relayer key does when it is not set."""
@@ -154,12 +169,14 @@ class ChainConfig:
 
     def load_relayer_key(self, environ: Mapping[str, str] | None = None) -> bytes:
         """The relayer key's bytes alone (``gateway deploy`` does not need the sender's)."""
+        self._require_served()
         raw = self._keys(("relayer_key", self.relayer_key), env=environ)[0]
         assert raw is not None
         return raw
 
     def load_owner_key(self, environ: Mapping[str, str] | None = None) -> bytes:
         """The key that deploys and owns the gateway: ``owner_key``, else ``relayer_key``."""
+        self._require_served()
         name, source = (
             ("owner_key", self.owner_key) if self.owner_key else ("relayer_key", self.relayer_key)
         )
@@ -184,6 +201,15 @@ class ChainConfig:
         if problems:
             raise ConfigError(problems, source="keys")
         return tuple(out)
+
+    def _require_served(self) -> None:
+        if not self.served:
+            problem = ConfigProblem(
+                f"chains.{self.name}.served",
+                "is false: a remote chain has no keys here; the gateway that serves it "
+                "deploys and relays it",
+            )
+            raise ConfigError([problem], source="configuration")
 
     def _require_gateway(self) -> bytes:
         if self.gateway is None:
@@ -210,10 +236,17 @@ class EvmChainConfig(ChainConfig):
     finality: str | None = None
     log_range: int | None = None
     gas_margin: float | None = None
+    trust_quorum: int | None = None
+    """How many endpoints must agree on a block hash; None: a strict majority."""
 
     @property
     def endpoint_urls(self) -> tuple[str, ...]:
         return self.endpoints
+
+    @property
+    def quorum(self) -> int:
+        """k of the n endpoints that must agree on a block hash (k > n/2, k <= n)."""
+        return self.trust_quorum if self.trust_quorum is not None else len(self.endpoints) // 2 + 1
 
     def evm_settings(self, environ: Mapping[str, str] | None = None) -> EvmSettings:
         gateway = self._require_gateway()
@@ -271,6 +304,11 @@ class FiscoChainConfig(ChainConfig):
 
     def fisco_settings(self, environ: Mapping[str, str] | None = None) -> FiscoSettings:
         gateway = self._require_gateway()
+        if not self.endpoints:
+            problem = ConfigProblem(
+                f"chains.{self.name}.endpoints", "not set: this remote chain has no endpoints"
+            )
+            raise ConfigError([problem], source="configuration")
         relayer, sender = self.load_keys(environ)
         extra = self._timeouts()
         for name in _FISCO_TUNING:
@@ -293,9 +331,131 @@ class FiscoChainConfig(ChainConfig):
 
 
 @dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """``[gateway.tls]``: this gateway's certificate and key, and the CA that issued them."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayIdentity:
+    """``[gateway]``: who this gateway is, where it listens and keeps its data."""
+
+    name: str
+    listen: str
+    """As written, ``host:port`` (IPv6 in brackets)."""
+    host: str
+    port: int
+    data_dir: Path
+    """Absolute; relative paths in the file are relative to the configuration file."""
+    tls: TlsFiles | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConfig:
+    """``[peers.<name>]``: another gateway, pinned by its certificate's SHA-256 fingerprint."""
+
+    name: str
+    address: str
+    host: str
+    port: int
+    cert_sha256: str
+    """64 lowercase hex digits: SHA-256 of the peer certificate's DER bytes."""
+    chains: tuple[str, ...]
+    """The remote chains this peer serves: it may ``Forward``/``Acknowledge`` only for these."""
+    server_name: str | None = None
+    """The TLS name to expect from the peer, when it is not the address's host."""
+    cert: Path | None = None
+    """The certificate file the fingerprint came from, when pinned by file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Messages sent on ``source`` to ``destination`` are relayed (and acknowledged back)."""
+
+    source: str
+    destination: str
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """``[relay]``: batching, queues, retries and observation pacing (seconds are floats)."""
+
+    batch_size: int = 50
+    batch_wait: float = 0.5
+    queue_bound: int = 1000
+    retry_initial: float = 0.5
+    retry_max: float = 30.0
+    stuck_after: float = 120.0
+    max_blocks: int = 1000
+    poll_interval: float = 1.0
+
+
+ApiRole = Literal["developer", "auditor"]
+API_ROLES: Final[tuple[ApiRole, ...]] = ("developer", "auditor")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCredential:
+    """One developer API credential: the SHA-256 of a bearer token or of a client certificate's
+    DER bytes (never the token itself), and the role it grants."""
+
+    name: str
+    sha256: str
+    role: ApiRole
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """``[api]``: who may call the developer API."""
+
+    tokens: tuple[ApiCredential, ...] = ()
+    client_certs: tuple[ApiCredential, ...] = ()
+
+    def token_credential(self, token: str) -> ApiCredential | None:
+        """The credential whose hash is this bearer token's; compared in constant time."""
+        digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
+        return _match(self.tokens, digest)
+
+    def client_cert_credential(self, cert_sha256: str) -> ApiCredential | None:
+        """The credential pinned to this client certificate fingerprint (64 hex)."""
+        return _match(self.client_certs, cert_sha256.lower())
+
+
+def _match(credentials: tuple[ApiCredential, ...], digest: str) -> ApiCredential | None:
+    found = None
+    for credential in credentials:
+        if hmac.compare_digest(credential.sha256, digest):
+            found = credential
+    return found
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     path: Path
     chains: dict[str, ChainConfig]
+    gateway: GatewayIdentity | None = None
+    """None when the file has no ``[gateway]`` (enough for ``gateway deploy``)."""
+    peers: dict[str, PeerConfig] = field(default_factory=dict)
+    routes: tuple[Route, ...] = ()
+    relay: RelaySettings = field(default_factory=RelaySettings)
+    api: ApiConfig = field(default_factory=ApiConfig)
+
+    @property
+    def served_chains(self) -> tuple[str, ...]:
+        """Chains this gateway submits to (it holds their keys)."""
+        return tuple(name for name, chain in self.chains.items() if chain.served)
+
+    @property
+    def remote_chains(self) -> tuple[str, ...]:
+        """Chains a peer serves; this gateway holds only their trust roots."""
+        return tuple(name for name, chain in self.chains.items() if not chain.served)
+
+    def peer_for_chain(self, chain: str) -> PeerConfig | None:
+        """The peer that serves a remote chain (exactly one does in a loaded configuration)."""
+        return next((p for p in self.peers.values() if chain in p.chains), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,9 +488,60 @@ def parse_config(raw: bytes | str, path: Path) -> GatewayConfig:
     top = _Table(data, "", ctx)
     results = {name: parse(top, name, ctx) for name, parse in _SECTIONS.items()}
     top.finish()
+    chains: dict[str, ChainConfig] = results["chains"]
+    peers: dict[str, PeerConfig] = results["peers"]
+    identity: GatewayIdentity | None = results["gateway"]
+    _check_peers(chains, peers, identity, ctx)
+    routes = _resolve_routes(chains, results["routes"], ctx)
+    _check_api_against_peers(results["api"], peers, ctx)
     if ctx.problems:
         raise ConfigError(ctx.problems, source=str(path))
-    return GatewayConfig(path=path, chains=results["chains"])
+    return GatewayConfig(
+        path=path,
+        chains=chains,
+        gateway=identity,
+        peers=peers,
+        routes=routes,
+        relay=results["relay"],
+        api=results["api"],
+    )
+
+
+def require_runnable(config: GatewayConfig) -> None:
+    """Raise :class:`ConfigError` listing everything ``gateway run`` needs beyond what
+    ``gateway deploy`` does: an identity, TLS files, a served chain with its gateway deployed,
+    and a route. Keys are not loaded here (that needs the running environment)."""
+    problems: list[ConfigProblem] = []
+    if config.gateway is None:
+        problems.append(
+            ConfigProblem("gateway", "missing: add [gateway] with name (and [gateway.tls])")
+        )
+    elif config.gateway.tls is None:
+        problems.append(
+            ConfigProblem(
+                "gateway.tls",
+                "missing: add [gateway.tls] with cert, key and ca (gateway init makes them); "
+                "peers and API clients connect over TLS only",
+            )
+        )
+    if not config.served_chains:
+        problems.append(
+            ConfigProblem("chains", "no chain is served here (every chain has served = false)")
+        )
+    for name in config.served_chains:
+        if config.chains[name].gateway is None:
+            problems.append(
+                ConfigProblem(
+                    f"chains.{name}.gateway",
+                    f"not set; deploy one with `gateway deploy --chain {name} --write`",
+                )
+            )
+    if not config.routes:
+        problems.append(
+            ConfigProblem("routes", "no route: configure at least two chains, one served here")
+        )
+    if problems:
+        raise ConfigError(problems, source=str(config.path))
 
 
 @dataclass
@@ -456,7 +667,20 @@ def _check_unique_chain_ids(chains: dict[str, ChainConfig], section: _Table) -> 
             owner.setdefault(chain.chain_id, name)
 
 
-_SECTIONS: Final[dict[str, Callable[[_Table, str, _Context], Any]]] = {"chains": _parse_chains}
+_SERVED_ONLY: Final = (
+    "relayer_key",
+    "sender_key",
+    "owner_key",
+    "receiver_gas",
+    "ack_gas",
+    "receipt_timeout",
+    "seal_batch",
+    "seal_interval",
+    "body_lookback_blocks",
+    "body_cache_size",
+    "page_bytes",
+)
+"""Keys that only make sense for a chain this gateway submits to (``served = true``)."""
 
 
 def _parse_chain(name: str, t: _Table) -> ChainConfig | None:
@@ -465,10 +689,14 @@ def _parse_chain(name: str, t: _Table) -> ChainConfig | None:
     if family is not None and family not in (EVM, FISCO):
         t.ctx.add(t.at("family"), f"must be {EVM!r} or {FISCO!r}, not {family!r}")
         family = None
+    served = t.get("served", bool, "true or false") is not False
+    if not served:
+        _refuse_served_only(t)
     common: dict[str, Any] = {
         "name": name,
+        "served": served,
         "gateway": _address(t, "gateway"),
-        "relayer_key": _key_source(t, "relayer_key", required=True),
+        "relayer_key": _key_source(t, "relayer_key", required=served),
         "sender_key": _key_source(t, "sender_key"),
         "owner_key": _key_source(t, "owner_key"),
         "call_timeout": t.positive("call_timeout"),
@@ -479,6 +707,12 @@ def _parse_chain(name: str, t: _Table) -> ChainConfig | None:
             max_payload=t.integer("max_payload", 1, MAX_PAYLOAD_LIMIT) or 4096,
         ),
     }
+    if not served and "gateway" not in t.data:
+        t.ctx.add(
+            t.at("gateway"),
+            "missing (required for a remote chain: its gateway contract is part of the trust "
+            "root, the only address whose logs count)",
+        )
     chain: ChainConfig | None = None
     if family == EVM:
         chain = _parse_evm(t, common)
@@ -488,8 +722,24 @@ def _parse_chain(name: str, t: _Table) -> ChainConfig | None:
     return chain if len(t.ctx.problems) == before else None
 
 
+def _refuse_served_only(t: _Table) -> None:
+    """A remote chain's section holds its trust root only: keys and submission tuning are
+    reported and dropped, so the rest of the section is still checked."""
+    for key in _SERVED_ONLY:
+        if key in t.data:
+            del t.data[key]
+            why = (
+                "a remote chain holds no keys here: the gateway that serves it signs for it"
+                if key.endswith("_key")
+                else "applies only to a chain this gateway serves"
+            )
+            t.ctx.add(t.at(key), f"{why} (this chain has served = false)")
+
+
 def _parse_evm(t: _Table, common: dict[str, Any]) -> EvmChainConfig | None:
     endpoints = _endpoints(t, ("http", "https"))
+    _refuse_repeated_endpoints(t, endpoints)
+    trust_quorum = _trust_quorum(t, len(t.data.get("endpoints") or ()))
     chain_id = t.integer("chain_id", 1, (1 << 63) - 1, required=True)
     confirmations = t.integer("confirmations", 1, 10_000)
     finality = t.get("finality", str, "'safe' or 'finalized'")
@@ -511,10 +761,11 @@ def _parse_evm(t: _Table, common: dict[str, Any]) -> EvmChainConfig | None:
     if gas_margin is not None and not 1 <= gas_margin <= 10:
         t.ctx.add(t.at("gas_margin"), f"must be within 1..10, not {gas_margin}")
     log_range = t.integer("log_range", 1, 1_000_000)
-    if chain_id is None or not endpoints or common["relayer_key"] is None:
+    if chain_id is None or not endpoints or (common["served"] and common["relayer_key"] is None):
         return None
     return EvmChainConfig(
         endpoints=tuple(u for u, _ in endpoints),
+        trust_quorum=trust_quorum,
         chain_id=chain_id,
         confirmations=confirmations,
         finality=finality,
@@ -524,8 +775,40 @@ def _parse_evm(t: _Table, common: dict[str, Any]) -> EvmChainConfig | None:
     )
 
 
+def _refuse_repeated_endpoints(t: _Table, endpoints: list[tuple[str, int]]) -> None:
+    """One endpoint listed twice would count twice towards the trust quorum."""
+    first: dict[str, int] = {}
+    for url, index in endpoints:
+        key = url.rstrip("/").lower()
+        if key in first:
+            t.ctx.add(
+                f"{t.at('endpoints')}[{index}]",
+                f"repeats endpoints[{first[key]}]: each endpoint counts once towards trust_quorum",
+            )
+        first.setdefault(key, index)
+
+
+def _trust_quorum(t: _Table, n: int) -> int | None:
+    k = t.integer("trust_quorum", 1, 1000)
+    if k is None or n == 0:
+        return k
+    if k > n:
+        t.ctx.add(t.at("trust_quorum"), f"must be at most the number of endpoints ({n}), not {k}")
+        return None
+    if 2 * k <= n:
+        t.ctx.add(
+            t.at("trust_quorum"),
+            f"must be more than half of the {n} endpoints (k > n/2: at least {n // 2 + 1}), "
+            f"not {k}",
+        )
+        return None
+    return k
+
+
 def _parse_fisco(t: _Table, common: dict[str, Any]) -> FiscoChainConfig | None:
-    endpoints = _fisco_endpoints(t)
+    # A remote chain's trust root is its sealers: its endpoints are optional.
+    wanted = common["served"] or "endpoints" in t.data
+    endpoints = _fisco_endpoints(t) if wanted else []
     ids: dict[str, Any] = {}
     for key in ("chain_id", "group_id"):
         value = t.get(key, str, "a non-empty string")
@@ -548,7 +831,7 @@ def _parse_fisco(t: _Table, common: dict[str, Any]) -> FiscoChainConfig | None:
     tuning["body_lookback_blocks"] = t.integer("body_lookback_blocks", 1, 10_000_000)
     tuning["body_cache_size"] = t.integer("body_cache_size", 1, 10_000_000)
     tuning["page_bytes"] = t.integer("page_bytes", 1 << 20, 1 << 34)
-    if not endpoints or not sealers or common["relayer_key"] is None:
+    if (common["served"] and (not endpoints or common["relayer_key"] is None)) or not sealers:
         return None
     return FiscoChainConfig(
         endpoints=tuple(endpoints),
@@ -707,6 +990,402 @@ def _env_name(t: _Table, key: str) -> str | None:
         t.ctx.add(t.at(key), f"not an environment variable name: {value!r}")
         return None
     return value
+
+
+# ---------------------------------------------------------------------------------------------
+# [gateway], [peers], routes, [relay], [api]
+
+_HOSTNAME: Final = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+_SHA256_HEX: Final = re.compile(r"[0-9a-fA-F]{64}")
+_DEFAULT_LISTEN: Final = "127.0.0.1:50051"
+
+
+def _host_port(text: str) -> tuple[str, int] | str:
+    """(host, port) from ``host:port`` or ``[ipv6]:port``; a problem text otherwise."""
+    if text.startswith("["):
+        m = re.fullmatch(r"\[([^\]]+)\]:(\d{1,5})", text)
+        host, port_text = (m[1], m[2]) if m else ("", "")
+        if m is None or not _is_ip(host, version=6):
+            return f"not host:port ([IPv6]:port for IPv6): {text!r}"
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or ":" in host or not port_text.isdigit() or len(port_text) > 5:
+            return f"not host:port (IPv6 in brackets: [::1]:50051): {text!r}"
+        if not (_is_ip(host) or _HOSTNAME.fullmatch(host)):
+            return f"not a host name or IP address: {host!r}"
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        return f"port must be within 1..65535, not {port}"
+    return host, port
+
+
+def _is_ip(text: str, *, version: int | None = None) -> bool:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return version is None or ip.version == version
+
+
+def _address_value(t: _Table, key: str, *, default: str | None = None) -> tuple[str, str, int]:
+    """(as written, host, port) of a host:port key; ``("", "", 0)`` after a problem."""
+    value = t.get(key, str, "host:port", required=default is None)
+    if value is None:
+        if default is None or key in t.data:
+            return "", "", 0
+        value = default
+    parsed = _host_port(value)
+    if isinstance(parsed, str):
+        t.ctx.add(t.at(key), parsed)
+        return "", "", 0
+    return value, *parsed
+
+
+def _name(t: _Table, where: str, name: str, what: str) -> bool:
+    if CHAIN_NAME.fullmatch(name) is None:
+        t.ctx.add(where, f"not a {what} name (1-32 of a-z, 0-9 and '-', not starting with '-')")
+        return False
+    return True
+
+
+def _parse_gateway(top: _Table, key: str, ctx: _Context) -> GatewayIdentity | None:
+    t = top.table(key, "a table ([gateway])")
+    if t is None:
+        return None
+    before = len(ctx.problems)
+    name = t.get("name", str, "this gateway's name (like a chain name)", required=True)
+    if name is not None:
+        _name(t, t.at("name"), name, "gateway")
+    listen, host, port = _address_value(t, "listen", default=_DEFAULT_LISTEN)
+    data_dir = _data_dir(t)
+    tls_table = t.table("tls", "a table ([gateway.tls]) with cert, key and ca")
+    tls = _parse_tls(tls_table) if tls_table is not None else None
+    t.finish()
+    if name is None or len(ctx.problems) != before:
+        return None
+    return GatewayIdentity(name, listen, host, port, data_dir, tls)
+
+
+def _data_dir(t: _Table) -> Path:
+    value = t.get("data_dir", str, "a folder path")
+    path = _resolve(t.ctx, value or "data")
+    if path.exists() and not path.is_dir():
+        t.ctx.add(t.at("data_dir"), f"not a folder: {path}")
+    return path
+
+
+def _resolve(ctx: _Context, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else ctx.base / path
+
+
+def _parse_tls(t: _Table) -> TlsFiles | None:
+    files = {k: t.path_value(k, required=True) for k in ("cert", "key", "ca")}
+    t.finish()
+    cert, key, ca = files["cert"], files["key"], files["ca"]
+    if cert is None or key is None or ca is None:
+        return None
+    if not (cert.is_file() and key.is_file() and ca.is_file()):
+        return None  # path_value reported each missing file
+    try:
+        cert_pem = load_cert_file(cert)
+    except TlsMaterialError as exc:
+        t.ctx.add(t.at("cert"), str(exc))
+        cert_pem = None
+    try:
+        ca_pem = load_cert_file(ca)
+    except TlsMaterialError as exc:
+        t.ctx.add(t.at("ca"), str(exc))
+        ca_pem = None
+    try:
+        key_pem = load_key_file(key)
+    except TlsMaterialError as exc:
+        t.ctx.add(t.at("key"), str(exc))
+        key_pem = None
+    if key_pem is not None and key.stat().st_mode & 0o077:
+        mode = oct(key.stat().st_mode & 0o777)
+        t.ctx.add(t.at("key"), f"readable by others (mode {mode}): chmod 600 {key}")
+    if cert_pem is not None and key_pem is not None and not key_matches_cert(cert_pem, key_pem):
+        t.ctx.add(t.at("key"), f"is not the key of the certificate {cert}")
+    if cert_pem is not None and ca_pem is not None and not is_issued_by(cert_pem, ca_pem):
+        t.ctx.add(t.at("ca"), f"did not issue the certificate {cert}")
+    return TlsFiles(cert, key, ca)
+
+
+def _parse_peers(top: _Table, key: str, _ctx: _Context) -> dict[str, PeerConfig]:
+    section = top.table(key, "a table of peers ([peers.<name>])")
+    peers: dict[str, PeerConfig] = {}
+    if section is None:
+        return peers
+    for name in list(section.data):
+        table = section.table(name, "a table ([peers.<name>])")
+        named = _name(section, section.at(name), name, "peer")
+        if table is not None:
+            peer = _parse_peer(name, table)
+            if peer is not None and named:
+                peers[name] = peer
+    return peers
+
+
+def _parse_peer(name: str, t: _Table) -> PeerConfig | None:
+    before = len(t.ctx.problems)
+    address, host, port = _address_value(t, "address")
+    fingerprint = _pinned_fingerprint(t)
+    chains = t.get("chains", list, "an array of chain names (the chains it serves)", required=True)
+    if chains is not None and not chains:
+        t.ctx.add(t.at("chains"), "must name at least one chain the peer serves")
+    for index, chain in enumerate(chains or ()):
+        if not isinstance(chain, str):
+            t.ctx.add(f"{t.at('chains')}[{index}]", f"must be a chain name, not {_describe(chain)}")
+        elif chains.index(chain) != index:
+            t.ctx.add(f"{t.at('chains')}[{index}]", f"repeats {chain!r}")
+    server_name = t.get("server_name", str, "a DNS name or IP address")
+    if server_name is not None and not (_is_ip(server_name) or _HOSTNAME.fullmatch(server_name)):
+        t.ctx.add(t.at("server_name"), f"not a DNS name or IP address: {server_name!r}")
+    t.finish()
+    if fingerprint is None or chains is None or len(t.ctx.problems) != before:
+        return None
+    return PeerConfig(
+        name=name,
+        address=address,
+        host=host,
+        port=port,
+        cert_sha256=fingerprint[0],
+        chains=tuple(chains),
+        server_name=server_name,
+        cert=fingerprint[1],
+    )
+
+
+def _pinned_fingerprint(t: _Table) -> tuple[str, Path | None] | None:
+    """(fingerprint, file) from exactly one of ``cert_sha256`` and ``cert``."""
+    has_hash, has_file = "cert_sha256" in t.data, "cert" in t.data
+    digest = _sha256_hex(t, "cert_sha256", "the SHA-256 of the peer's certificate (DER)")
+    path = t.path_value("cert")
+    if has_hash == has_file:
+        t.ctx.add(
+            t.path,
+            "pin the peer's certificate with exactly one of cert_sha256 (64 hex) and cert (a file)",
+        )
+        return None
+    if path is not None:
+        if not path.is_file():
+            return None
+        try:
+            return fingerprint(load_cert_file(path)), path
+        except TlsMaterialError as exc:
+            t.ctx.add(t.at("cert"), str(exc))
+            return None
+    return None if digest is None else (digest, None)
+
+
+def _sha256_hex(t: _Table, key: str, what: str, *, required: bool = False) -> str | None:
+    """64 hex digits, lowercased; colons (as ``openssl x509 -fingerprint`` prints) allowed."""
+    value: str | None = t.get(key, str, f"64 hex digits ({what})", required=required)
+    if value is None:
+        return None
+    digits = value.replace(":", "")
+    if _SHA256_HEX.fullmatch(digits) is None:
+        t.ctx.add(t.at(key), f"must be 64 hex digits ({what})")
+        return None
+    return digits.lower()
+
+
+def _check_peers(
+    chains: dict[str, ChainConfig],
+    peers: dict[str, PeerConfig],
+    identity: GatewayIdentity | None,
+    ctx: _Context,
+) -> None:
+    """Each peer serves only remote chains; each remote chain has exactly one peer; peers do
+    not share a certificate (a peer is known by its certificate alone)."""
+    server: dict[str, str] = {}
+    by_cert: dict[str, str] = {}
+    for peer in peers.values():
+        where = f"peers.{peer.name}"
+        if identity is not None and peer.name == identity.name:
+            ctx.add(where, "is this gateway's own name (gateway.name)")
+        if peer.cert_sha256 in by_cert:
+            ctx.add(
+                f"{where}.cert_sha256",
+                f"is also the certificate of peers.{by_cert[peer.cert_sha256]}",
+            )
+        by_cert.setdefault(peer.cert_sha256, peer.name)
+        for index, chain in enumerate(peer.chains):
+            at = f"{where}.chains[{index}]"
+            if chain not in chains:
+                ctx.add(at, f"{chain!r} is not a configured chain (add [chains.{chain}])")
+            elif chains[chain].served:
+                ctx.add(
+                    at,
+                    f"{chain!r} is served by this gateway; a peer may serve only remote chains "
+                    f"(served = false in [chains.{chain}])",
+                )
+            elif chain in server:
+                ctx.add(at, f"{chain!r} is also served by peers.{server[chain]}")
+            else:
+                server[chain] = peer.name
+    for name, config in chains.items():
+        if not config.served and name not in server:
+            ctx.add(
+                f"chains.{name}",
+                "a remote chain (served = false) that no peer serves: name it in the chains "
+                "of one [peers.<name>]",
+            )
+
+
+def _parse_routes(top: _Table, key: str, ctx: _Context) -> list[tuple[str, str, str]] | None:
+    """(where, source, destination) as written; None when the key is absent (the default)."""
+    values = top.get(key, list, "an array of {from, to} tables")
+    if values is None:
+        return None
+    out: list[tuple[str, str, str]] = []
+    for index, value in enumerate(values):
+        where = f"{top.at(key)}[{index}]"
+        if not isinstance(value, dict):
+            ctx.add(where, f"must be a table {{from, to}}, not {_describe(value)}")
+            continue
+        r = _Table(value, where, ctx)
+        source = r.get("from", str, "a chain name", required=True)
+        destination = r.get("to", str, "a chain name", required=True)
+        r.finish()
+        if source is not None and destination is not None:
+            out.append((where, source, destination))
+    return out
+
+
+def _resolve_routes(
+    chains: dict[str, ChainConfig], raw: list[tuple[str, str, str]] | None, ctx: _Context
+) -> tuple[Route, ...]:
+    if raw is None:  # default: every ordered pair with at least one side served here
+        return tuple(
+            Route(a, b)
+            for a in chains
+            for b in chains
+            if a != b and (chains[a].served or chains[b].served)
+        )
+    routes: list[Route] = []
+    for where, source, destination in raw:
+        bad = [
+            f"{key} = {name!r} is not a configured chain"
+            for key, name in (("from", source), ("to", destination))
+            if name not in chains
+        ]
+        route = Route(source, destination)
+        if bad:
+            ctx.add(where, "; ".join(bad))
+        elif source == destination:
+            ctx.add(where, "from and to are the same chain")
+        elif not (chains[source].served or chains[destination].served):
+            ctx.add(where, "neither chain is served by this gateway (both are served = false)")
+        elif route in routes:
+            ctx.add(where, f"repeats the route from {source!r} to {destination!r}")
+        else:
+            routes.append(route)
+    return tuple(routes)
+
+
+def _parse_relay(top: _Table, key: str, ctx: _Context) -> RelaySettings:
+    t = top.table(key, "a table ([relay])")
+    defaults = RelaySettings()
+    if t is None:
+        return defaults
+    before = len(ctx.problems)
+    values: dict[str, Any] = {
+        "batch_size": t.integer("batch_size", 1, 1000),
+        "queue_bound": t.integer("queue_bound", 1, 1_000_000),
+        "max_blocks": t.integer("max_blocks", 1, 1_000_000),
+        "batch_wait": _seconds(t, "batch_wait", allow_zero=True),
+    }
+    for name in ("retry_initial", "retry_max", "stuck_after", "poll_interval"):
+        values[name] = _seconds(t, name)
+    t.finish()
+    settings = replace(defaults, **{k: v for k, v in values.items() if v is not None})
+    if settings.retry_max < settings.retry_initial:
+        ctx.add(t.at("retry_max"), f"must be >= retry_initial ({settings.retry_initial})")
+    if settings.queue_bound < settings.batch_size:
+        ctx.add(t.at("queue_bound"), f"must be >= batch_size ({settings.batch_size})")
+    return settings if len(ctx.problems) == before else defaults
+
+
+def _seconds(t: _Table, key: str, *, allow_zero: bool = False) -> float | None:
+    low = ">= 0" if allow_zero else "> 0"
+    value: float | None = t.get(key, float, f"a number of seconds {low}")
+    if value is not None and not ((value >= 0 if allow_zero else value > 0) and value <= 86400):
+        t.ctx.add(t.at(key), f"must be {low} and <= 86400 seconds, not {value}")
+        return None
+    return value
+
+
+def _parse_api(top: _Table, key: str, _ctx: _Context) -> ApiConfig:
+    t = top.table(key, "a table ([api])")
+    if t is None:
+        return ApiConfig()
+    tokens = _credentials(t, "tokens", "the SHA-256 of the token (never the token itself)")
+    certs = _credentials(t, "client_certs", "the SHA-256 of the client certificate (DER)")
+    t.finish()
+    return ApiConfig(tokens=tokens, client_certs=certs)
+
+
+def _credentials(t: _Table, key: str, what: str) -> tuple[ApiCredential, ...]:
+    values = t.get(key, list, "an array of {name, sha256, role} tables")
+    out: list[ApiCredential] = []
+    names: dict[str, int] = {}
+    hashes: dict[str, int] = {}
+    for index, value in enumerate(values or ()):
+        where = f"{t.at(key)}[{index}]"
+        if not isinstance(value, dict):
+            t.ctx.add(where, f"must be a table {{name, sha256, role}}, not {_describe(value)}")
+            continue
+        c = _Table(value, where, t.ctx)
+        if "token" in value:
+            c.seen.add("token")
+            t.ctx.add(
+                c.at("token"),
+                "never put a token in the file: give its SHA-256 as sha256 "
+                "(printf %s TOKEN | sha256sum)",
+            )
+        name = c.get("name", str, "a name for logs and audit", required=True)
+        digest = _sha256_hex(c, "sha256", what, required=True)
+        role = c.get("role", str, "'developer' or 'auditor'", required=True)
+        c.finish()
+        if role is not None and role not in API_ROLES:
+            t.ctx.add(c.at("role"), f"must be 'developer' or 'auditor', not {role!r}")
+            role = None
+        if name is not None and name in names:
+            t.ctx.add(c.at("name"), f"repeats {key}[{names[name]}]")
+        if digest is not None and digest in hashes:
+            t.ctx.add(c.at("sha256"), f"repeats {key}[{hashes[digest]}]")
+        if name is not None and digest is not None and role is not None:
+            names.setdefault(name, index)
+            hashes.setdefault(digest, index)
+            out.append(ApiCredential(name, digest, role))
+    return tuple(out)
+
+
+def _check_api_against_peers(api: ApiConfig, peers: dict[str, PeerConfig], ctx: _Context) -> None:
+    """A peer's certificate must not also open the developer API (nor the reverse)."""
+    pinned = {p.cert_sha256: name for name, p in peers.items()}
+    for index, credential in enumerate(api.client_certs):
+        if credential.sha256 in pinned:
+            ctx.add(
+                f"api.client_certs[{index}].sha256",
+                f"is the certificate of peers.{pinned[credential.sha256]}: a peer must not "
+                "use the developer API",
+            )
+
+
+_SECTIONS: Final[dict[str, Callable[[_Table, str, _Context], Any]]] = {
+    "gateway": _parse_gateway,
+    "chains": _parse_chains,
+    "peers": _parse_peers,
+    "routes": _parse_routes,
+    "relay": _parse_relay,
+    "api": _parse_api,
+}
 
 
 # ---------------------------------------------------------------------------------------------

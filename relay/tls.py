@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -149,6 +149,24 @@ def fingerprint(cert_pem: bytes) -> str:
 def fingerprint_der(cert_der: bytes) -> str:
     """The same fingerprint from DER bytes, as ``ssl``/gRPC hand a peer's certificate over."""
     return hashlib.sha256(cert_der).hexdigest()
+
+
+def key_matches_cert(cert_pem: bytes, key_pem: bytes) -> bool:
+    """Whether the private key is the certificate's (a swapped key file fails every handshake)."""
+    return _parse_cert(cert_pem, "certificate").public_key() == (
+        _parse_key(key_pem, "key").public_key()
+    )
+
+
+def is_issued_by(cert_pem: bytes, ca_cert_pem: bytes) -> bool:
+    """Whether the CA certificate signed this certificate."""
+    cert = _parse_cert(cert_pem, "certificate")
+    ca = _parse_cert(ca_cert_pem, "CA certificate")
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def load_cert_file(path: str | os.PathLike[str]) -> bytes:
