@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint typecheck unit bench fuzz mutate clean setup
+.PHONY: demo test protos-check lint typecheck unit bench fuzz mutate clean setup
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -36,8 +36,12 @@ typecheck: $(PY_STAMP)
 unit: setup
 	$(BIN)/python -m pytest
 
+# The committed gRPC code must be what protos/interop/v1/*.proto generate (names every drifted file).
+protos-check: $(PY_STAMP)
+	$(BIN)/python -m protos.generate --check
+
 # pytest exits 5 when it collected no test; make treats any non-zero exit as failure.
-test: lint typecheck unit
+test: protos-check lint typecheck unit
 
 bench: setup
 	$(BIN)/python -m bench.verifier
