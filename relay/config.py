@@ -548,6 +548,9 @@ def require_runnable(config: GatewayConfig) -> None:
 class _Context:
     base: Path
     problems: list[ConfigProblem] = field(default_factory=list)
+    declared_chains: set[str] = field(default_factory=set)
+    """Every [chains.<name>] in the file, valid or not: references to an invalid one are not
+    reported again."""
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(ConfigProblem(path, message))
@@ -639,6 +642,7 @@ def _parse_chains(top: _Table, key: str, ctx: _Context) -> dict[str, ChainConfig
         return chains
     if not section.data:
         ctx.add(section.path, "no chain configured; add a [chains.<name>] section")
+    ctx.declared_chains.update(section.data)
     for name in list(section.data):
         table = section.table(name, "a table ([chains.<name>])")
         if CHAIN_NAME.fullmatch(name) is None:
@@ -1217,7 +1221,8 @@ def _check_peers(
         for index, chain in enumerate(peer.chains):
             at = f"{where}.chains[{index}]"
             if chain not in chains:
-                ctx.add(at, f"{chain!r} is not a configured chain (add [chains.{chain}])")
+                if chain not in ctx.declared_chains:
+                    ctx.add(at, f"{chain!r} is not a configured chain (add [chains.{chain}])")
             elif chains[chain].served:
                 ctx.add(
                     at,
@@ -1272,11 +1277,13 @@ def _resolve_routes(
         bad = [
             f"{key} = {name!r} is not a configured chain"
             for key, name in (("from", source), ("to", destination))
-            if name not in chains
+            if name not in ctx.declared_chains
         ]
         route = Route(source, destination)
         if bad:
             ctx.add(where, "; ".join(bad))
+        elif source not in chains or destination not in chains:
+            continue  # an invalid chain section, reported there
         elif source == destination:
             ctx.add(where, "from and to are the same chain")
         elif not (chains[source].served or chains[destination].served):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,14 +13,20 @@ from adapters.evm.settings import EvmSettings
 from adapters.fisco.settings import FiscoSettings
 from devnet.fisco.keys import sealer_keys
 from relay.config import (
+    ApiCredential,
     ConfigError,
     EvmChainConfig,
     FiscoChainConfig,
+    GatewayConfig,
+    RelaySettings,
+    Route,
     gateway_snippet,
     load_config,
     parse_config,
+    require_runnable,
     write_gateway_address,
 )
+from relay.tls import fingerprint, issue_cert, make_ca, write_cert_file, write_key_file
 from verifier.hashing import CryptoSuite
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "gateway.toml"
@@ -378,3 +385,451 @@ def test_fisco_tuning_reaches_settings(tmp_path: Path) -> None:
     assert "chains.fisco-a.body_lookback_blocks: must be within 1..10000000, not 0" in problems
     assert any(p.startswith("chains.fisco-a.page_bytes: must be within") for p in problems)
     assert any(p.startswith("chains.fisco-a.body_cache_size: must be within") for p in problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# [gateway], [peers], remote chains, trust_quorum, routes, [relay], [api], require_runnable
+
+
+PEER_SHA = "ab" * 32
+TOKEN_SHA = "cd" * 32
+REMOTE_FISCO = f"""
+[chains.fisco-b]
+family = "fisco-bcos-3"
+served = false
+gateway = "{GATEWAY}"
+sealers = [{{ node_id = "{NODE}" }}]
+"""
+PEER = f"""
+[peers.gw-b]
+address = "10.0.0.2:50051"
+cert_sha256 = "{PEER_SHA}"
+chains = ["fisco-b"]
+"""
+
+
+@pytest.fixture
+def tls_dir(tmp_path: Path) -> Path:
+    """A CA, and a certificate and key it issued, written into tmp_path as gateway init does."""
+    ca_cert, ca_key = make_ca("test CA")
+    cert, key = issue_cert(ca_cert, ca_key, "gw-a")
+    write_cert_file(tmp_path / "ca.crt", ca_cert)
+    write_key_file(tmp_path / "ca.key", ca_key)
+    write_cert_file(tmp_path / "gateway.crt", cert)
+    write_key_file(tmp_path / "gateway.key", key)
+    return tmp_path
+
+
+GATEWAY_SECTION = """
+[gateway]
+name = "gw-a"
+listen = "0.0.0.0:50051"
+data_dir = "state"
+
+[gateway.tls]
+cert = "gateway.crt"
+key = "gateway.key"
+ca = "ca.crt"
+"""
+
+
+def _load(text: str, base: Path) -> GatewayConfig:
+    return parse_config(text, base / "gateway.toml")
+
+
+def test_full_runnable_config(tls_dir: Path) -> None:
+    """Every new section parses into its typed value; the file is runnable once gateways are set."""
+    text = (
+        'routes = [{ from = "evm-a", to = "fisco-b" }]\n'
+        + GATEWAY_SECTION
+        + EVM.replace("confirmations = 2", f'confirmations = 2\ngateway = "{GATEWAY}"')
+        + REMOTE_FISCO
+        + PEER
+        + f"""
+[relay]
+batch_size = 10
+batch_wait = 0
+queue_bound = 100
+retry_initial = 1
+retry_max = 60.5
+stuck_after = 300
+max_blocks = 50
+poll_interval = 2
+
+[api]
+tokens = [{{ name = "alice", sha256 = "{TOKEN_SHA.upper()}", role = "developer" }}]
+client_certs = [{{ name = "audit", sha256 = "{"ef" * 32}", role = "auditor" }}]
+"""
+    )
+    config = _load(text, tls_dir)
+    assert config.gateway is not None
+    assert config.gateway.name == "gw-a"
+    assert (config.gateway.host, config.gateway.port) == ("0.0.0.0", 50051)
+    assert config.gateway.data_dir == tls_dir / "state"
+    assert config.gateway.tls is not None
+    assert config.gateway.tls.cert == tls_dir / "gateway.crt"
+    assert config.served_chains == ("evm-a",)
+    assert config.remote_chains == ("fisco-b",)
+    remote = config.chains["fisco-b"]
+    assert remote.served is False
+    assert remote.relayer_key is None
+    peer = config.peers["gw-b"]
+    assert (peer.host, peer.port, peer.cert_sha256, peer.chains) == (
+        "10.0.0.2",
+        50051,
+        PEER_SHA,
+        ("fisco-b",),
+    )
+    assert config.peer_for_chain("fisco-b") == peer
+    assert config.peer_for_chain("evm-a") is None
+    assert config.routes == (Route("evm-a", "fisco-b"),)
+    assert config.relay == RelaySettings(10, 0.0, 100, 1.0, 60.5, 300.0, 50, 2.0)
+    assert config.api.tokens == (ApiCredential("alice", TOKEN_SHA, "developer"),)
+    assert config.api.client_certs[0].role == "auditor"
+    require_runnable(config)
+
+
+def test_defaults_without_new_sections(tmp_path: Path) -> None:
+    """A chains-only file (as gateway deploy uses) loads with defaults and is not runnable."""
+    config = _load(EVM + FISCO, tmp_path)
+    assert config.gateway is None
+    assert config.peers == {}
+    assert config.relay == RelaySettings()
+    assert config.relay.batch_size == 50
+    assert config.api.tokens == ()
+    assert set(config.routes) == {Route("evm-a", "fisco-a"), Route("fisco-a", "evm-a")}
+    with pytest.raises(ConfigError) as info:
+        require_runnable(config)
+    assert [str(p) for p in info.value.problems] == [
+        "gateway: missing: add [gateway] with name (and [gateway.tls])",
+        "chains.evm-a.gateway: not set; deploy one with `gateway deploy --chain evm-a --write`",
+        "chains.fisco-a.gateway: not set; deploy one with `gateway deploy --chain fisco-a --write`",
+    ]
+
+
+def test_gateway_defaults_and_missing_tls(tmp_path: Path) -> None:
+    """listen defaults to 127.0.0.1:50051 and data_dir to data/ next to the file; no TLS is
+    a require_runnable problem, not a load error."""
+    config = _load('[gateway]\nname = "gw-a"\n' + EVM, tmp_path)
+    assert config.gateway is not None
+    assert config.gateway.listen == "127.0.0.1:50051"
+    assert config.gateway.data_dir == tmp_path / "data"
+    with pytest.raises(ConfigError) as info:
+        require_runnable(config)
+    problems = [str(p) for p in info.value.problems]
+    assert problems[0].startswith("gateway.tls: missing: add [gateway.tls]")
+    assert "routes: no route: configure at least two chains, one served here" in problems
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ("", "gateway.name: missing (required: this gateway's name (like a chain name))"),
+        ('name = "GW"', "gateway.name: not a gateway name"),
+        ('name = "gw"\nlisten = "localhost"', "gateway.listen: not host:port"),
+        ('name = "gw"\nlisten = "host:0"', "gateway.listen: port must be within 1..65535, not 0"),
+        ('name = "gw"\nlisten = "h:70000"', "gateway.listen: port must be within 1..65535"),
+        ('name = "gw"\nlisten = "::1:80"', "gateway.listen: not host:port (IPv6 in brackets"),
+        ('name = "gw"\nlisten = "bad_host!:80"', "gateway.listen: not a host name or IP address"),
+        ('name = "gw"\nlisten = 50051', "gateway.listen: must be host:port, not an integer"),
+        ('name = "gw"\ndata_dir = "gateway.toml"', "gateway.data_dir: not a folder"),
+        ('name = "gw"\nport = 1', "gateway.port: unknown key"),
+        ('name = "gw"\ntls = { cert = "x.crt" }', "gateway.tls.cert: file not found"),
+        ('name = "gw"\ntls = { cert = "a", key = "b" }', "gateway.tls.ca: missing"),
+        ('name = "gw"\ntls = { cert = "a", key = "b", ca = "c", x = 1 }', "gateway.tls.x: unknown"),
+    ],
+)
+def test_gateway_section_problems(tmp_path: Path, lines: str, expected: str) -> None:
+    """Each [gateway] key is validated, with its path."""
+    (tmp_path / "gateway.toml").write_text("")
+    problems = _problems(f"[gateway]\n{lines}\n" + EVM, tmp_path)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_listen_accepts_ipv6_and_names(tmp_path: Path) -> None:
+    """[::1]:port and host names are valid listen addresses."""
+    for listen, host in (("[::1]:9000", "::1"), ("gw.example.org:443", "gw.example.org")):
+        config = _load(f'[gateway]\nname = "gw"\nlisten = "{listen}"\n' + EVM, tmp_path)
+        assert config.gateway is not None
+        assert config.gateway.host == host
+
+
+def test_tls_files_are_checked(tls_dir: Path) -> None:
+    """A key that is not the certificate's, a CA that did not issue it, a non-PEM file and a
+    world-readable key are each reported on their key."""
+    other_ca, other_key = make_ca("other")
+    write_cert_file(tls_dir / "other-ca.crt", other_ca)
+    write_key_file(tls_dir / "other.key", other_key)
+    (tls_dir / "junk.crt").write_text("junk")
+    (tls_dir / "open.key").write_bytes((tls_dir / "gateway.key").read_bytes())
+    (tls_dir / "open.key").chmod(0o644)
+
+    def tls(cert: str, key: str, ca: str) -> list[str]:
+        section = f'[gateway]\nname = "gw"\ntls = {{ cert = "{cert}", key = "{key}", ca = "{ca}" }}'
+        return _problems(section + EVM, tls_dir)
+
+    assert tls("gateway.crt", "other.key", "ca.crt") == [
+        f"gateway.tls.key: is not the key of the certificate {tls_dir / 'gateway.crt'}"
+    ]
+    assert tls("gateway.crt", "gateway.key", "other-ca.crt") == [
+        f"gateway.tls.ca: did not issue the certificate {tls_dir / 'gateway.crt'}"
+    ]
+    assert tls("junk.crt", "gateway.key", "ca.crt") == [
+        f"gateway.tls.cert: certificate {tls_dir / 'junk.crt'} is not a PEM X.509 certificate"
+    ]
+    assert tls("gateway.crt", "open.key", "ca.crt") == [
+        f"gateway.tls.key: readable by others (mode 0o644): chmod 600 {tls_dir / 'open.key'}"
+    ]
+
+
+def test_remote_chain_holds_no_keys(tmp_path: Path) -> None:
+    """served = false: keys and submission tuning are refused, gateway is required; the rest
+    of the section is still checked."""
+    text = (
+        EVM
+        + f"""
+[chains.fisco-b]
+family = "fisco-bcos-3"
+served = false
+sealers = [{{ node_id = "{NODE}" }}]
+relayer_key = {{ env = "X" }}
+seal_batch = 3
+crypto = "nope"
+"""
+        + PEER
+    )
+    assert _problems(text, tmp_path) == [
+        "chains.fisco-b.relayer_key: a remote chain holds no keys here: the gateway that serves "
+        "it signs for it (this chain has served = false)",
+        "chains.fisco-b.seal_batch: applies only to a chain this gateway serves (this chain has "
+        "served = false)",
+        "chains.fisco-b.gateway: missing (required for a remote chain: its gateway contract is "
+        "part of the trust root, the only address whose logs count)",
+        "chains.fisco-b.crypto: must be 'keccak256-secp256k1' or 'sm3-sm2', not 'nope'",
+    ]
+
+
+def test_remote_chain_cannot_deploy_or_sign(tmp_path: Path) -> None:
+    """A remote chain loads without endpoints (FISCO) and refuses keys and FISCO settings."""
+    config = _load(EVM + REMOTE_FISCO + PEER, tmp_path)
+    remote = config.chains["fisco-b"]
+    assert isinstance(remote, FiscoChainConfig)
+    assert remote.endpoints == ()
+    with pytest.raises(ConfigError, match=r"chains\.fisco-b\.served: is false"):
+        remote.load_relayer_key({})
+    with pytest.raises(ConfigError, match=r"chains\.fisco-b\.endpoints: not set"):
+        remote.fisco_settings({})
+    served = _problems(EVM + REMOTE_FISCO.replace("false", '"no"') + PEER, tmp_path)
+    assert "chains.fisco-b.served: must be true or false, not a string" in served
+
+
+def test_remote_evm_chain_builds_read_only_settings(tmp_path: Path) -> None:
+    """A remote EVM chain (endpoints, finality, gateway, no keys) builds read-only settings."""
+    remote = (
+        EVM.replace("evm-a", "evm-b")
+        .replace("31337", "5")
+        .replace('relayer_key = { env = "RELAYER" }', f'served = false\ngateway = "{GATEWAY}"')
+    )
+    text = FISCO + remote + PEER.replace("fisco-b", "evm-b")
+    settings = _load(text, tmp_path).chains["evm-b"].evm_settings({})
+    assert settings.relayer_key is None
+    assert settings.sender_key is None
+
+
+@pytest.mark.parametrize(
+    ("peer", "expected"),
+    [
+        (PEER.replace("10.0.0.2:50051", "nowhere"), "peers.gw-b.address: not host:port"),
+        (PEER.replace(f'cert_sha256 = "{PEER_SHA}"\n', ""), "peers.gw-b: pin the peer's"),
+        (
+            PEER.replace("cert_sha256", 'cert = "p.crt"\ncert_sha256'),
+            "peers.gw-b: pin the peer's certificate with exactly one of",
+        ),
+        (PEER.replace(PEER_SHA, "12"), "peers.gw-b.cert_sha256: must be 64 hex digits"),
+        (PEER.replace('["fisco-b"]', "[]"), "peers.gw-b.chains: must name at least one"),
+        (PEER.replace('["fisco-b"]', '["fisco-b", 1]'), "peers.gw-b.chains[1]: must be a chain"),
+        (PEER.replace("fisco-b", "evm-a"), "peers.gw-b.chains[0]: 'evm-a' is served by this"),
+        (PEER.replace("fisco-b", "nope"), "peers.gw-b.chains[0]: 'nope' is not a configured"),
+        (PEER + 'server_name = "a b"\n', "peers.gw-b.server_name: not a DNS name"),
+        (PEER + "colour = 1\n", "peers.gw-b.colour: unknown key"),
+        (PEER.replace("gw-b", "GW"), "peers.GW: not a peer name"),
+        (PEER.replace("gw-b", "gw-a"), "peers.gw-a: is this gateway's own name"),
+        ("", "chains.fisco-b: a remote chain (served = false) that no peer serves"),
+        (
+            PEER + PEER.replace("gw-b", "gw-c").replace(PEER_SHA, "ef" * 32),
+            "peers.gw-c.chains[0]: 'fisco-b' is also served by peers.gw-b",
+        ),
+        (
+            PEER + PEER.replace("gw-b", "gw-c").replace('"fisco-b"', '"fisco-c"'),
+            "peers.gw-c.cert_sha256: is also the certificate of peers.gw-b",
+        ),
+    ],
+)
+def test_peer_problems(tmp_path: Path, peer: str, expected: str) -> None:
+    """Each [peers.<name>] key and the peer/remote-chain correspondence are checked."""
+    extra = (
+        REMOTE_FISCO.replace("[chains.fisco-b]", "[chains.fisco-c]") if "fisco-c" in peer else ""
+    )
+    text = '[gateway]\nname = "gw-a"\n' + EVM + REMOTE_FISCO + extra + peer
+    problems = _problems(text, tmp_path)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_peer_pinned_by_certificate_file(tmp_path: Path) -> None:
+    """cert = FILE pins that file's fingerprint; colons in cert_sha256 are accepted."""
+    ca = make_ca("peer CA")
+    cert, _ = issue_cert(*ca, "gw-b")
+    write_cert_file(tmp_path / "gw-b.crt", cert)
+    text = EVM + REMOTE_FISCO + PEER.replace(f'cert_sha256 = "{PEER_SHA}"', 'cert = "gw-b.crt"')
+    peer = _load(text, tmp_path).peers["gw-b"]
+    assert peer.cert_sha256 == fingerprint(cert)
+    assert peer.cert == tmp_path / "gw-b.crt"
+    colons = ":".join(PEER_SHA.upper()[i : i + 2] for i in range(0, 64, 2))
+    assert _load(EVM + REMOTE_FISCO + PEER.replace(PEER_SHA, colons), tmp_path).peers[
+        "gw-b"
+    ].cert_sha256 == (PEER_SHA)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("", None),
+        ("trust_quorum = 2", None),
+        (
+            "trust_quorum = 1",
+            "must be more than half of the 2 endpoints (k > n/2: at least 2), not 1",
+        ),
+        ("trust_quorum = 3", "must be at most the number of endpoints (2), not 3"),
+        ("trust_quorum = 0", "must be within 1..1000, not 0"),
+    ],
+)
+def test_trust_quorum(tmp_path: Path, extra: str, expected: str | None) -> None:
+    """trust_quorum defaults to a strict majority and must satisfy n/2 < k <= n."""
+    text = EVM.replace("confirmations = 2", f"confirmations = 2\n{extra}")
+    if expected is None:
+        chain = _load(text, tmp_path).chains["evm-a"]
+        assert isinstance(chain, EvmChainConfig)
+        assert chain.quorum == 2
+    else:
+        assert _problems(text, tmp_path) == [f"chains.evm-a.trust_quorum: {expected}"]
+
+
+def test_trust_quorum_single_endpoint_and_repeats(tmp_path: Path) -> None:
+    """One endpoint means k = 1 (trusting it); a repeated endpoint cannot count twice."""
+    one = EVM.replace(', "https://rpc.example.org/v1"', "")
+    chain = _load(one, tmp_path).chains["evm-a"]
+    assert isinstance(chain, EvmChainConfig)
+    assert chain.quorum == 1
+    twice = EVM.replace("https://rpc.example.org/v1", "http://127.0.0.1:8545/")
+    assert _problems(twice, tmp_path) == [
+        "chains.evm-a.endpoints[1]: repeats endpoints[0]: each endpoint counts once towards "
+        "trust_quorum"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("routes", "expected"),
+    [
+        ('routes = [{ from = "evm-a", to = "nope" }]', "routes[0]: to = 'nope' is not a config"),
+        ('routes = [{ from = "evm-a", to = "evm-a" }]', "routes[0]: from and to are the same"),
+        ('routes = [{ from = "fisco-b", to = "fisco-c" }]', "routes[0]: neither chain is served"),
+        (
+            'routes = [{ from = "evm-a", to = "fisco-b" }, { from = "evm-a", to = "fisco-b" }]',
+            "routes[1]: repeats the route from 'evm-a' to 'fisco-b'",
+        ),
+        ('routes = [{ from = "evm-a" }]', "routes[0].to: missing"),
+        ('routes = [{ from = "evm-a", to = "fisco-b", x = 1 }]', "routes[0].x: unknown key"),
+        ('routes = ["evm-a"]', "routes[0]: must be a table {from, to}, not a string"),
+        ('routes = "all"', "routes: must be an array of {from, to} tables, not a string"),
+    ],
+)
+def test_route_problems(tmp_path: Path, routes: str, expected: str) -> None:
+    """Routes join configured chains, one side served here, no repeats."""
+    remote_c = REMOTE_FISCO.replace("[chains.fisco-b]", "[chains.fisco-c]")
+    peer = PEER.replace('["fisco-b"]', '["fisco-b", "fisco-c"]')
+    problems = _problems(routes + "\n" + EVM + REMOTE_FISCO + remote_c + peer, tmp_path)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_default_routes_skip_remote_pairs(tmp_path: Path) -> None:
+    """By default every ordered pair with a served side is a route; remote-remote is not."""
+    remote_c = REMOTE_FISCO.replace("[chains.fisco-b]", "[chains.fisco-c]")
+    peer = PEER.replace('["fisco-b"]', '["fisco-b", "fisco-c"]')
+    config = _load(EVM + REMOTE_FISCO + remote_c + peer, tmp_path)
+    assert set(config.routes) == {
+        Route("evm-a", "fisco-b"),
+        Route("fisco-b", "evm-a"),
+        Route("evm-a", "fisco-c"),
+        Route("fisco-c", "evm-a"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ("batch_size = 0", "relay.batch_size: must be within 1..1000, not 0"),
+        ("batch_size = 1001", "relay.batch_size: must be within 1..1000, not 1001"),
+        ("batch_wait = -1", "relay.batch_wait: must be >= 0 and <= 86400 seconds, not -1.0"),
+        ("queue_bound = 0", "relay.queue_bound: must be within 1..1000000, not 0"),
+        ("queue_bound = 10", "relay.queue_bound: must be >= batch_size (50)"),
+        ("retry_initial = 0", "relay.retry_initial: must be > 0 and <= 86400 seconds, not 0.0"),
+        ("retry_max = 0.1", "relay.retry_max: must be >= retry_initial (0.5)"),
+        ("stuck_after = 0", "relay.stuck_after: must be > 0 and <= 86400 seconds, not 0.0"),
+        ("max_blocks = 0", "relay.max_blocks: must be within 1..1000000, not 0"),
+        ('poll_interval = "1s"', "relay.poll_interval: must be a number of seconds > 0, not a"),
+        ("batch = 1", "relay.batch: unknown key (did you mean 'batch_wait'?)"),
+    ],
+)
+def test_relay_problems(tmp_path: Path, lines: str, expected: str) -> None:
+    """Each [relay] key is range-checked with its path."""
+    problems = _problems(f"[relay]\n{lines}\n" + EVM, tmp_path)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (
+            f'tokens = [{{ name = "a", sha256 = "{TOKEN_SHA}", role = "admin" }}]',
+            "api.tokens[0].role: must be 'developer' or 'auditor', not 'admin'",
+        ),
+        (
+            'tokens = [{ name = "a", sha256 = "xyz", role = "developer" }]',
+            "api.tokens[0].sha256: must be 64 hex digits",
+        ),
+        (
+            f'tokens = [{{ name = "a", token = "secret", sha256 = "{TOKEN_SHA}", '
+            'role = "developer" }]',
+            "api.tokens[0].token: never put a token in the file",
+        ),
+        ('tokens = [{ name = "a" }]', "api.tokens[0].sha256: missing"),
+        ("tokens = [1]", "api.tokens[0]: must be a table {name, sha256, role}, not an integer"),
+        (
+            f'tokens = [{{ name = "a", sha256 = "{TOKEN_SHA}", role = "developer" }}, '
+            f'{{ name = "a", sha256 = "{TOKEN_SHA}", role = "auditor" }}]',
+            "api.tokens[1].name: repeats tokens[0]",
+        ),
+        (
+            f'client_certs = [{{ name = "p", sha256 = "{PEER_SHA}", role = "developer" }}]',
+            "api.client_certs[0].sha256: is the certificate of peers.gw-b: a peer must not use",
+        ),
+        ('token = "x"', "api.token: unknown key (did you mean 'tokens'?)"),
+    ],
+)
+def test_api_problems(tmp_path: Path, lines: str, expected: str) -> None:
+    """[api] holds hashes and roles only; a peer's certificate cannot be an API credential."""
+    problems = _problems(f"[api]\n{lines}\n" + EVM + REMOTE_FISCO + PEER, tmp_path)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_api_credential_lookup(tmp_path: Path) -> None:
+    """A token is matched by its SHA-256; a wrong token and a certificate hash are not."""
+    token = "s3cret-token"
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    text = f'[api]\ntokens = [{{ name = "alice", sha256 = "{digest}", role = "developer" }}]\n'
+    api = _load(text + EVM, tmp_path).api
+    credential = api.token_credential(token)
+    assert credential is not None
+    assert credential.name == "alice"
+    assert api.token_credential("wrong") is None
+    assert api.client_cert_credential(digest) is None
