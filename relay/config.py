@@ -1007,8 +1007,9 @@ _SHA256_HEX: Final = re.compile(r"[0-9a-fA-F]{64}")
 _DEFAULT_LISTEN: Final = "127.0.0.1:50051"
 
 
-def _host_port(text: str) -> tuple[str, int] | str:
-    """(host, port) from ``host:port`` or ``[ipv6]:port``; a problem text otherwise."""
+def parse_host_port(text: str) -> tuple[str, int] | str:
+    """(host, port) from ``host:port`` or ``[ipv6]:port``; a problem text otherwise (the
+    CLI's ``--listen`` uses it too)."""
     if text.startswith("["):
         m = re.fullmatch(r"\[([^\]]+)\]:(\d{1,5})", text)
         host, port_text = (m[1], m[2]) if m else ("", "")
@@ -1041,7 +1042,7 @@ def _address_value(t: _Table, key: str, *, default: str | None = None) -> tuple[
         if default is None or key in t.data:
             return "", "", 0
         value = default
-    parsed = _host_port(value)
+    parsed = parse_host_port(value)
     if isinstance(parsed, str):
         t.ctx.add(t.at(key), parsed)
         return "", "", 0
