@@ -1,0 +1,418 @@
+"""Who is calling the gateway's gRPC server, and may they.
+
+TLS is always on. The server asks every client for a certificate but does not require one,
+because developers may present a bearer token instead. gRPC's Python API cannot ask for a
+certificate *and* have the TLS layer verify it without also requiring it, so the TLS layer
+accepts any certificate whose key the client holds (the handshake proves that) and
+:class:`AuthPolicy` decides: a certificate counts only if its SHA-256 fingerprint (of the DER
+bytes) is pinned for a principal, and, when CA roots are configured, it was issued by one of
+them and is within its validity period.
+
+- A **peer** gateway is identified by its pinned client certificate only.
+- A **developer** or **auditor** by ``authorization: Bearer <token>`` metadata, compared in
+  constant time as SHA-256 against the configured token hashes, or by a pinned certificate.
+- Services are authorised by principal kind (:data:`SERVICE_KINDS`); the health and reflection
+  services answer without credentials so that probes and ``grpcurl`` work.
+
+Refusals are ``UNAUTHENTICATED`` (no credentials, or credentials nobody configured),
+``PERMISSION_DENIED`` (a known principal, the wrong service) and ``RESOURCE_EXHAUSTED``
+(per-principal concurrency or rate, relay-protocol requirement 19), each with a short message.
+Tokens never reach a log or an error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import hmac
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+import grpc
+import grpc.aio
+import structlog
+from cryptography import x509
+
+from relay.tls import fingerprint, is_issued_by
+
+log = structlog.get_logger(__name__)
+
+RELAY_SERVICE: Final = "interop.v1.RelayService"
+INTEROP_SERVICE: Final = "interop.v1.InteropService"
+AUDIT_SERVICE: Final = "interop.v1.AuditService"
+HEALTH_SERVICE: Final = "grpc.health.v1.Health"
+PUBLIC_SERVICES: Final = frozenset(
+    {
+        HEALTH_SERVICE,
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+    }
+)
+"""Answer without credentials: health probes and reflection (names and schemas only)."""
+
+
+class PrincipalKind(StrEnum):
+    PEER = "peer"
+    DEVELOPER = "developer"
+    AUDITOR = "auditor"
+
+
+SERVICE_KINDS: Final[Mapping[str, frozenset[PrincipalKind]]] = {
+    RELAY_SERVICE: frozenset({PrincipalKind.PEER}),
+    INTEROP_SERVICE: frozenset({PrincipalKind.DEVELOPER}),
+    AUDIT_SERVICE: frozenset({PrincipalKind.AUDITOR}),
+}
+"""Which principal kinds may call which service; any other service is refused to everyone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    kind: PrincipalKind
+    name: str
+    """The configured name (a peer's name is what ``InboundHandler`` receives)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateBinding:
+    """A pinned client certificate: SHA-256 of its DER bytes, lowercase hex (``relay.tls``)."""
+
+    fingerprint: str
+    principal: Principal
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBinding:
+    """A bearer token, known only by its SHA-256 (32 bytes); peers cannot use tokens."""
+
+    token_sha256: bytes
+    principal: Principal
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per principal: calls in flight at once, and a token bucket of calls per second."""
+
+    max_concurrent: int = 32
+    rate_per_second: float = 100.0
+    burst: int = 200
+
+
+def token_sha256(token: str) -> bytes:
+    """What the configuration stores for a token (``hashlib.sha256(token.encode()).digest()``)."""
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+class AuthError(Exception):
+    """A refused call; ``message`` is safe to send to the caller and to log."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+current_principal: ContextVar[Principal | None] = ContextVar("current_principal", default=None)
+"""Set by :class:`AuthInterceptor` around each authorised call, for the servicers to read."""
+
+
+class _Bucket:
+    __slots__ = ("in_flight", "stamp", "tokens")
+
+    def __init__(self, burst: int) -> None:
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+        self.in_flight = 0
+
+
+class AuthPolicy:
+    """Authentication, authorisation and per-principal limits; pure apart from the clock."""
+
+    def __init__(
+        self,
+        *,
+        certificates: Iterable[CertificateBinding] = (),
+        tokens: Iterable[TokenBinding] = (),
+        client_ca_pems: Sequence[bytes] = (),
+        limits: Limits | None = None,
+        service_kinds: Mapping[str, frozenset[PrincipalKind]] = SERVICE_KINDS,
+    ) -> None:
+        self._certs: dict[str, Principal] = {}
+        for binding in certificates:
+            fp = binding.fingerprint.lower().removeprefix("sha256:").replace(":", "")
+            if len(fp) != 64 or any(c not in "0123456789abcdef" for c in fp):
+                raise ValueError(f"not a SHA-256 fingerprint for {binding.principal.name!r}")
+            if fp in self._certs:
+                raise ValueError(f"certificate pinned twice ({binding.principal.name!r})")
+            self._certs[fp] = binding.principal
+        self._tokens: list[tuple[bytes, Principal]] = []
+        for token in tokens:
+            if len(token.token_sha256) != 32:
+                raise ValueError(f"a token hash is 32 bytes ({token.principal.name!r})")
+            if token.principal.kind is PrincipalKind.PEER:
+                raise ValueError(
+                    f"peers authenticate by certificate only ({token.principal.name!r})"
+                )
+            self._tokens.append((bytes(token.token_sha256), token.principal))
+        self._cas = tuple(client_ca_pems)
+        self.limits = limits or Limits()
+        self._service_kinds = dict(service_kinds)
+        self._buckets: dict[Principal, _Bucket] = {}
+
+    # --- authentication -----------------------------------------------------------------------
+
+    def authenticate(
+        self, metadata: Sequence[tuple[str, str | bytes]], peer_cert_pem: bytes | None
+    ) -> Principal:
+        """The caller's principal; AuthError UNAUTHENTICATED when there is none.
+
+        A bearer token, when sent, decides (a wrong one is refused even with a good
+        certificate: the caller asked to be that token's principal); otherwise the certificate.
+        """
+        auth_values = [v for k, v in metadata if k.lower() == "authorization"]
+        if len(auth_values) > 1:
+            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "more than one authorization header")
+        if auth_values:
+            return self._from_token(auth_values[0])
+        if peer_cert_pem is None:
+            raise AuthError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "no credentials: send a bearer token or a configured client certificate",
+            )
+        return self._from_certificate(peer_cert_pem)
+
+    def _from_token(self, value: str | bytes) -> Principal:
+        text = value.decode("latin-1") if isinstance(value, bytes) else value
+        scheme, _, token = text.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError(
+                grpc.StatusCode.UNAUTHENTICATED, "authorization must be 'Bearer <token>'"
+            )
+        digest = token_sha256(token)
+        found: Principal | None = None
+        for known, principal in self._tokens:  # every hash compared: no early exit
+            if hmac.compare_digest(digest, known):
+                found = principal
+        if found is None:
+            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "unknown bearer token")
+        return found
+
+    def _from_certificate(self, pem: bytes) -> Principal:
+        try:
+            fp = fingerprint(pem)
+        except Exception as exc:  # relay.tls raises its own error on an unparsable cert
+            raise AuthError(
+                grpc.StatusCode.UNAUTHENTICATED, "the client certificate could not be read"
+            ) from exc
+        principal = self._certs.get(fp)
+        if principal is None:
+            raise AuthError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"client certificate sha256:{fp[:16]}… is not configured here",
+            )
+        if self._cas and not any(is_issued_by(pem, ca) for ca in self._cas):
+            raise AuthError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "client certificate not issued by a configured CA",
+            )
+        cert = x509.load_pem_x509_certificate(pem)
+        now = datetime.datetime.now(datetime.UTC)
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise AuthError(
+                grpc.StatusCode.UNAUTHENTICATED, "client certificate expired or not yet valid"
+            )
+        return principal
+
+    # --- authorisation and limits -------------------------------------------------------------
+
+    def authorize(self, principal: Principal, service: str) -> None:
+        allowed = self._service_kinds.get(service, frozenset())
+        if principal.kind not in allowed:
+            raise AuthError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"a {principal.kind.value} may not call {service}",
+            )
+
+    def acquire(self, principal: Principal) -> None:
+        """Take one call slot and one rate token, or refuse with RESOURCE_EXHAUSTED."""
+        bucket = self._buckets.get(principal)
+        if bucket is None:
+            bucket = self._buckets[principal] = _Bucket(self.limits.burst)
+        now = time.monotonic()
+        bucket.tokens = min(
+            float(self.limits.burst),
+            bucket.tokens + (now - bucket.stamp) * self.limits.rate_per_second,
+        )
+        bucket.stamp = now
+        if bucket.in_flight >= self.limits.max_concurrent:
+            raise AuthError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many calls in flight (limit {self.limits.max_concurrent})",
+            )
+        if bucket.tokens < 1.0:
+            raise AuthError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"rate limit of {self.limits.rate_per_second:g} calls/s exceeded",
+            )
+        bucket.tokens -= 1.0
+        bucket.in_flight += 1
+
+    def release(self, principal: Principal) -> None:
+        bucket = self._buckets.get(principal)
+        if bucket is not None and bucket.in_flight > 0:
+            bucket.in_flight -= 1
+
+
+def service_of(method: str) -> str:
+    """``/interop.v1.RelayService/Forward`` -> ``interop.v1.RelayService``."""
+    parts = method.split("/")
+    return parts[1] if len(parts) == 3 else ""
+
+
+def _peer_certificate(context: grpc.aio.ServicerContext[Any, Any]) -> bytes | None:
+    value = next(iter(context.auth_context().get("x509_pem_cert", ())), None)
+    if value is None:
+        return None
+    return value if isinstance(value, bytes) else str(value).encode("ascii")
+
+
+_Behaviour = Callable[..., Any]
+
+
+@dataclass
+class AuthInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
+    """Applies an :class:`AuthPolicy` to every call before its handler runs.
+
+    ``handler_call_details`` carries no TLS information, so the check runs inside a wrapper of
+    the handler's behaviour, where ``context.auth_context()`` gives the client certificate.
+    """
+
+    policy: AuthPolicy
+    public_services: frozenset[str] = field(default=PUBLIC_SERVICES)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        # None at run time for an unknown method (grpc answers UNIMPLEMENTED); the stubs omit it.
+        handler = await continuation(handler_call_details)
+        service = service_of(handler_call_details.method)
+        if handler is None or service in self.public_services:
+            return handler
+        metadata = [(k, v) for k, v in (handler_call_details.invocation_metadata or ())]
+        return _wrap(handler, _Guard(self.policy, service, handler_call_details.method, metadata))
+
+
+@dataclass(frozen=True, slots=True)
+class _Guard:
+    policy: AuthPolicy
+    service: str
+    method: str
+    metadata: Sequence[tuple[str, str | bytes]]
+
+    async def enter(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
+        """Authenticate, authorise and take a slot; on refusal abort the call (raises)."""
+        principal: Principal | None = None
+        try:
+            principal = self.policy.authenticate(self.metadata, _peer_certificate(context))
+            self.policy.authorize(principal, self.service)
+            self.policy.acquire(principal)
+        except AuthError as exc:
+            log.warning(
+                "grpc_call_refused",
+                method=self.method,
+                code=exc.code.name,
+                reason=exc.message,
+                principal=principal.name if principal else None,
+                principal_kind=principal.kind.value if principal else None,
+                client=context.peer(),
+            )
+            await context.abort(exc.code, exc.message)
+            raise  # abort raises; this line only keeps the type checker and readers sure
+        return principal
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler[Any, Any], guard: _Guard
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """The same handler whose behaviour first passes ``guard`` and holds its slot throughout."""
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(_single(handler.unary_unary, guard), **kwargs)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(_single(handler.stream_unary, guard), **kwargs)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(_stream(handler.unary_stream, guard), **kwargs)
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(
+            _stream(handler.stream_stream, guard), **kwargs
+        )
+    return handler
+
+
+def _single(behaviour: _Behaviour, guard: _Guard) -> _Behaviour:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        principal = await guard.enter(context)
+        token = current_principal.set(principal)
+        try:
+            result = behaviour(request, context)
+            return await result if inspect.isawaitable(result) else result
+        finally:
+            current_principal.reset(token)
+            guard.policy.release(principal)
+
+    return guarded
+
+
+def _stream(behaviour: _Behaviour, guard: _Guard) -> _Behaviour:
+    async def guarded(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        principal = await guard.enter(context)
+        token = current_principal.set(principal)
+        try:
+            produced = behaviour(request, context)
+            if inspect.isasyncgen(produced) or hasattr(produced, "__aiter__"):
+                async for item in produced:
+                    yield item
+            else:  # a coroutine that writes with context.write()
+                await produced
+        finally:
+            with contextlib.suppress(ValueError):  # finalised in another context
+                current_principal.reset(token)
+            guard.policy.release(principal)
+
+    return guarded
+
+
+__all__ = [
+    "AUDIT_SERVICE",
+    "HEALTH_SERVICE",
+    "INTEROP_SERVICE",
+    "PUBLIC_SERVICES",
+    "RELAY_SERVICE",
+    "SERVICE_KINDS",
+    "AuthError",
+    "AuthInterceptor",
+    "AuthPolicy",
+    "CertificateBinding",
+    "Limits",
+    "Principal",
+    "PrincipalKind",
+    "TokenBinding",
+    "current_principal",
+    "service_of",
+    "token_sha256",
+]

@@ -1,0 +1,221 @@
+"""The gateway's gRPC server: RelayService for peers, InteropService for developers, health and
+reflection for everyone, behind TLS and :class:`relay.grpc.auth.AuthInterceptor`.
+
+Errors leave as status codes with a short message, never a traceback: a malformed item is a
+``REJECTED`` verdict for that item alone, an oversized batch ``INVALID_ARGUMENT``, a message
+over the size limit ``RESOURCE_EXHAUSTED`` (gRPC itself refuses it before decoding), a handler
+failure ``UNAVAILABLE`` when retryable and ``INTERNAL`` otherwise (logged with its cause here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import grpc
+import grpc.aio
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # stubs lack it
+from grpc_reflection.v1alpha import reflection
+
+from protos.interop.v1 import interop_pb2_grpc, relay_pb2, relay_pb2_grpc
+from relay.grpc.auth import (
+    HEALTH_SERVICE,
+    INTEROP_SERVICE,
+    RELAY_SERVICE,
+    AuthInterceptor,
+    AuthPolicy,
+    Principal,
+    PrincipalKind,
+    current_principal,
+)
+from relay.grpc.convert import (
+    DEFAULT_MAX_BATCH_ITEMS,
+    MAX_GRPC_MESSAGE_BYTES,
+    ack_items_from_request,
+    forward_items_from_request,
+    merge_verdicts,
+    verdict_to_proto,
+)
+from relay.links import AckItem, ForwardItem, InboundHandler, Verdict
+
+log = structlog.get_logger(__name__)
+
+CONVERT_IN_THREAD_BYTES: Final = 256 * 1024
+"""Requests larger than this are parsed in a worker thread: bounded JSON parsing of up to
+16 MiB takes a noticeable fraction of a second, which would stall every other call."""
+
+REFLECTION_SERVICE: Final = "grpc.reflection.v1alpha.ServerReflection"
+
+_T = TypeVar("_T")
+
+
+class ServerStartError(Exception):
+    """The server could not start (address in use, bad TLS material): the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    """The gateway's certificate chain and key (PEM), and the CA roots whose certificates the
+    server asks clients for (every peer's CA and the developers'); pinning decides who is who."""
+
+    cert_pem: bytes
+    key_pem: bytes
+    client_ca_pems: Sequence[bytes]
+
+
+class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
+    """Converts strictly and hands the items to the :class:`InboundHandler`; idempotency and
+    verification are the handler's job."""
+
+    def __init__(self, handler: InboundHandler, *, max_batch_items: int) -> None:
+        self._handler = handler
+        self._max_items = max_batch_items
+
+    async def Forward(  # noqa: N802 - the gRPC method name
+        self, request: relay_pb2.ForwardRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> relay_pb2.ForwardResponse:
+        peer = await self._peer(context, len(request.items))
+        converted = await _maybe_in_thread(forward_items_from_request, request)
+        items = [c for c in converted if isinstance(c, ForwardItem)]
+        handled: Sequence[Verdict] = []
+        if items:
+            handled = await self._call(
+                context, "forward", peer, self._handler.handle_forward(peer.name, items)
+            )
+        verdicts = await self._merge(context, converted, handled, items, "forward")
+        return relay_pb2.ForwardResponse(verdicts=[verdict_to_proto(v) for v in verdicts])
+
+    async def Acknowledge(  # noqa: N802 - the gRPC method name
+        self, request: relay_pb2.AcknowledgeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> relay_pb2.AcknowledgeResponse:
+        peer = await self._peer(context, len(request.items))
+        converted = await _maybe_in_thread(ack_items_from_request, request)
+        items = [c for c in converted if isinstance(c, AckItem)]
+        handled: Sequence[Verdict] = []
+        if items:
+            handled = await self._call(
+                context, "acknowledge", peer, self._handler.handle_acknowledge(peer.name, items)
+            )
+        verdicts = await self._merge(context, converted, handled, items, "acknowledge")
+        return relay_pb2.AcknowledgeResponse(verdicts=[verdict_to_proto(v) for v in verdicts])
+
+    async def _peer(self, context: grpc.aio.ServicerContext[Any, Any], count: int) -> Principal:
+        principal = current_principal.get()
+        if principal is None or principal.kind is not PrincipalKind.PEER:
+            # Only reachable when the server runs without the interceptor: refuse, never serve.
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "peers only")
+            raise AssertionError("abort returned")
+        if count > self._max_items:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{count} items in one call; at most {self._max_items}",
+            )
+        return principal
+
+    async def _call(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        what: str,
+        peer: Principal,
+        call: Any,
+    ) -> Sequence[Verdict]:
+        try:
+            result: Sequence[Verdict] = await call
+        except Exception as exc:
+            retryable = bool(getattr(exc, "retryable", False))
+            log.error(
+                "relay_handler_failed",
+                call=what,
+                peer=peer.name,
+                error=f"{type(exc).__name__}: {exc}",
+                retryable=retryable,
+                exc_info=not retryable,
+            )
+            if retryable:
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE, f"the gateway cannot {what} now; retry later"
+                )
+            await context.abort(grpc.StatusCode.INTERNAL, f"the gateway failed to {what} the batch")
+            raise AssertionError("abort returned") from exc
+        return result
+
+    async def _merge(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        converted: Sequence[object],
+        handled: Sequence[Verdict],
+        items: Sequence[ForwardItem] | Sequence[AckItem],
+        what: str,
+    ) -> list[Verdict]:
+        """Verdicts in request order; a handler answering other ids or counts is a bug here."""
+        if [v.id for v in handled] != [i.id for i in items]:
+            log.error("relay_handler_bad_verdicts", call=what, items=len(items), got=len(handled))
+            await context.abort(grpc.StatusCode.INTERNAL, f"the gateway failed to {what} the batch")
+        return merge_verdicts(converted, handled, what)
+
+
+async def _maybe_in_thread(convert: Any, request: Any) -> list[Any]:
+    if request.ByteSize() > CONVERT_IN_THREAD_BYTES:
+        result: list[Any] = await asyncio.to_thread(convert, request)
+        return result
+    done: list[Any] = convert(request)
+    return done
+
+
+async def start_server(
+    *,
+    listen: str,
+    tls: ServerTls,
+    auth: AuthPolicy,
+    relay_handler: InboundHandler | None,
+    interop_servicer: interop_pb2_grpc.InteropServiceServicer | None,
+    max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
+    max_message_bytes: int = MAX_GRPC_MESSAGE_BYTES,
+) -> grpc.aio.Server:
+    """Build, bind (``host:port``) and start the server; stop it with ``await server.stop(grace)``.
+
+    Health reports SERVING for the whole server ("") and for each registered service;
+    reflection lists the registered services, health and itself.
+    """
+    if not tls.client_ca_pems:
+        raise ServerStartError("at least one client CA is needed to ask clients for certificates")
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(auth)],
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),  # a second gateway on the same port fails instead of sharing
+        ],
+    )
+    services: list[str] = []
+    if relay_handler is not None:
+        relay_pb2_grpc.add_RelayServiceServicer_to_server(
+            RelayServicer(relay_handler, max_batch_items=max_batch_items), server
+        )
+        services.append(RELAY_SERVICE)
+    if interop_servicer is not None:
+        interop_pb2_grpc.add_InteropServiceServicer_to_server(interop_servicer, server)
+        services.append(INTEROP_SERVICE)
+    health_servicer = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ["", *services]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection([*services, HEALTH_SERVICE, REFLECTION_SERVICE], server)
+    try:
+        credentials = grpc.ssl_server_credentials(
+            [(tls.key_pem, tls.cert_pem)],
+            root_certificates=b"".join(tls.client_ca_pems),
+            require_client_auth=False,
+        )
+        port = server.add_secure_port(listen, credentials)
+    except RuntimeError as exc:
+        raise ServerStartError(f"cannot listen on {listen}: {exc}") from exc
+    if port == 0:
+        raise ServerStartError(f"cannot listen on {listen}")
+    await server.start()
+    log.info("grpc_server_started", listen=listen, port=port, services=services)
+    return server
