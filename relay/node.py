@@ -1,0 +1,125 @@
+"""A gateway node: store + adapters + verifier + links + pipeline, from explicit arguments.
+
+``gateway run`` (a later step) builds these from the TOML configuration and adds the gRPC
+server; tests build them directly. The node owns the lifecycle: ``start`` opens the store and
+starts the pipeline, ``stop`` drains it (no new observations, in-flight submissions finish) and
+closes the adapters and the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from adapters.base import ChainAdapter, Submission
+from relay.crash import check_environment
+from relay.links import PeerLink
+from relay.pipeline import MessageVerifier, Pipeline, PipelineSettings
+from relay.store import Store
+
+log = structlog.get_logger(__name__)
+
+
+class InvalidRequest(Exception):
+    """A developer request the gateway refuses (unknown chain or route, timeout not positive)."""
+
+    retryable = False
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    id: bytes
+    submission: Submission
+    timeout: int
+    """The absolute timeout, in the destination chain's seconds, that was submitted."""
+
+
+class GatewayNode:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        adapters: Mapping[str, ChainAdapter],
+        verifier: MessageVerifier,
+        routes: Iterable[tuple[str, str]],
+        links: Mapping[str, PeerLink] | None = None,
+        peer_chains: Mapping[str, Iterable[str]] | None = None,
+        settings: PipelineSettings | None = None,
+        start_heights: Mapping[str, int] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.adapters = dict(adapters)
+        self.routes = frozenset(routes)
+        self.pipeline = Pipeline(
+            store=store,
+            adapters=self.adapters,
+            verifier=verifier,
+            routes=self.routes,
+            links=links or {},
+            peer_chains=peer_chains or {},
+            settings=settings or PipelineSettings(),
+            start_heights=start_heights,
+            clock=clock,
+        )
+        self._started = False
+
+    @property
+    def handler(self) -> Pipeline:
+        """The ``InboundHandler`` the gRPC ``RelayService`` calls."""
+        return self.pipeline
+
+    async def start(self) -> None:
+        check_environment()
+        await self.store.open()
+        await self.pipeline.start()
+        self._started = True
+        log.info("gateway_started", chains=sorted(self.adapters), routes=len(self.routes))
+
+    async def stop(self) -> None:
+        if self._started:
+            await self.pipeline.stop()
+        for adapter in self.adapters.values():
+            await adapter.close()
+        await self.store.close()
+        self._started = False
+        log.info("gateway_stopped")
+
+    async def send_message(
+        self,
+        src_chain: str,
+        dst_chain: str,
+        receiver: bytes,
+        payload: bytes,
+        timeout_seconds: int,
+    ) -> SentMessage:
+        """Submit ``sendMessage`` on ``src_chain`` from its sender account.
+
+        The timeout is relative: it becomes the destination chain's latest block time plus
+        ``timeout_seconds`` (the destination decides expiry by its own clock, requirement 18);
+        0 or less is refused.
+        """
+        if timeout_seconds <= 0:
+            raise InvalidRequest("timeout_seconds must be positive (0 would expire at once)")
+        adapter = self.adapters.get(src_chain)
+        if adapter is None:
+            raise InvalidRequest(f"chain {src_chain!r} is not served by this gateway")
+        if (src_chain, dst_chain) not in self.routes:
+            raise InvalidRequest(f"no route from {src_chain!r} to {dst_chain!r}")
+        dst = self.adapters.get(dst_chain)
+        if dst is None:
+            raise InvalidRequest(f"the time of chain {dst_chain!r} is not known here")
+        timeout = (await dst.status()).timestamp + timeout_seconds
+        mid, submission = await adapter.send_message(dst_chain, receiver, payload, timeout)
+        log.info(
+            "message_sent",
+            message_id="0x" + mid.hex(),
+            src_chain=src_chain,
+            dst_chain=dst_chain,
+            tx_hash=submission.tx_hash,
+            timeout=timeout,
+        )
+        return SentMessage(mid, submission, timeout)

@@ -1,0 +1,1054 @@
+"""The relay pipeline: explicit stages with bounded queues, driven by the store, exactly once.
+
+Source side (facts of a chain this gateway serves)::
+
+    observe ─> verify ─> forward (PeerLink) ···> [destination] ··· acknowledge (inbound)
+            ─> acknowledge in batches ─> observe ``acknowledged`` ─> closed
+
+Destination side::
+
+    handle_forward (inbound: verify with own trust, persist only verified) ─> deliver in batches
+    ─> observe ``delivery_result`` ─> verify ─> acknowledge back (PeerLink)
+
+Every step is a conditional store transition, so a step repeated after a crash or a duplicate
+call is a no-op; on chain the contract makes deliveries and acknowledgements at-most-once. A
+:class:`Stage` admits at most ``queue_bound`` rows (queued, in flight, or waiting to retry): when
+the next stage is full, the previous stage's worker waits, and at the head the observer stops
+reading and its cursor stops advancing; nothing is dropped, it stays in the store. Each stage
+also scans the store for due rows, which is how retries and a restart pick work up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from adapters.base import ChainAdapter, Fact, FactKind
+from relay.crash import crash_point
+from relay.links import AckItem, ForwardItem, InboundHandler, PeerLink, Verdict, VerdictKind
+from relay.local_link import LOCAL_PEER, LocalLink
+from relay.retry import Decision, RetryPolicy, StuckReporter, classify, describe
+from relay.store import (
+    NEVER,
+    Hop,
+    MessageRecord,
+    RejectedAttempt,
+    Role,
+    State,
+    Store,
+    Transition,
+)
+from verifier.messages import DeliveryResult, DeliveryStatus, Message
+
+log = structlog.get_logger(__name__)
+
+Key = tuple[bytes, Role]
+
+
+class MessageVerifier(Protocol):
+    """What the pipeline needs from ``relay.verify.FactVerifier``: the receiving side's checks
+    against its own trust roots. Raises ``EvidenceRejected`` or ``NotYetTrusted``."""
+
+    async def verify_message(
+        self, message: Message, message_id: bytes, bundle: Mapping[str, Any]
+    ) -> Any: ...
+
+    async def verify_result(
+        self,
+        message: Message,
+        message_id: bytes,
+        result: DeliveryResult,
+        bundle: Mapping[str, Any],
+    ) -> Any: ...
+
+
+class RelayTuning(Protocol):
+    """``relay.config.RelaySettings`` as read here (so the pipeline does not import config)."""
+
+    batch_size: int
+    batch_wait: float
+    queue_bound: int
+    retry_initial: float
+    retry_max: float
+    stuck_after: float
+    max_blocks: int
+    poll_interval: float
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    batch_size: int = 50
+    batch_wait: float = 0.5
+    queue_bound: int = 1000
+    retry_initial: float = 0.5
+    retry_max: float = 30.0
+    stuck_after: float = 120.0
+    max_blocks: int = 1000
+    poll_interval: float = 1.0
+    recheck_after: float = 30.0
+    """A submitted delivery or acknowledgement whose fact has not been observed after this long
+    is checked on chain and resubmitted if the chain does not have it."""
+    drain_timeout: float = 30.0
+
+    @classmethod
+    def from_relay(cls, relay: RelayTuning, **overrides: Any) -> PipelineSettings:
+        values = {
+            f: getattr(relay, f)
+            for f in (
+                "batch_size",
+                "batch_wait",
+                "queue_bound",
+                "retry_initial",
+                "retry_max",
+                "stuck_after",
+                "max_blocks",
+                "poll_interval",
+            )
+        }
+        return cls(**{**values, **overrides})
+
+
+Handler = Callable[["Stage", list[MessageRecord]], Awaitable[None]]
+
+
+class Stage:
+    """One step's bounded set of admitted rows, a ready queue, and one worker taking batches."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        role: Role,
+        states: frozenset[State],
+        chain: str | None,
+        bound: int,
+        batch_size: int,
+        batch_wait: float,
+        handler: Handler,
+    ) -> None:
+        self.name = name
+        self.role = role
+        self.states = states
+        self.chain = chain
+        self.bound = max(1, bound)
+        self.batch_size = max(1, batch_size)
+        self.batch_wait = batch_wait
+        self.handler = handler
+        self.pending: dict[Key, MessageRecord] = {}
+        self.uncertain: set[Key] = set()
+        """Rows whose previous attempt's outcome is unknown (a failure, a restart): check the
+        chain before submitting them again."""
+        self._ready: asyncio.Queue[Key] = asyncio.Queue()
+        self._space = asyncio.Condition()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self.busy = False
+
+    def full(self) -> bool:
+        return len(self.pending) >= self.bound
+
+    def _add(self, rec: MessageRecord, uncertain: bool) -> None:
+        if rec.key in self.pending:
+            return
+        self.pending[rec.key] = rec
+        if uncertain:
+            self.uncertain.add(rec.key)
+        self._ready.put_nowait(rec.key)
+
+    async def admit(self, rec: MessageRecord, *, uncertain: bool = False) -> None:
+        """Wait for room, then admit (backpressure on the caller)."""
+        async with self._space:
+            await self._space.wait_for(lambda: rec.key in self.pending or not self.full())
+            self._add(rec, uncertain)
+
+    def try_admit(self, rec: MessageRecord, *, uncertain: bool = False) -> bool:
+        if rec.key not in self.pending and self.full():
+            return False
+        self._add(rec, uncertain)
+        return True
+
+    async def release(self, key: Key) -> None:
+        self.pending.pop(key, None)
+        self.uncertain.discard(key)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        async with self._space:
+            self._space.notify_all()
+
+    def retry(self, rec: MessageRecord, delay: float) -> None:
+        """Keep the row admitted (it still counts against the bound) and retry after ``delay``."""
+        self.pending[rec.key] = rec
+        self.uncertain.add(rec.key)
+
+        def ready() -> None:
+            self._timers.pop(rec.key, None)
+            if rec.key in self.pending:
+                self._ready.put_nowait(rec.key)
+
+        self._timers[rec.key] = asyncio.get_running_loop().call_later(max(0.0, delay), ready)
+
+    async def take_batch(self) -> list[MessageRecord]:
+        keys = [await self._ready.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.batch_wait
+        while len(keys) < self.batch_size:
+            try:
+                keys.append(self._ready.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                keys.append(await asyncio.wait_for(self._ready.get(), remaining))
+            except TimeoutError:
+                break
+        seen: set[Key] = set()
+        batch = []
+        for key in keys:
+            if key in self.pending and key not in seen:
+                seen.add(key)
+                batch.append(self.pending[key])
+        return batch
+
+    def cancel_timers(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+
+def _hex(id: bytes) -> str:
+    return "0x" + id.hex()
+
+
+class Pipeline(InboundHandler):
+    """The stages of every route this gateway serves an end of, and the inbound handler."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        adapters: Mapping[str, ChainAdapter],
+        verifier: MessageVerifier,
+        routes: Iterable[tuple[str, str]],
+        links: Mapping[str, PeerLink],
+        peer_chains: Mapping[str, Iterable[str]],
+        settings: PipelineSettings = PipelineSettings(),
+        start_heights: Mapping[str, int] | None = None,
+        clock: Callable[[], float] = time.time,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.store = store
+        self.adapters = dict(adapters)
+        self.verifier = verifier
+        self.routes = frozenset(routes)
+        self.links = dict(links)
+        """Remote chain name -> the link to the peer serving it (local chains use ``local``)."""
+        self.peer_chains = {p: frozenset(c) for p, c in peer_chains.items()}
+        self.settings = settings
+        self.start_heights = dict(start_heights or {})
+        self.clock = clock
+        self.policy = policy or RetryPolicy(settings.retry_initial, settings.retry_max)
+        self.stuck = StuckReporter(store, settings.stuck_after)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._workers: list[tuple[Stage, asyncio.Task[None]]] = []
+        self._stopping = asyncio.Event()
+        self._local = LocalLink(self)
+        s = settings
+
+        def stage(
+            name: str,
+            role: Role,
+            states: set[State],
+            chain: str | None,
+            handler: Handler,
+            *,
+            batched: bool = True,
+        ) -> Stage:
+            return Stage(
+                name,
+                role=role,
+                states=frozenset(states),
+                chain=chain,
+                bound=s.queue_bound,
+                batch_size=s.batch_size,
+                batch_wait=s.batch_wait if batched else 0.0,
+                handler=handler,
+            )
+
+        self.verify_stage = stage(
+            "verify", Role.SOURCE, {State.OBSERVED}, None, self._verify_sent, batched=False
+        )
+        self.forward_stage = stage("forward", Role.SOURCE, {State.VERIFIED}, None, self._forward)
+        self.result_stage = stage(
+            "result_forward",
+            Role.DESTINATION,
+            {State.DELIVERED, State.EXPIRED},
+            None,
+            self._forward_results,
+        )
+        self.deliver_stages = {
+            c: stage(f"deliver:{c}", Role.DESTINATION, {State.VERIFIED}, c, self._deliver)
+            for c in self.adapters
+        }
+        self.ack_stages = {
+            c: stage(f"ack:{c}", Role.SOURCE, {State.RESULT_VERIFIED}, c, self._acknowledge)
+            for c in self.adapters
+        }
+        self.delivery_check_stages = {
+            c: stage(
+                f"delivery_check:{c}",
+                Role.DESTINATION,
+                {State.DELIVERY_SUBMITTED},
+                c,
+                self._recheck_delivery,
+                batched=False,
+            )
+            for c in self.adapters
+        }
+        self.ack_check_stages = {
+            c: stage(
+                f"ack_check:{c}",
+                Role.SOURCE,
+                {State.ACK_SUBMITTED},
+                c,
+                self._recheck_ack,
+                batched=False,
+            )
+            for c in self.adapters
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def stages(self) -> list[Stage]:
+        return [
+            self.verify_stage,
+            self.forward_stage,
+            self.result_stage,
+            *self.deliver_stages.values(),
+            *self.ack_stages.values(),
+            *self.delivery_check_stages.values(),
+            *self.ack_check_stages.values(),
+        ]
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        for st in self.stages:
+            self._workers.append((st, asyncio.create_task(self._work(st), name=st.name)))
+            self._spawn(f"feed:{st.name}", self._feed, st)
+        for chain, adapter in self.adapters.items():
+            self._spawn(f"observe:{chain}", self._observe, chain, adapter)
+            self._spawn(f"seal:{chain}", self._seal, chain, adapter)
+        self._spawn("stuck", self._report_stuck)
+
+    def _spawn(self, name: str, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        self._tasks.append(asyncio.create_task(self._supervise(name, fn, *args), name=name))
+
+    async def _supervise(self, name: str, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """The task boundary: an unexpected error is logged and the loop restarts after a
+        backoff, so one bad fact cannot stop a route silently."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await fn(*args)
+                return
+            except Exception as exc:
+                failures += 1
+                log.exception("task_failed", task=name, attempt=failures, reason=describe(exc))
+                await self._sleep(self.policy.delay(failures))
+
+    async def stop(self) -> None:
+        """Stop observing, let in-flight batches finish (bounded by ``drain_timeout``), stop."""
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_timeout
+        while any(st.busy for st, _ in self._workers) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for st, task in self._workers:
+            task.cancel()
+            st.cancel_timers()
+        await asyncio.gather(*(t for _, t in self._workers), return_exceptions=True)
+        self._workers.clear()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _work(self, st: Stage) -> None:
+        while not self._stopping.is_set():
+            batch = await st.take_batch()
+            if not batch:
+                continue
+            st.busy = True
+            try:
+                await st.handler(st, batch)
+            except Exception as exc:
+                log.exception("stage_failed", stage=st.name, reason=describe(exc))
+                for rec in batch:
+                    if rec.key in st.pending:
+                        await self._failed(st, rec, exc)
+            finally:
+                st.busy = False
+
+    async def _feed(self, st: Stage) -> None:
+        """Admit due rows from the store: retries whose time has come and work left by a
+        restart. Rows it admits are "uncertain": their last attempt's outcome is unknown."""
+        while not self._stopping.is_set():
+            if not st.full():
+                rows = await self.store.due(
+                    st.role, st.states, self.clock(), chain=st.chain, limit=st.bound
+                )
+                for rec in rows:
+                    if rec.key not in st.pending and not st.try_admit(rec, uncertain=True):
+                        break
+            await self._sleep(self.settings.poll_interval)
+
+    async def _report_stuck(self) -> None:
+        period = max(0.05, min(self.settings.stuck_after / 4, 5.0))
+        while not self._stopping.is_set():
+            await self.stuck.report(self.clock())
+            await self._sleep(period)
+
+    # -- state changes and failures -----------------------------------------------------------
+
+    async def _transition(self, t: Transition) -> bool:
+        changed = await self.store.transition(t)
+        if changed:
+            m = t.message
+            log.info(
+                f"message_{t.to}",
+                message_id=_hex(t.id),
+                role=str(t.role),
+                src_chain=m.src_chain if m else None,
+                dst_chain=m.dst_chain if m else None,
+                height=t.height,
+                tx_hash=t.tx_hash,
+                reason=t.error,
+            )
+        return changed
+
+    def _move(
+        self, rec: MessageRecord, to: State, *, expect: Iterable[State] | None = None, **kw: Any
+    ) -> Transition:
+        return Transition(
+            id=rec.id,
+            role=rec.role,
+            to=to,
+            expect=frozenset(expect) if expect is not None else frozenset({rec.state}),
+            at=self.clock(),
+            message=None,
+            **kw,
+        )
+
+    async def _failed(self, st: Stage, rec: MessageRecord, exc: BaseException) -> Decision:
+        """Record a failed attempt; retry it later (kept in the stage) or stop (released)."""
+        attempt = rec.attempts + 1
+        outcome = self.policy.outcome(exc, attempt, self.clock())
+        await self.store.record_attempt(
+            rec.id,
+            rec.role,
+            state=rec.state,
+            error=outcome.reason,
+            next_try_at=outcome.next_try_at,
+            at=self.clock(),
+        )
+        event = log.warning if outcome.decision is Decision.RETRY else log.error
+        event(
+            "attempt_failed",
+            stage=st.name,
+            message_id=_hex(rec.id),
+            attempt=attempt,
+            decision=str(outcome.decision),
+            reason=outcome.reason,
+        )
+        if outcome.decision is Decision.RETRY:
+            st.retry(
+                dataclasses.replace(rec, attempts=attempt, last_error=outcome.reason),
+                outcome.next_try_at - self.clock(),
+            )
+        else:
+            await st.release(rec.key)
+        return outcome.decision
+
+    async def _bundle(self, id: bytes, hop: Hop) -> tuple[Mapping[str, Any], str] | None:
+        for ev in await self.store.evidence(id):
+            if ev.hop is hop:
+                return ev.bundle, ev.endpoint
+        return None
+
+    # -- observation --------------------------------------------------------------------------
+
+    async def _observe(self, chain: str, adapter: ChainAdapter) -> None:
+        cursor = await self.store.get_cursor(chain)
+        if cursor is None:
+            height = self.start_heights.get(chain)
+            if height is None:
+                height = (await adapter.status()).head
+            cursor = adapter.initial_cursor(height)
+            await self.store.set_cursor(chain, cursor, self.clock())
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                page = await adapter.facts(cursor, max_blocks=self.settings.max_blocks)
+                if page.facts:
+                    crash_point("after_observe")
+                admitted = await self._persist_page(chain, adapter, page.facts)
+            except Exception as exc:
+                if classify(exc) is not Decision.RETRY:
+                    raise
+                failures += 1
+                log.warning("observe_failed", chain=chain, attempt=failures, reason=describe(exc))
+                await self._sleep(self.policy.delay(failures))
+                continue
+            failures = 0
+            for st, rec in admitted:
+                await st.admit(rec)  # blocks while the next stage is full: backpressure
+            if page.cursor != cursor:
+                await self.store.set_cursor(chain, page.cursor, self.clock())
+                cursor = page.cursor
+            else:
+                await self._sleep(self.settings.poll_interval)
+
+    async def _persist_page(
+        self, chain: str, adapter: ChainAdapter, facts: Sequence[Fact]
+    ) -> list[tuple[Stage, MessageRecord]]:
+        admitted: list[tuple[Stage, MessageRecord]] = []
+        for i, fact in enumerate(facts):
+            if i == 1:
+                crash_point("mid_batch_persist")
+            found = await self._persist_fact(chain, adapter, fact)
+            if found is not None:
+                admitted.append(found)
+        return admitted
+
+    async def _persist_fact(
+        self, chain: str, adapter: ChainAdapter, fact: Fact
+    ) -> tuple[Stage, MessageRecord] | None:
+        now = self.clock()
+        if fact.kind is FactKind.MESSAGE_SENT:
+            m = fact.message
+            if m is None or fact.evidence is None or m.src_chain != chain:
+                log.warning("fact_ignored", chain=chain, kind=str(fact.kind), reason="incomplete")
+                return None
+            if (m.src_chain, m.dst_chain) not in self.routes:
+                log.info("fact_ignored", chain=chain, message_id=_hex(fact.id), reason="no route")
+                return None
+            t = Transition(
+                id=fact.id,
+                role=Role.SOURCE,
+                to=State.OBSERVED,
+                expect=None,
+                at=now,
+                message=m,
+                evidence=(Hop.MESSAGE_SENT, fact.evidence.bundle, fact.evidence.endpoint),
+                height=fact.height,
+                tx_hash=fact.tx_hash,
+            )
+            if await self._transition(t):
+                rec = await self.store.get(fact.id, Role.SOURCE)
+                if rec is not None:
+                    return self.verify_stage, rec
+            return None
+        if fact.kind is FactKind.DELIVERY_RESULT:
+            r = fact.result
+            if r is None or fact.evidence is None:
+                log.warning("fact_ignored", chain=chain, kind=str(fact.kind), reason="incomplete")
+                return None
+            rec = await self.store.get(fact.id, Role.DESTINATION)
+            if rec is None:
+                log.info("fact_ignored", chain=chain, message_id=_hex(fact.id), reason="unknown")
+                return None
+            to = State.EXPIRED if r.status is DeliveryStatus.EXPIRED else State.DELIVERED
+            t = self._move(
+                rec,
+                to,
+                expect={State.VERIFIED, State.DELIVERY_SUBMITTED},
+                result=r,
+                evidence=(Hop.DELIVERY_RESULT, fact.evidence.bundle, fact.evidence.endpoint),
+                height=fact.height,
+                tx_hash=fact.tx_hash,
+            )
+            if await self._transition(dataclasses.replace(t, message=rec.message)):
+                await self.deliver_stages[chain].release(rec.key)
+                await self.delivery_check_stages[chain].release(rec.key)
+                return self.result_stage, dataclasses.replace(
+                    rec, state=to, result=r, attempts=0, last_error=None
+                )
+            return None
+        if fact.kind is FactKind.ACKNOWLEDGED:
+            rec = await self.store.get(fact.id, Role.SOURCE)
+            if rec is None:
+                log.info("fact_ignored", chain=chain, message_id=_hex(fact.id), reason="unknown")
+                return None
+            t = self._move(
+                rec,
+                State.ACKNOWLEDGED,
+                expect={
+                    State.VERIFIED,
+                    State.FORWARDED,
+                    State.RESULT_VERIFIED,
+                    State.ACK_SUBMITTED,
+                },
+                ack_status=fact.ack_status,
+                height=fact.height,
+                tx_hash=fact.tx_hash,
+            )
+            if await self._transition(dataclasses.replace(t, message=rec.message)):
+                await self.ack_stages[chain].release(rec.key)
+                await self.ack_check_stages[chain].release(rec.key)
+            return None
+        if fact.kind is FactKind.UNUSABLE_SEAL and fact.seal_number is not None:
+            try:
+                sub = await adapter.requeue(fact.seal_number)
+            except Exception as exc:
+                if classify(exc) is Decision.RETRY:
+                    raise
+                log.error(
+                    "seal_requeue_failed", chain=chain, seal=fact.seal_number, reason=describe(exc)
+                )
+                return None
+            log.info(
+                "seal_requeued",
+                chain=chain,
+                seal=fact.seal_number,
+                tx_hash=sub.tx_hash,
+                reason=fact.reason,
+            )
+        return None
+
+    async def _seal(self, chain: str, adapter: ChainAdapter) -> None:
+        """FISCO BCOS: make pending ids and results provable (the adapter paces; EVM: None)."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                sub = await adapter.seal()
+                failures = 0
+                if sub is not None:
+                    log.info("sealed", chain=chain, tx_hash=sub.tx_hash, height=sub.height)
+                    continue
+            except Exception as exc:
+                if classify(exc) is not Decision.RETRY:
+                    raise
+                failures += 1
+                log.warning("seal_failed", chain=chain, attempt=failures, reason=describe(exc))
+                await self._sleep(self.policy.delay(failures))
+                continue
+            await self._sleep(self.settings.poll_interval)
+
+    # -- source: verify and forward -----------------------------------------------------------
+
+    async def _verify_sent(self, st: Stage, batch: list[MessageRecord]) -> None:
+        await asyncio.gather(*(self._verify_one(st, rec) for rec in batch))
+
+    async def _verify_one(self, st: Stage, rec: MessageRecord) -> None:
+        found = await self._bundle(rec.id, Hop.MESSAGE_SENT)
+        if rec.message is None or found is None:
+            await st.release(rec.key)
+            return
+        try:
+            await self.verifier.verify_message(rec.message, rec.id, found[0])
+        except Exception as exc:
+            if classify(exc) is Decision.REJECT:
+                await self._reject(rec, exc, Hop.MESSAGE_SENT, LOCAL_PEER)
+                await st.release(rec.key)
+                return
+            await self._failed(st, rec, exc)
+            return
+        crash_point("after_verify")
+        verified = await self._transition(
+            dataclasses.replace(self._move(rec, State.VERIFIED), message=rec.message)
+        )
+        await st.release(rec.key)
+        if verified:
+            await self.forward_stage.admit(
+                dataclasses.replace(rec, state=State.VERIFIED, attempts=0, last_error=None)
+            )
+
+    async def _reject(self, rec: MessageRecord, exc: BaseException, hop: Hop, peer: str) -> None:
+        reason = getattr(exc, "reason", None) or describe(exc)
+        check = str(getattr(exc, "check", "") or "")
+        await self.store.record_rejected(
+            RejectedAttempt(rec.id, rec.role, hop, check, str(reason), peer, self.clock())
+        )
+        await self._transition(
+            dataclasses.replace(
+                self._move(rec, State.REJECTED, error=f"[{check}] {reason}", next_try_at=NEVER),
+                message=rec.message,
+            )
+        )
+
+    def _link(self, chain: str) -> PeerLink | None:
+        if chain in self.adapters:
+            return self._local
+        return self.links.get(chain)
+
+    async def _forward(self, st: Stage, batch: list[MessageRecord]) -> None:
+        by_dst: dict[str, list[MessageRecord]] = {}
+        for rec in batch:
+            by_dst.setdefault(rec.dst_chain, []).append(rec)
+        for dst, recs in by_dst.items():
+            items, ready = [], []
+            for rec in recs:
+                found = await self._bundle(rec.id, Hop.MESSAGE_SENT)
+                if rec.message is None or found is None:
+                    await st.release(rec.key)
+                    continue
+                items.append(ForwardItem(rec.id, rec.message, found[0], found[1]))
+                ready.append(rec)
+            link = self._link(dst)
+            if not ready:
+                continue
+            if link is None:
+                for rec in ready:
+                    await self._failed(st, rec, LookupError(f"no peer serves chain {dst}"))
+                continue
+            try:
+                verdicts = await link.forward(items)
+            except Exception as exc:
+                for rec in ready:
+                    await self._failed(st, rec, exc)
+                continue
+            crash_point("after_forward_before_reply")
+            await self._apply_verdicts(st, ready, verdicts, State.FORWARDED, link.name)
+
+    async def _apply_verdicts(
+        self,
+        st: Stage,
+        recs: list[MessageRecord],
+        verdicts: Sequence[Verdict],
+        to: State,
+        peer: str,
+    ) -> None:
+        by_id = {v.id: v for v in verdicts}
+        for rec in recs:
+            v = by_id.get(rec.id)
+            if v is not None and v.kind is VerdictKind.ACCEPTED:
+                await self._transition(
+                    dataclasses.replace(self._move(rec, to), message=rec.message)
+                )
+                await st.release(rec.key)
+                continue
+            # The peer's rejection is a verdict on this attempt (its trust root may lag ours):
+            # retried with backoff, and visible as stuck if it persists.
+            why = "no verdict" if v is None else f"{v.kind} by {peer}: [{v.check}] {v.reason}"
+            await self._failed(st, rec, PeerVerdict(why, peer=peer))
+
+    # -- destination: inbound forward, deliver ------------------------------------------------
+
+    def _peer_serves(self, peer: str, chain: str) -> bool:
+        if peer == LOCAL_PEER:
+            return chain in self.adapters
+        return chain in self.peer_chains.get(peer, frozenset())
+
+    async def handle_forward(self, peer: str, items: Sequence[ForwardItem]) -> Sequence[Verdict]:
+        return list(await asyncio.gather(*(self._accept_forward(peer, i) for i in items)))
+
+    async def _accept_forward(self, peer: str, item: ForwardItem) -> Verdict:
+        m = item.message
+        if not self._peer_serves(peer, m.src_chain):
+            return Verdict(
+                item.id, VerdictKind.REJECTED, f"{peer} does not serve {m.src_chain}", "peer_chain"
+            )
+        if m.dst_chain not in self.adapters:
+            return Verdict(
+                item.id, VerdictKind.REJECTED, f"{m.dst_chain} is not served here", "destination"
+            )
+        if (m.src_chain, m.dst_chain) not in self.routes:
+            return Verdict(item.id, VerdictKind.REJECTED, "no such route", "route")
+        # Store and duplicates first (requirement 19): a known id costs no verification.
+        if await self.store.get(item.id, Role.DESTINATION) is not None:
+            return Verdict(item.id, VerdictKind.ACCEPTED, "already known")
+        st = self.deliver_stages[m.dst_chain]
+        if st.full():
+            return Verdict(item.id, VerdictKind.RETRY, "delivery queue full")
+        try:
+            await self.verifier.verify_message(m, item.id, item.bundle)
+        except Exception as exc:
+            decision = classify(exc)
+            reason = str(getattr(exc, "reason", None) or describe(exc))
+            if decision is Decision.REJECT:
+                check = str(getattr(exc, "check", "") or "")
+                await self.store.record_rejected(
+                    RejectedAttempt(
+                        item.id,
+                        Role.DESTINATION,
+                        Hop.MESSAGE_SENT,
+                        check,
+                        reason,
+                        peer,
+                        self.clock(),
+                    )
+                )
+                log.warning(
+                    "forward_rejected",
+                    peer=peer,
+                    message_id=_hex(item.id),
+                    check=check,
+                    reason=reason,
+                )
+                return Verdict(item.id, VerdictKind.REJECTED, reason, check)
+            return Verdict(item.id, VerdictKind.RETRY, reason)
+        # Only verified messages are persisted (requirement 13).
+        t = Transition(
+            id=item.id,
+            role=Role.DESTINATION,
+            to=State.VERIFIED,
+            expect=None,
+            at=self.clock(),
+            message=m,
+            evidence=(Hop.MESSAGE_SENT, item.bundle, f"{peer}:{item.endpoint}"),
+        )
+        if await self._transition(t):
+            rec = await self.store.get(item.id, Role.DESTINATION)
+            if rec is not None:
+                st.try_admit(rec)
+        crash_point("after_accept_before_reply")
+        return Verdict(item.id, VerdictKind.ACCEPTED)
+
+    async def _deliver(self, st: Stage, batch: list[MessageRecord]) -> None:
+        assert st.chain is not None
+        adapter = self.adapters[st.chain]
+        send: list[MessageRecord] = []
+        for rec in batch:
+            if rec.key in st.uncertain:
+                try:
+                    status = await adapter.delivery_status(rec.id)
+                except Exception:
+                    status = None
+                if status is not None:
+                    await self._submitted(st, rec, State.DELIVERY_SUBMITTED, None)
+                    continue
+            send.append(rec)
+        await self._submit_deliveries(st, adapter, send)
+
+    async def _submitted(
+        self, st: Stage, rec: MessageRecord, to: State, sub: Any, *, index: int = 0
+    ) -> None:
+        if index == 1:
+            crash_point("mid_batch_persist")
+        await self._transition(
+            dataclasses.replace(
+                self._move(
+                    rec,
+                    to,
+                    tx_hash=getattr(sub, "tx_hash", None),
+                    height=getattr(sub, "height", None),
+                    next_try_at=self.clock() + self.settings.recheck_after,
+                ),
+                message=rec.message,
+            )
+        )
+        await st.release(rec.key)
+
+    async def _submit_deliveries(
+        self, st: Stage, adapter: ChainAdapter, recs: list[MessageRecord]
+    ) -> None:
+        pairs = [(r.id, r.message) for r in recs if r.message is not None]
+        if not pairs:
+            return
+        crash_point("before_submit")
+        try:
+            sub = await adapter.deliver(pairs)
+        except Exception as exc:
+            if classify(exc) is Decision.STOP and len(recs) > 1:
+                # The chain refused the batch: bisect so that one bad item cannot block others.
+                half = len(recs) // 2
+                log.warning("batch_bisected", stage=st.name, size=len(recs), reason=describe(exc))
+                await self._submit_deliveries(st, adapter, recs[:half])
+                await self._submit_deliveries(st, adapter, recs[half:])
+                return
+            for rec in recs:
+                await self._failed(st, rec, exc)
+            return
+        crash_point("after_submit_before_receipt")
+        crash_point("after_receipt_before_persist")
+        log.info("delivery_submitted", chain=st.chain, size=len(recs), tx_hash=sub.tx_hash)
+        for i, rec in enumerate(recs):
+            await self._submitted(st, rec, State.DELIVERY_SUBMITTED, sub, index=i)
+
+    async def _recheck_delivery(self, st: Stage, batch: list[MessageRecord]) -> None:
+        """A delivery whose result fact has not come: resubmit if the chain does not have it."""
+        assert st.chain is not None
+        for rec in batch:
+            status = await self.adapters[st.chain].delivery_status(rec.id)
+            if status is None:
+                await self._transition(
+                    dataclasses.replace(self._move(rec, State.VERIFIED), message=rec.message)
+                )
+                await st.release(rec.key)
+            else:
+                await self._wait_longer(st, rec, "delivered; waiting for the final result fact")
+
+    async def _wait_longer(self, st: Stage, rec: MessageRecord, why: str) -> None:
+        await self.store.record_attempt(
+            rec.id,
+            rec.role,
+            state=rec.state,
+            error=why,
+            next_try_at=self.clock() + self.settings.recheck_after,
+            at=self.clock(),
+        )
+        await st.release(rec.key)
+
+    # -- destination: forward results ---------------------------------------------------------
+
+    async def _forward_results(self, st: Stage, batch: list[MessageRecord]) -> None:
+        by_src: dict[str, list[tuple[MessageRecord, AckItem]]] = {}
+        for rec in batch:
+            found = await self._bundle(rec.id, Hop.DELIVERY_RESULT)
+            if rec.message is None or rec.result is None or found is None:
+                await st.release(rec.key)
+                continue
+            try:
+                await self.verifier.verify_result(rec.message, rec.id, rec.result, found[0])
+            except Exception as exc:
+                # Our own chain's evidence failed: retried (another endpoint, a later block),
+                # then stuck and visible; never forwarded unverified.
+                await self._failed(st, rec, exc)
+                continue
+            by_src.setdefault(rec.src_chain, []).append(
+                (rec, AckItem(rec.id, rec.result, found[0], found[1]))
+            )
+        for src, pairs in by_src.items():
+            recs = [r for r, _ in pairs]
+            link = self._link(src)
+            if link is None:
+                for rec in recs:
+                    await self._failed(st, rec, LookupError(f"no peer serves chain {src}"))
+                continue
+            try:
+                verdicts = await link.acknowledge([a for _, a in pairs])
+            except Exception as exc:
+                for rec in recs:
+                    await self._failed(st, rec, exc)
+                continue
+            crash_point("after_result_forward_before_reply")
+            await self._apply_verdicts(st, recs, verdicts, State.RESULT_FORWARDED, link.name)
+
+    # -- source: inbound acknowledge, acknowledge on chain ------------------------------------
+
+    async def handle_acknowledge(self, peer: str, items: Sequence[AckItem]) -> Sequence[Verdict]:
+        return list(await asyncio.gather(*(self._accept_ack(peer, i) for i in items)))
+
+    async def _accept_ack(self, peer: str, item: AckItem) -> Verdict:
+        rec = await self.store.get(item.id, Role.SOURCE)
+        if rec is None or rec.message is None:
+            return Verdict(item.id, VerdictKind.REJECTED, "unknown message", "unknown_message")
+        if not self._peer_serves(peer, rec.dst_chain):
+            return Verdict(
+                item.id,
+                VerdictKind.REJECTED,
+                f"{peer} does not serve {rec.dst_chain}",
+                "peer_chain",
+            )
+        if rec.state in {State.RESULT_VERIFIED, State.ACK_SUBMITTED, State.ACKNOWLEDGED}:
+            return Verdict(item.id, VerdictKind.ACCEPTED, "already known")
+        if rec.state not in {State.VERIFIED, State.FORWARDED}:
+            return Verdict(item.id, VerdictKind.REJECTED, f"message is {rec.state}", "state")
+        if item.result.id != item.id:
+            return Verdict(item.id, VerdictKind.REJECTED, "result for another id", "result_id")
+        try:
+            await self.verifier.verify_result(rec.message, item.id, item.result, item.bundle)
+        except Exception as exc:
+            decision = classify(exc)
+            reason = str(getattr(exc, "reason", None) or describe(exc))
+            if decision is Decision.REJECT:
+                check = str(getattr(exc, "check", "") or "")
+                await self.store.record_rejected(
+                    RejectedAttempt(
+                        item.id, Role.SOURCE, Hop.DELIVERY_RESULT, check, reason, peer, self.clock()
+                    )
+                )
+                log.warning(
+                    "ack_rejected", peer=peer, message_id=_hex(item.id), check=check, reason=reason
+                )
+                return Verdict(item.id, VerdictKind.REJECTED, reason, check)
+            return Verdict(item.id, VerdictKind.RETRY, reason)
+        t = self._move(
+            rec,
+            State.RESULT_VERIFIED,
+            expect={State.VERIFIED, State.FORWARDED},
+            result=item.result,
+            evidence=(Hop.DELIVERY_RESULT, item.bundle, f"{peer}:{item.endpoint}"),
+        )
+        if await self._transition(dataclasses.replace(t, message=rec.message)):
+            self.ack_stages[rec.src_chain].try_admit(
+                dataclasses.replace(
+                    rec, state=State.RESULT_VERIFIED, result=item.result, attempts=0
+                )
+            )
+        return Verdict(item.id, VerdictKind.ACCEPTED)
+
+    async def _acknowledge(self, st: Stage, batch: list[MessageRecord]) -> None:
+        assert st.chain is not None
+        adapter = self.adapters[st.chain]
+        send: list[MessageRecord] = []
+        for rec in batch:
+            if rec.key in st.uncertain:
+                try:
+                    state = await adapter.sent_state(rec.id)
+                except Exception:
+                    state = 0
+                if state == 2:
+                    await self._submitted(st, rec, State.ACK_SUBMITTED, None)
+                    continue
+            send.append(rec)
+        await self._submit_acks(st, adapter, send)
+
+    async def _submit_acks(
+        self, st: Stage, adapter: ChainAdapter, recs: list[MessageRecord]
+    ) -> None:
+        results = [r.result for r in recs if r.result is not None]
+        if not results:
+            return
+        crash_point("before_ack_submit")
+        try:
+            sub = await adapter.acknowledge(results)
+        except Exception as exc:
+            if classify(exc) is Decision.STOP and len(recs) > 1:
+                half = len(recs) // 2
+                log.warning("batch_bisected", stage=st.name, size=len(recs), reason=describe(exc))
+                await self._submit_acks(st, adapter, recs[:half])
+                await self._submit_acks(st, adapter, recs[half:])
+                return
+            for rec in recs:
+                await self._failed(st, rec, exc)
+            return
+        crash_point("after_ack_submit_before_receipt")
+        log.info("ack_submitted", chain=st.chain, size=len(recs), tx_hash=sub.tx_hash)
+        for i, rec in enumerate(recs):
+            await self._submitted(st, rec, State.ACK_SUBMITTED, sub, index=i)
+
+    async def _recheck_ack(self, st: Stage, batch: list[MessageRecord]) -> None:
+        assert st.chain is not None
+        for rec in batch:
+            if await self.adapters[st.chain].sent_state(rec.id) == 1:
+                await self._transition(
+                    dataclasses.replace(self._move(rec, State.RESULT_VERIFIED), message=rec.message)
+                )
+                await st.release(rec.key)
+            else:
+                await self._wait_longer(st, rec, "acknowledged; waiting for the final fact")
+
+
+class PeerVerdict(Exception):
+    """A peer answered rejected or retry: retried with backoff like an unavailable peer."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, peer: str) -> None:
+        super().__init__(message)
+        self.peer = peer
