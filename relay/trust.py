@@ -20,14 +20,14 @@ import asyncio
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Protocol
 
 import structlog
 
 from adapters.base import AdapterError, endpoint_names
-from adapters.evm.rpc import EvmEndpoint, json_object, quantity
+from adapters.evm.rpc import EvmEndpoint
 from relay.config import ConfigError, ConfigProblem, EvmChainConfig, FiscoChainConfig
 from verifier.errors import GatewayError
 from verifier.hashing import CryptoSuite, hasher_for
@@ -228,6 +228,21 @@ class TrustRoot:
     """For audit records: which sealer set, or which endpoints agreed on which hash."""
 
 
+class BlockReader(Protocol):
+    """One read endpoint of an EVM chain (``adapters.evm.rpc.EvmEndpoint``; fakes in tests)."""
+
+    name: str
+    """How it is named in errors and audit records: never its URL's credentials."""
+
+    async def call(self, method: str, params: Sequence[Any]) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+class _BadAnswer(Exception):
+    pass
+
+
 class TrustStore(Protocol):
     async def root_for(self, chain: str, *, height: int, block_hash: str) -> TrustRoot:
         """The root for a fact at ``height`` in block ``block_hash`` (as the bundle's own
@@ -259,22 +274,37 @@ class ConfiguredTrustStore:
     """
 
     def __init__(
-        self, configs: Mapping[str, TrustConfig], *, cache_size: int = DEFAULT_CACHE_SIZE
+        self,
+        configs: Mapping[str, TrustConfig],
+        *,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        readers: Mapping[str, Sequence[BlockReader]] | None = None,
     ) -> None:
+        """``readers`` replaces a chain's configured endpoints (tests, or shared clients)."""
         self.configs = dict(configs)
+        self._chain_checked: set[tuple[str, str]] = set()
         self._cache: OrderedDict[tuple[str, int], TrustRoot] = OrderedDict()
         self._cache_size = cache_size
         self._locks: dict[tuple[str, int], tuple[asyncio.Lock, int]] = {}
-        self._endpoints: dict[str, tuple[EvmEndpoint, ...]] = {}
+        self._endpoints: dict[str, tuple[BlockReader, ...]] = {}
         for name, cfg in self.configs.items():
             if isinstance(cfg, FiscoTrustConfig):
                 continue
             names = endpoint_names(cfg.endpoints)
-            self._endpoints[name] = tuple(
-                EvmEndpoint(
-                    url, chain=name, chain_id=cfg.chain_id, call_timeout=cfg.call_timeout, name=n
+            given = (readers or {}).get(name)
+            self._endpoints[name] = (
+                tuple(given)
+                if given is not None
+                else tuple(
+                    EvmEndpoint(
+                        url,
+                        chain=name,
+                        chain_id=cfg.chain_id,
+                        call_timeout=cfg.call_timeout,
+                        name=n,
+                    )
+                    for url, n in zip(cfg.endpoints, names, strict=True)
                 )
-                for url, n in zip(cfg.endpoints, names, strict=True)
             )
             if len(cfg.endpoints) == 1:
                 log.warning(
@@ -385,37 +415,73 @@ class ConfiguredTrustStore:
         }
         return TrustRoot(cfg.chain, Family.EVM, {"block_hash": block_hash}, summary)
 
-    async def _ask(self, cfg: EvmTrustConfig, endpoint: EvmEndpoint, height: int) -> _Answer:
+    async def _ask(self, cfg: EvmTrustConfig, endpoint: BlockReader, height: int) -> _Answer:
+        """One endpoint's view; every failure becomes what it said, never an exception."""
         try:
-            await endpoint.check_chain_id()
+            await self._check_chain_id(cfg, endpoint)
             final = await _final_head(cfg, endpoint)
             if final < height:
                 return _Answer(final_head=final)
             block = await endpoint.call("eth_getBlockByNumber", [hex(height), False])
             if block is None:
                 return _Answer(error=f"final head {final} but no block {height}")
-            block = json_object(block, f"block {height}", endpoint)
-            if quantity(block.get("number"), "block number", endpoint) != height:
-                return _Answer(error=f"answered another block for {height}")
+            block = _json_object(block, f"block {height}")
+            if _quantity(block.get("number"), "block number") != height:
+                raise _BadAnswer(f"answered another block when asked for {height}")
             digest = block.get("hash")
             if not isinstance(digest, str) or len(digest) != 66 or not _is_hex(digest[2:]):
-                return _Answer(error=f"block {height} has no 32-byte hash")
+                raise _BadAnswer(f"block {height} has no 32-byte hash")
             return _Answer(final_head=final, block_hash=digest.lower())
         except AdapterError as exc:
             return _Answer(error=f"{type(exc).__name__}: {exc.reason}")
+        except _BadAnswer as exc:
+            return _Answer(error=str(exc))
+
+    async def _check_chain_id(self, cfg: EvmTrustConfig, endpoint: BlockReader) -> None:
+        """``eth_chainId`` once per endpoint (until it matches): another chain's endpoint
+        would vouch for another chain's blocks."""
+        key = (cfg.chain, endpoint.name)
+        if key in self._chain_checked:
+            return
+        value = _quantity(await endpoint.call("eth_chainId", []), "eth_chainId")
+        if value != cfg.chain_id:
+            log.error(
+                "trust_wrong_chain_id",
+                chain=cfg.chain,
+                endpoint=endpoint.name,
+                chain_id=value,
+                expected=cfg.chain_id,
+            )
+            raise _BadAnswer(f"eth_chainId is {value}, the configuration says {cfg.chain_id}")
+        self._chain_checked.add(key)
 
 
-async def _final_head(cfg: EvmTrustConfig, endpoint: EvmEndpoint) -> int:
+async def _final_head(cfg: EvmTrustConfig, endpoint: BlockReader) -> int:
     """The endpoint's final head at the configured finality; never ``latest`` instead of a tag."""
     if cfg.finality_tag is None:
         assert cfg.confirmations is not None  # __post_init__
-        head = quantity(await endpoint.call("eth_blockNumber", []), "eth_blockNumber", endpoint)
+        head = _quantity(await endpoint.call("eth_blockNumber", []), "eth_blockNumber")
         return head - cfg.confirmations
     block = await endpoint.call("eth_getBlockByNumber", [cfg.finality_tag, False])
     if block is None:
-        return -1  # the chain has no such block yet: nothing is final
-    block = json_object(block, f"{cfg.finality_tag} block", endpoint)
-    return quantity(block.get("number"), f"{cfg.finality_tag} number", endpoint)
+        raise _BadAnswer(f"no {cfg.finality_tag!r} block (never replaced by 'latest')")
+    block = _json_object(block, f"{cfg.finality_tag} block")
+    return _quantity(block.get("number"), f"{cfg.finality_tag} number")
+
+
+def _quantity(value: object, what: str) -> int:
+    if isinstance(value, str) and value.startswith("0x") and 2 < len(value) <= 66:
+        try:
+            return int(value, 16)
+        except ValueError:
+            pass
+    raise _BadAnswer(f"{what}: expected a hex quantity, got {json.dumps(value)[:80]}")
+
+
+def _json_object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _BadAnswer(f"{what}: expected an object, got {json.dumps(value)[:80]}")
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
