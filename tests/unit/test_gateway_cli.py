@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import subprocess
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 import gateway
+from cli import config, deploy, devnet, init, verify
 
 EXAMPLES = Path(gateway.__file__).resolve().parent / "docs" / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json"))
@@ -160,3 +162,58 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert "fisco" in capsys.readouterr().out
     assert gateway.main([]) == 2
     assert "verify" in capsys.readouterr().out
+
+
+def test_help_lists_every_command_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """`gateway --help` lists each command group with its one-line description."""
+    with pytest.raises(SystemExit) as info:
+        gateway.main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command, line in [
+        ("verify", "verify an evidence bundle"),
+        ("demo", "run the demo on the embedded default"),
+        ("init", "create a gateway's folder"),
+        ("config", "check a gateway configuration file"),
+        ("devnet", "run a local development chain"),
+        ("deploy", "deploy the gateway contract to a configured chain"),
+    ]:
+        assert any(row.split()[:1] == [command] and line in row for row in out.splitlines()), (
+            command
+        )
+    assert gateway.main(["config"]) == 2
+    assert "validate" in capsys.readouterr().out
+
+
+def test_each_command_module_registers_itself() -> None:
+    """Every cli/ module adds its commands through register(subparsers) alone."""
+    for module, commands in [
+        (verify, {"verify", "demo"}),
+        (init, {"init"}),
+        (config, {"config"}),
+        (devnet, {"devnet"}),
+        (deploy, {"deploy"}),
+    ]:
+        parser = argparse.ArgumentParser()
+        sub = parser.add_subparsers()
+        module.register(sub)
+        assert set(sub.choices) == commands, module.__name__
+
+
+def test_exit_codes_are_reexported() -> None:
+    """gateway.EXIT_* stay importable (tests/fuzz uses them)."""
+    assert (gateway.EXIT_OK, gateway.EXIT_INVALID, gateway.EXIT_USAGE) == (0, 1, 2)
+
+
+def test_python_gateway_py_runs() -> None:
+    """`python gateway.py` works from another folder, as the console script does."""
+    proc = subprocess.run(
+        [sys.executable, str(Path(gateway.__file__).resolve()), "verify", str(EXAMPLE_FILES[0])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd="/",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("VALID ")
