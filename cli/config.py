@@ -110,7 +110,7 @@ def _print_table(config: GatewayConfig) -> None:
 
     table = Table(title="chains", title_justify="left")
     for column in ("chain", "family", "role", "trust root", "gateway contract"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("chain", "gateway contract"))
     for name, chain in config.chains.items():
         peer = config.peer_for_chain(name)
         role = "served here" if chain.served else f"remote, via {peer.name if peer else '?'}"
@@ -121,7 +121,9 @@ def _print_table(config: GatewayConfig) -> None:
     routes.add_column("to")
     for route in config.routes:
         routes.add_row(route.source, route.destination)
-    console = Console(file=sys.stdout, width=max(100, Console(file=sys.stdout).width))
+    console = Console(file=sys.stdout)
+    if not console.is_terminal:  # piped: one row per line, for grep, not wrapped at 80
+        console = Console(file=sys.stdout, width=200)
     console.print(table)
     console.print(routes)
 
@@ -129,6 +131,8 @@ def _print_table(config: GatewayConfig) -> None:
 def _trust(chain: ChainConfig) -> str:
     if isinstance(chain, EvmChainConfig):
         final = f"{chain.confirmations} confirmations" if chain.confirmations else chain.finality
+        if len(chain.endpoints) == 1:
+            return f"its one endpoint trusted alone, {final}"
         return f"{chain.quorum} of {len(chain.endpoints)} endpoints agree, {final}"
     if isinstance(chain, FiscoChainConfig):
         weight = sum(s.weight for s in chain.sealers)

@@ -257,9 +257,12 @@ _TEMPLATE: Final = """\
 # routes = [{{ from = "anvil-local", to = "fisco-local" }}]
 
 [gateway]
-name = "{name}"               # this gateway's identity; peers list it as [peers.{name}]
-listen = "{listen}"           # gRPC: RelayService for peers (mutual TLS), the developer API
-data_dir = "data"             # the message store
+# This gateway's identity: its peers configure it as [peers.{name}].
+name = "{name}"
+# gRPC for RelayService (peers, mutual TLS) and the developer API.
+listen = "{listen}"
+# The message store.
+data_dir = "data"
 
 [gateway.tls]
 # Peers pin this certificate by its SHA-256 fingerprint:

@@ -533,7 +533,8 @@ def require_runnable(config: GatewayConfig) -> None:
             problems.append(
                 ConfigProblem(
                     f"chains.{name}.gateway",
-                    f"not set; deploy one with `gateway deploy --chain {name} --write`",
+                    "not set; deploy one with "
+                    f"`gateway deploy --config {config.path} --chain {name} --write`",
                 )
             )
     if not config.routes:

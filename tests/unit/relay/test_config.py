@@ -502,8 +502,10 @@ def test_defaults_without_new_sections(tmp_path: Path) -> None:
         require_runnable(config)
     assert [str(p) for p in info.value.problems] == [
         "gateway: missing: add [gateway] with name (and [gateway.tls])",
-        "chains.evm-a.gateway: not set; deploy one with `gateway deploy --chain evm-a --write`",
-        "chains.fisco-a.gateway: not set; deploy one with `gateway deploy --chain fisco-a --write`",
+        "chains.evm-a.gateway: not set; deploy one with "
+        f"`gateway deploy --config {tmp_path / 'gateway.toml'} --chain evm-a --write`",
+        "chains.fisco-a.gateway: not set; deploy one with "
+        f"`gateway deploy --config {tmp_path / 'gateway.toml'} --chain fisco-a --write`",
     ]
 
 
