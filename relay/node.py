@@ -9,7 +9,7 @@ closes the adapters and the store.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -50,8 +50,12 @@ class GatewayNode:
         settings: PipelineSettings | None = None,
         start_heights: Mapping[str, int] | None = None,
         clock: Callable[[], float] = time.time,
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
+        """``closers`` are awaited by :meth:`stop` after the adapters (e.g. the trust store's
+        endpoint clients)."""
         self.store = store
+        self._closers = tuple(closers)
         self.adapters = dict(adapters)
         self.routes = frozenset(routes)
         self.pipeline = Pipeline(
@@ -84,6 +88,8 @@ class GatewayNode:
             await self.pipeline.stop()
         for adapter in self.adapters.values():
             await adapter.close()
+        for close in self._closers:
+            await close()
         await self.store.close()
         self._started = False
         log.info("gateway_stopped")
