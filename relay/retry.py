@@ -19,6 +19,7 @@ import structlog
 from adapters.base import AdapterError, ConfigurationError, RejectedByChain
 from relay.links import LinkUnavailable
 from relay.store import NEVER, Role, State, Store, StoreError
+from relay.trust import EvidenceRejected, NotYetTrusted
 
 log = structlog.get_logger(__name__)
 
@@ -35,16 +36,10 @@ class Decision(StrEnum):
     automatic retry; the message shows as stuck until an operator acts."""
 
 
-def _named(exc: BaseException, name: str) -> bool:
-    # The verifier's errors (relay/verify.py: EvidenceRejected, NotYetTrusted) are matched by
-    # class name so that this module does not import the verifier stage.
-    return any(c.__name__ == name for c in type(exc).__mro__)
-
-
 def classify(exc: BaseException) -> Decision:
-    if _named(exc, "EvidenceRejected"):
+    if isinstance(exc, EvidenceRejected):
         return Decision.REJECT
-    if _named(exc, "NotYetTrusted"):
+    if isinstance(exc, NotYetTrusted):
         return Decision.RETRY
     if isinstance(exc, LinkUnavailable | StoreError | TimeoutError):
         return Decision.RETRY
