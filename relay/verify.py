@@ -102,14 +102,14 @@ class FactVerifier:
         """``message`` with id ``message_id`` was sent on its source chain's gateway."""
         cfg = self._config(message.src_chain)
         _check_bytes32(message_id, "message id")
-        _check_envelope(cfg, bundle)
-        hasher = _hasher(cfg)
         if message.src_gateway != cfg.gateway:
             raise EvidenceRejected(
                 f"the message names source gateway 0x{message.src_gateway.hex()}, the "
                 f"configured gateway of {cfg.chain} is 0x{cfg.gateway.hex()}",
                 check="gateway",
             )
+        _check_envelope(cfg, bundle)
+        hasher = _hasher(cfg)
         computed = compute_message_id(message, hasher)
         if computed != message_id:
             raise EvidenceRejected(
@@ -146,7 +146,6 @@ class FactVerifier:
         """
         cfg = self._config(message.dst_chain)
         _check_bytes32(message_id, "message id")
-        _check_envelope(cfg, bundle)
         if result.id != message_id:
             raise EvidenceRejected(
                 f"the result is for 0x{result.id.hex()}, not 0x{message_id.hex()}",
@@ -164,6 +163,7 @@ class FactVerifier:
                 f"gateway of {cfg.chain} is 0x{cfg.gateway.hex()}",
                 check="gateway",
             )
+        _check_envelope(cfg, bundle)
         expected_hash = result_hash(result, _hasher(cfg))
         evidence, root = await self._verify(cfg, bundle, MESSAGE_DELIVERED_EVENT)
         event = _event(evidence)
