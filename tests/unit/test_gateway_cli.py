@@ -217,3 +217,36 @@ def test_python_gateway_py_runs() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("VALID ")
+
+
+def test_deploy_refuses_a_remote_chain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`gateway deploy` on a served = false chain exits 2 before any connection: its own
+    gateway deploys it."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f"""
+[chains.evm-a]
+family = "evm"
+endpoints = ["http://127.0.0.1:1"]
+chain_id = 1
+confirmations = 1
+relayer_key = {{ env = "NOT_SET_ANYWHERE" }}
+
+[chains.evm-b]
+family = "evm"
+served = false
+endpoints = ["http://127.0.0.1:1"]
+chain_id = 2
+confirmations = 1
+gateway = "0x{"11" * 20}"
+
+[peers.gw-b]
+address = "127.0.0.1:50051"
+cert_sha256 = "{"ab" * 32}"
+chains = ["evm-b"]
+"""
+    )
+    assert gateway.main(["deploy", "--config", str(path), "--chain", "evm-b"]) == 2
+    assert "chains.evm-b.served: is false: a remote chain has no keys here" in (
+        capsys.readouterr().err
+    )
