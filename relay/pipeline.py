@@ -72,14 +72,29 @@ class MessageVerifier(Protocol):
 class RelayTuning(Protocol):
     """``relay.config.RelaySettings`` as read here (so the pipeline does not import config)."""
 
-    batch_size: int
-    batch_wait: float
-    queue_bound: int
-    retry_initial: float
-    retry_max: float
-    stuck_after: float
-    max_blocks: int
-    poll_interval: float
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def batch_wait(self) -> float: ...
+
+    @property
+    def queue_bound(self) -> int: ...
+
+    @property
+    def retry_initial(self) -> float: ...
+
+    @property
+    def retry_max(self) -> float: ...
+
+    @property
+    def stuck_after(self) -> float: ...
+
+    @property
+    def max_blocks(self) -> int: ...
+
+    @property
+    def poll_interval(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)

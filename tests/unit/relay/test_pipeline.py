@@ -26,6 +26,7 @@ from adapters.base import (
     RejectedByChain,
     Submission,
 )
+from relay.config import RelaySettings
 from relay.links import ForwardItem, VerdictKind
 from relay.node import GatewayNode, InvalidRequest
 from relay.pipeline import PipelineSettings
@@ -437,3 +438,26 @@ async def test_send_message_converts_the_relative_timeout_and_refuses_zero(
     fact = a.log[-1]
     assert fact.message is not None
     assert fact.message.timeout == 837
+
+
+def test_settings_come_from_the_relay_section() -> None:
+    """PipelineSettings takes every [relay] tuning key from relay.config.RelaySettings."""
+    relay = RelaySettings(
+        batch_size=7,
+        batch_wait=0.3,
+        queue_bound=9,
+        retry_initial=0.1,
+        retry_max=4.0,
+        stuck_after=50.0,
+        max_blocks=10,
+        poll_interval=0.2,
+    )
+    s = PipelineSettings.from_relay(relay, drain_timeout=5.0)
+    assert (s.batch_size, s.batch_wait, s.queue_bound, s.retry_initial, s.retry_max) == (
+        7,
+        0.3,
+        9,
+        0.1,
+        4.0,
+    )
+    assert (s.stuck_after, s.max_blocks, s.poll_interval, s.drain_timeout) == (50.0, 10, 0.2, 5.0)
