@@ -51,10 +51,13 @@ class GatewayNode:
         start_heights: Mapping[str, int] | None = None,
         clock: Callable[[], float] = time.time,
         closers: Sequence[Callable[[], Awaitable[None]]] = (),
+        chain_time: Mapping[str, Callable[[], Awaitable[int]]] | None = None,
     ) -> None:
         """``closers`` are awaited by :meth:`stop` after the adapters (e.g. the trust store's
-        endpoint clients)."""
+        endpoint clients). ``chain_time`` reads a remote chain's latest block time in seconds
+        (from its read endpoints) for :meth:`send_message`; served chains use their adapter."""
         self.store = store
+        self._chain_time = dict(chain_time or {})
         self._closers = tuple(closers)
         self.adapters = dict(adapters)
         self.routes = frozenset(routes)
@@ -115,10 +118,7 @@ class GatewayNode:
             raise InvalidRequest(f"chain {src_chain!r} is not served by this gateway")
         if (src_chain, dst_chain) not in self.routes:
             raise InvalidRequest(f"no route from {src_chain!r} to {dst_chain!r}")
-        dst = self.adapters.get(dst_chain)
-        if dst is None:
-            raise InvalidRequest(f"the time of chain {dst_chain!r} is not known here")
-        timeout = (await dst.status()).timestamp + timeout_seconds
+        timeout = await self._latest_time(dst_chain) + timeout_seconds
         mid, submission = await adapter.send_message(dst_chain, receiver, payload, timeout)
         log.info(
             "message_sent",
@@ -129,3 +129,12 @@ class GatewayNode:
             timeout=timeout,
         )
         return SentMessage(mid, submission, timeout)
+
+    async def _latest_time(self, chain: str) -> int:
+        dst = self.adapters.get(chain)
+        if dst is not None:
+            return (await dst.status()).timestamp
+        read = self._chain_time.get(chain)
+        if read is None:
+            raise InvalidRequest(f"the time of chain {chain!r} is not known here")
+        return await read()

@@ -461,3 +461,21 @@ def test_settings_come_from_the_relay_section() -> None:
         4.0,
     )
     assert (s.stuck_after, s.max_blocks, s.poll_interval, s.drain_timeout) == (50.0, 10, 0.2, 5.0)
+
+
+async def test_send_message_to_a_remote_chain_uses_its_read_time(tmp_path: Path) -> None:
+    """A destination served by a peer: the timeout is based on that chain's own latest time."""
+    a = FakeChain(A)
+
+    async def remote_time() -> int:
+        return 5_000
+
+    node = GatewayNode(
+        store=SqliteStore(tmp_path),
+        adapters={A: a},
+        verifier=FakeVerifier(),
+        routes=[(A, "chain-r")],
+        chain_time={"chain-r": remote_time},
+    )
+    sent = await node.send_message(A, "chain-r", b"\x02" * 20, b"x", 30)
+    assert sent.timeout == 5_030
