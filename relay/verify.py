@@ -17,9 +17,10 @@ import asyncio
 import copy
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import structlog
 
@@ -32,7 +33,7 @@ from relay.trust import (
     TrustRoot,
     TrustStore,
 )
-from verifier.errors import QuorumNotReached, VerificationError
+from verifier.errors import HeaderNotTrusted, QuorumNotReached, VerificationError
 from verifier.events import DecodedEvent
 from verifier.evidence import verify_bundle
 from verifier.evm.header import parse_header as parse_evm_header
@@ -63,6 +64,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 FactKindName = Literal["message_sent", "delivery_result"]
+VERIFIED_CACHE_SIZE: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,8 @@ class FactVerifier:
     def __init__(self, trust: TrustStore, chains: Mapping[str, TrustConfig]) -> None:
         self.trust = trust
         self.chains = dict(chains)
+        self._verified: OrderedDict[tuple[str, str, str], VerifiedEvidence] = OrderedDict()
+        """FISCO bundles that verified, by (chain, bundle digest, trust digest): bounded."""
 
     async def verify_message(
         self, message: Message, message_id: bytes, bundle: Mapping[str, Any]
@@ -108,7 +112,7 @@ class FactVerifier:
                 f"configured gateway of {cfg.chain} is 0x{cfg.gateway.hex()}",
                 check="gateway",
             )
-        _check_envelope(cfg, bundle)
+        digest = _check_envelope(cfg, bundle)
         hasher = _hasher(cfg)
         computed = compute_message_id(message, hasher)
         if computed != message_id:
@@ -116,7 +120,7 @@ class FactVerifier:
                 f"the body hashes to 0x{computed.hex()}, not to the id 0x{message_id.hex()}",
                 check="message_id",
             )
-        evidence, root = await self._verify(cfg, bundle, MESSAGE_SENT_EVENT)
+        evidence, root = await self._verify(cfg, bundle, digest, MESSAGE_SENT_EVENT)
         event = _event(evidence)
         if isinstance(cfg, FiscoTrustConfig):
             if message_id not in seal_from_event(event).sent_ids:
@@ -131,7 +135,7 @@ class FactVerifier:
                     f"the proven MessageSent (id 0x{claimed.hex()}) is not this message",
                     check="event_body",
                 )
-        return _fact("message_sent", cfg, message_id, bundle, evidence, root)
+        return _fact("message_sent", cfg, message_id, bundle, evidence, root, digest)
 
     async def verify_result(
         self,
@@ -163,9 +167,9 @@ class FactVerifier:
                 f"gateway of {cfg.chain} is 0x{cfg.gateway.hex()}",
                 check="gateway",
             )
-        _check_envelope(cfg, bundle)
+        digest = _check_envelope(cfg, bundle)
         expected_hash = result_hash(result, _hasher(cfg))
-        evidence, root = await self._verify(cfg, bundle, MESSAGE_DELIVERED_EVENT)
+        evidence, root = await self._verify(cfg, bundle, digest, MESSAGE_DELIVERED_EVENT)
         event = _event(evidence)
         if isinstance(cfg, FiscoTrustConfig):
             if expected_hash not in seal_from_event(event).result_hashes:
@@ -181,7 +185,7 @@ class FactVerifier:
                     f"0x{claimed.hex()}) is not this result",
                     check="event_body",
                 )
-        return _fact("delivery_result", cfg, message_id, bundle, evidence, root)
+        return _fact("delivery_result", cfg, message_id, bundle, evidence, root, digest)
 
     # -- the shared path -------------------------------------------------------------------
 
@@ -192,7 +196,7 @@ class FactVerifier:
         return cfg
 
     async def _verify(
-        self, cfg: TrustConfig, bundle: Mapping[str, Any], event: dict[str, Any]
+        self, cfg: TrustConfig, bundle: Mapping[str, Any], digest: str, event: dict[str, Any]
     ) -> tuple[VerifiedEvidence, TrustRoot]:
         """Verify with ``trust`` replaced by this gateway's root; the log must be the gateway's."""
         document = dict(bundle)
@@ -201,7 +205,7 @@ class FactVerifier:
             if isinstance(cfg, EvmTrustConfig):
                 evidence, root = await self._verify_evm(cfg, document, event)
             else:
-                evidence, root = await self._verify_fisco(cfg, document)
+                evidence, root = await self._verify_fisco(cfg, document, digest)
         except QuorumNotReached as exc:
             reason = (
                 f"{exc.reason}; OPERATOR ALARM: the configured sealer set of {cfg.chain} may "
@@ -226,25 +230,46 @@ class FactVerifier:
     ) -> tuple[VerifiedEvidence, TrustRoot]:
         # The bundle's own hashes first (requirement 16): a bundle that fails on its own never
         # costs endpoint calls. Its header hash stands in as the trust until the endpoints speak.
+        # An EVM root is a block hash, so verifying under the root's trust is this run plus
+        # the comparison below (the verifier's own header_trust check, done once).
         header = parse_evm_header(_object(document.get("block"), "block"))
-        document["trust"] = {"block_hash": "0x" + header.hash.hex(), "event": event}
-        own = await asyncio.to_thread(verify_bundle, copy.deepcopy(document))
+        own_hash = "0x" + header.hash.hex()
+        document["trust"] = {"block_hash": own_hash, "event": event}
+        evidence = await asyncio.to_thread(verify_bundle, document)
         root = await self.trust.root_for(
-            cfg.chain, height=own.block_number, block_hash="0x" + own.block_hash.hex()
+            cfg.chain, height=evidence.block_number, block_hash=own_hash
         )
-        document["trust"] = {**root.trust, "event": event}
-        return await asyncio.to_thread(verify_bundle, document), root
+        trusted = str(root.trust.get("block_hash", "")).lower()
+        if trusted != own_hash:
+            raise HeaderNotTrusted(
+                f"block {evidence.block_number}: the hash recomputed from the header is not "
+                "the one this gateway's endpoints agree on",
+                expected=trusted,
+                computed=own_hash,
+            )
+        return evidence, root
 
     async def _verify_fisco(
-        self, cfg: FiscoTrustConfig, document: dict[str, Any]
+        self, cfg: FiscoTrustConfig, document: dict[str, Any], digest: str
     ) -> tuple[VerifiedEvidence, TrustRoot]:
         header = parse_fisco_header(_object(document.get("block"), "block"), _hasher(cfg))
         root = await self.trust.root_for(
             cfg.chain, height=header.number, block_hash="0x" + header.hash.hex()
         )
-        document["trust"] = copy.deepcopy(dict(root.trust))
+        trust = copy.deepcopy(dict(root.trust))
+        # The facts of one seal share its bundle: verify it once per trust root.
+        key = (cfg.chain, digest, evidence_digest(trust))
+        cached = self._verified.get(key)
+        if cached is not None:
+            self._verified.move_to_end(key)
+            return cached, root
+        document["trust"] = trust
         # SM2/secp256k1 quorum checks are CPU heavy: off the event loop.
-        return await asyncio.to_thread(verify_bundle, document), root
+        evidence = await asyncio.to_thread(verify_bundle, document)
+        self._verified[key] = evidence
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return evidence, root
 
 
 def _hasher(cfg: TrustConfig) -> Hasher:
@@ -258,8 +283,8 @@ def _check_bytes32(value: object, what: str) -> None:
         raise EvidenceRejected(f"the {what} is not 32 bytes", check="format")
 
 
-def _check_envelope(cfg: TrustConfig, bundle: object) -> None:
-    """The bundle's family and crypto are the configured chain's (requirement 2)."""
+def _check_envelope(cfg: TrustConfig, bundle: object) -> str:
+    """The bundle's family and crypto are the configured chain's (requirement 2); its digest."""
     if not isinstance(bundle, Mapping):
         raise EvidenceRejected("an evidence bundle is a JSON object", check="bundle_format")
     family, crypto = bundle.get("family"), bundle.get("crypto")
@@ -276,6 +301,7 @@ def _check_envelope(cfg: TrustConfig, bundle: object) -> None:
     log_index = bundle.get("log_index")
     if not isinstance(log_index, int) or isinstance(log_index, bool):
         raise EvidenceRejected("the bundle names no log (log_index)", check="log_index")
+    return evidence_digest(bundle)
 
 
 def _object(value: object, what: str) -> Mapping[str, Any]:
@@ -296,6 +322,7 @@ def _fact(  # noqa: PLR0917 - assembles the result of one verification
     bundle: Mapping[str, Any],
     evidence: VerifiedEvidence,
     root: TrustRoot,
+    digest: str,
 ) -> VerifiedFact:
     summary: dict[str, Any] = dict(root.summary)
     if evidence.quorum is not None:
@@ -323,6 +350,6 @@ def _fact(  # noqa: PLR0917 - assembles the result of one verification
         height=evidence.block_number,
         block_hash="0x" + evidence.block_hash.hex(),
         tx_hash=str(tx_hash or ""),
-        evidence_digest=evidence_digest(bundle),
+        evidence_digest=digest,
         trust=summary,
     )

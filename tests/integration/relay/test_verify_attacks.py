@@ -21,6 +21,7 @@ from adapters.base import ChainAdapter, Fact, FactKind, display_url
 from adapters.evm.rpc import EvmEndpoint
 from adapters.fisco.adapter import FiscoAdapter
 from devnet.anvil import Anvil, start_anvil
+from relay import verify as relay_verify
 from relay.trust import (
     ConfiguredTrustStore,
     EvidenceRejected,
@@ -446,3 +447,36 @@ async def _mine(anvil: Anvil, height: int) -> None:
             await rpc.call("anvil_mine", [hex(height - head)])
     finally:
         await rpc.close()
+
+
+async def test_the_facts_of_one_seal_share_one_verification(
+    fisco: ChainEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several messages in one seal: one quorum check for all of them, each id still checked."""
+    adapter = fisco.adapter
+    start = adapter.initial_cursor((await adapter.status()).head)
+    now = await fisco.driver.timestamp()
+    ids = [
+        (await adapter.send_message(fisco.chain, fisco.ping_pong, b"s%d" % i, now + 3600))[0]
+        for i in range(3)
+    ]
+    await settle(fisco)
+    facts, _ = await read_all(adapter, start)
+    sent_facts = [f for f in facts if f.kind is FactKind.MESSAGE_SENT and f.id in ids]
+    assert len({f.evidence.seal_number for f in sent_facts if f.evidence}) == 1
+    runs: list[int] = []
+
+    def counting(document: object) -> Any:
+        runs.append(1)
+        return verify_bundle(document)
+
+    monkeypatch.setattr(relay_verify, "verify_bundle", counting)
+    async with verifier_for(fisco_trust(fisco)) as verifier:
+        for fact in sent_facts:
+            await verify(verifier, fact)
+        forged = dataclasses.replace(body(sent_facts[0]), payload=b"x")
+        forged_id = message_id(forged, fisco.hasher)
+        await rejected(
+            verifier.verify_message(forged, forged_id, bundle_of(sent_facts[0])), "sealed_entry"
+        )
+    assert len(runs) == 1

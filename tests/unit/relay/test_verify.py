@@ -12,11 +12,11 @@ import pytest
 from eth_abi.abi import encode
 
 from adapters.evm.proofs import build_block_receipts
-from relay.trust import EvidenceRejected, EvmTrustConfig, NotYetTrusted, TrustRoot
+from relay.trust import EvidenceRejected, EvmTrustConfig, FiscoTrustConfig, NotYetTrusted, TrustRoot
 from relay.verify import FactVerifier, evidence_digest
 from verifier.evm.header import compute_block_hash
 from verifier.evm.receipt import encode_receipt, receipt_key
-from verifier.hashing import keccak256
+from verifier.hashing import CryptoSuite, keccak256, sm3
 from verifier.merkle.mpt import compute_mpt_root
 from verifier.messages import (
     DeliveryResult,
@@ -386,3 +386,25 @@ async def test_a_sent_log_is_not_a_result(verifier: FactVerifier, trust: FakeTru
     b = bundle([sent_log(reply, address=DST_GATEWAY)])
     trust.vouch(DST, b)
     await rejected(verifier.verify_result(m, r.id, r, b), "event")
+
+
+async def test_an_sm_source_chains_id_is_its_sm3_hash(trust: FakeTrust) -> None:
+    """Requirement 4: the id is recomputed with the source chain's hash function; a keccak256
+    id for a message from an SM3 chain is refused before any trust root is asked for."""
+    sm = FiscoTrustConfig(
+        chain="fisco-sm",
+        crypto=CryptoSuite.SM3_SM2,
+        gateway=GATEWAY,
+        chain_id="chain0",
+        group_id="group0",
+        sealers=(("ab" * 64, 1),),
+    )
+    verifier = FactVerifier(trust, {"fisco-sm": sm})
+    m = message(src_chain="fisco-sm")
+    b: dict[str, Any] = {"format": "interop-evidence/1", "family": "fisco-bcos-3"}
+    b |= {"crypto": "sm3-sm2", "log_index": 0, "block": {}}
+    await rejected(verifier.verify_message(m, message_id(m, keccak256), b), "message_id")
+    assert trust.asked == []
+    with pytest.raises(EvidenceRejected) as caught:  # the id passes; the empty block does not
+        await verifier.verify_message(m, message_id(m, sm3), b)
+    assert caught.value.check != "message_id"
