@@ -301,6 +301,7 @@ tokens = [
 # [peers.gw-b]
 # address = "10.0.0.2:50051"
 # cert_sha256 = "<the fingerprint `gateway init` printed on gw-b>"   # or cert = "peers/gw-b.crt"
+# ca = "peers/gw-b-ca.crt"   # gw-b's ca.crt: the CA that issued its certificate
 # chains = ["fisco-b"]        # the remote chains it serves
 """
 

@@ -369,6 +369,10 @@ class PeerConfig:
     """The TLS name to expect from the peer, when it is not the address's host."""
     cert: Path | None = None
     """The certificate file the fingerprint came from, when pinned by file."""
+    ca: Path | None = None
+    """The CA certificate that issued the peer's certificate: TLS checks the chain against it
+    (gRPC cannot verify a certificate without a root), the fingerprint then pins the peer.
+    Always set in a loaded configuration."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +417,8 @@ class ApiConfig:
 
     tokens: tuple[ApiCredential, ...] = ()
     client_certs: tuple[ApiCredential, ...] = ()
+    client_cas: tuple[Path, ...] = ()
+    """CA certificates that issue API client certificates, besides ``gateway.tls.ca``."""
 
     def token_credential(self, token: str) -> ApiCredential | None:
         """The credential whose hash is this bearer token's; compared in constant time."""
@@ -456,6 +462,14 @@ class GatewayConfig:
     def peer_for_chain(self, chain: str) -> PeerConfig | None:
         """The peer that serves a remote chain (exactly one does in a loaded configuration)."""
         return next((p for p in self.peers.values() if chain in p.chains), None)
+
+    def client_ca_files(self) -> tuple[Path, ...]:
+        """Every CA a client certificate may chain to (the TLS layer's roots for client auth):
+        this gateway's own CA, each peer's CA and ``api.client_cas``, without repeats. Which
+        certificate is *accepted* is decided by the pinned fingerprints, not by these."""
+        own = (self.gateway.tls.ca,) if self.gateway and self.gateway.tls else ()
+        peers = tuple(p.ca for p in self.peers.values() if p.ca is not None)
+        return tuple(dict.fromkeys((*own, *peers, *self.api.client_cas)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,6 +566,8 @@ class _Context:
     declared_chains: set[str] = field(default_factory=set)
     """Every [chains.<name>] in the file, valid or not: references to an invalid one are not
     reported again."""
+    claimed_chains: set[str] = field(default_factory=set)
+    """Chains named by an invalid [peers.<name>]: not reported again as served by no peer."""
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(ConfigProblem(path, message))
@@ -1133,6 +1149,10 @@ def _parse_peers(top: _Table, key: str, _ctx: _Context) -> dict[str, PeerConfig]
             peer = _parse_peer(name, table)
             if peer is not None and named:
                 peers[name] = peer
+            else:
+                claimed = table.data.get("chains")
+                if isinstance(claimed, list):
+                    section.ctx.claimed_chains.update(c for c in claimed if isinstance(c, str))
     return peers
 
 
@@ -1151,8 +1171,14 @@ def _parse_peer(name: str, t: _Table) -> PeerConfig | None:
     server_name = t.get("server_name", str, "a DNS name or IP address")
     if server_name is not None and not (_is_ip(server_name) or _HOSTNAME.fullmatch(server_name)):
         t.ctx.add(t.at("server_name"), f"not a DNS name or IP address: {server_name!r}")
+    ca = _ca_file(t, "ca", "the CA certificate that issued the peer's certificate", required=True)
     t.finish()
-    if fingerprint is None or chains is None or len(t.ctx.problems) != before:
+    if fingerprint is None or chains is None or ca is None or len(t.ctx.problems) != before:
+        return None
+    if fingerprint[1] is not None and not is_issued_by(
+        load_cert_file(fingerprint[1]), load_cert_file(ca)
+    ):
+        t.ctx.add(t.at("ca"), f"did not issue the certificate {fingerprint[1]}")
         return None
     return PeerConfig(
         name=name,
@@ -1163,7 +1189,31 @@ def _parse_peer(name: str, t: _Table) -> PeerConfig | None:
         chains=tuple(chains),
         server_name=server_name,
         cert=fingerprint[1],
+        ca=ca,
     )
+
+
+def _ca_file(t: _Table, key: str, what: str, *, required: bool = False) -> Path | None:
+    """A CA certificate file that exists and parses; None (with a problem) otherwise."""
+    if required and key not in t.data:
+        t.ctx.add(t.at(key), f"missing (required: {what})")
+        t.seen.add(key)
+        return None
+    value: str | None = t.get(key, str, "a file path")
+    return None if value is None else _ca_path(t.ctx, t.at(key), value)
+
+
+def _ca_path(ctx: _Context, where: str, value: str) -> Path | None:
+    path = _resolve(ctx, value)
+    if not path.is_file():
+        ctx.add(where, f"file not found: {path}")
+        return None
+    try:
+        load_cert_file(path)
+    except TlsMaterialError as exc:
+        ctx.add(where, str(exc))
+        return None
+    return path
 
 
 def _pinned_fingerprint(t: _Table) -> tuple[str, Path | None] | None:
@@ -1236,7 +1286,7 @@ def _check_peers(
             else:
                 server[chain] = peer.name
     for name, config in chains.items():
-        if not config.served and name not in server:
+        if not config.served and name not in server and name not in ctx.claimed_chains:
             ctx.add(
                 f"chains.{name}",
                 "a remote chain (served = false) that no peer serves: name it in the chains "
@@ -1335,8 +1385,21 @@ def _parse_api(top: _Table, key: str, _ctx: _Context) -> ApiConfig:
         return ApiConfig()
     tokens = _credentials(t, "tokens", "the SHA-256 of the token (never the token itself)")
     certs = _credentials(t, "client_certs", "the SHA-256 of the client certificate (DER)")
+    cas = _client_cas(t)
     t.finish()
-    return ApiConfig(tokens=tokens, client_certs=certs)
+    return ApiConfig(tokens=tokens, client_certs=certs, client_cas=cas)
+
+
+def _client_cas(t: _Table) -> tuple[Path, ...]:
+    values = t.get("client_cas", list, "an array of CA certificate files")
+    out: list[Path] = []
+    for index, value in enumerate(values or ()):
+        where = f"{t.at('client_cas')}[{index}]"
+        if not isinstance(value, str):
+            t.ctx.add(where, f"must be a file path, not {_describe(value)}")
+        elif (path := _ca_path(t.ctx, where, value)) is not None:
+            out.append(path)
+    return tuple(out)
 
 
 def _credentials(t: _Table, key: str, what: str) -> tuple[ApiCredential, ...]:

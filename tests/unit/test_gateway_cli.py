@@ -14,6 +14,7 @@ import pytest
 
 import gateway
 from cli import config, deploy, devnet, init, verify
+from relay.tls import make_ca, write_cert_file
 
 EXAMPLES = Path(gateway.__file__).resolve().parent / "docs" / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json"))
@@ -243,9 +244,11 @@ gateway = "0x{"11" * 20}"
 [peers.gw-b]
 address = "127.0.0.1:50051"
 cert_sha256 = "{"ab" * 32}"
+ca = "peer-ca.crt"
 chains = ["evm-b"]
 """
     )
+    write_cert_file(tmp_path / "peer-ca.crt", make_ca("peer CA")[0])
     assert gateway.main(["deploy", "--config", str(path), "--chain", "evm-b"]) == 2
     assert "chains.evm-b.served: is false: a remote chain has no keys here" in (
         capsys.readouterr().err

@@ -404,8 +404,17 @@ PEER = f"""
 [peers.gw-b]
 address = "10.0.0.2:50051"
 cert_sha256 = "{PEER_SHA}"
+ca = "peer-ca.crt"
 chains = ["fisco-b"]
 """
+PEER_CA = make_ca("peer CA")
+
+
+@pytest.fixture(autouse=True)
+def _peer_ca(tmp_path: Path) -> None:
+    """The peer's CA certificate, which every [peers.<name>] names, next to the test's file."""
+    write_cert_file(tmp_path / "peer-ca.crt", PEER_CA[0])
+    (tmp_path / "junk.crt").write_text("junk")
 
 
 @pytest.fixture
@@ -654,6 +663,9 @@ def test_remote_evm_chain_builds_read_only_settings(tmp_path: Path) -> None:
         (PEER.replace("fisco-b", "nope"), "peers.gw-b.chains[0]: 'nope' is not a configured"),
         (PEER + 'server_name = "a b"\n', "peers.gw-b.server_name: not a DNS name"),
         (PEER + "colour = 1\n", "peers.gw-b.colour: unknown key"),
+        (PEER.replace('ca = "peer-ca.crt"\n', ""), "peers.gw-b.ca: missing (required: the CA"),
+        (PEER.replace("peer-ca.crt", "none.crt"), "peers.gw-b.ca: file not found"),
+        (PEER.replace("peer-ca.crt", "junk.crt"), "peers.gw-b.ca: certificate"),
         (PEER.replace("gw-b", "GW"), "peers.GW: not a peer name"),
         (PEER.replace("gw-b", "gw-a"), "peers.gw-a: is this gateway's own name"),
         ("", "chains.fisco-b: a remote chain (served = false) that no peer serves"),
@@ -679,13 +691,13 @@ def test_peer_problems(tmp_path: Path, peer: str, expected: str) -> None:
 
 def test_peer_pinned_by_certificate_file(tmp_path: Path) -> None:
     """cert = FILE pins that file's fingerprint; colons in cert_sha256 are accepted."""
-    ca = make_ca("peer CA")
-    cert, _ = issue_cert(*ca, "gw-b")
+    cert, _ = issue_cert(*PEER_CA, "gw-b")
     write_cert_file(tmp_path / "gw-b.crt", cert)
     text = EVM + REMOTE_FISCO + PEER.replace(f'cert_sha256 = "{PEER_SHA}"', 'cert = "gw-b.crt"')
     peer = _load(text, tmp_path).peers["gw-b"]
     assert peer.cert_sha256 == fingerprint(cert)
     assert peer.cert == tmp_path / "gw-b.crt"
+    assert peer.ca == tmp_path / "peer-ca.crt"
     colons = ":".join(PEER_SHA.upper()[i : i + 2] for i in range(0, 64, 2))
     assert _load(EVM + REMOTE_FISCO + PEER.replace(PEER_SHA, colons), tmp_path).peers[
         "gw-b"
@@ -835,3 +847,33 @@ def test_api_credential_lookup(tmp_path: Path) -> None:
     assert credential.name == "alice"
     assert api.token_credential("wrong") is None
     assert api.client_cert_credential(digest) is None
+
+
+def test_peer_ca_must_have_issued_the_pinned_file(tmp_path: Path) -> None:
+    """With cert = FILE, the peer's ca must be the CA that issued it."""
+    cert, _ = issue_cert(*make_ca("someone else"), "gw-b")
+    write_cert_file(tmp_path / "gw-b.crt", cert)
+    text = EVM + REMOTE_FISCO + PEER.replace(f'cert_sha256 = "{PEER_SHA}"', 'cert = "gw-b.crt"')
+    assert _problems(text, tmp_path) == [
+        f"peers.gw-b.ca: did not issue the certificate {tmp_path / 'gw-b.crt'}"
+    ]
+
+
+def test_client_ca_files(tls_dir: Path) -> None:
+    """The TLS roots for client certificates: own CA, each peer's CA, api.client_cas, once each;
+    api.client_cas entries must be certificate files."""
+    write_cert_file(tls_dir / "clients-ca.crt", make_ca("clients")[0])
+    api = '[api]\nclient_cas = ["clients-ca.crt", "ca.crt"]\n'
+    config = _load(GATEWAY_SECTION + EVM + REMOTE_FISCO + PEER + api, tls_dir)
+    assert config.api.client_cas == (tls_dir / "clients-ca.crt", tls_dir / "ca.crt")
+    assert config.client_ca_files() == (
+        tls_dir / "ca.crt",
+        tls_dir / "peer-ca.crt",
+        tls_dir / "clients-ca.crt",
+    )
+    bad = '[api]\nclient_cas = ["nope.crt", 3, "gateway.key"]\n'
+    assert _problems(EVM + bad, tls_dir) == [
+        f"api.client_cas[0]: file not found: {tls_dir / 'nope.crt'}",
+        "api.client_cas[1]: must be a file path, not an integer",
+        f"api.client_cas[2]: certificate {tls_dir / 'gateway.key'} is not a PEM X.509 certificate",
+    ]
