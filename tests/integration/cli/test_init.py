@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+import ssl
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -154,3 +157,107 @@ def test_init_bad_options_exit_2_and_write_nothing(
     assert gateway.main(["init", str(target), *options]) == 2
     assert message in capsys.readouterr().err
     assert not target.exists()
+
+
+def _two_gateways(tmp_path: Path) -> dict[str, Path]:
+    """gw-a serves evm-a, gw-b serves fisco-b; each pins the other as in a real two-host set-up:
+    the fingerprint gateway init printed and the other's ca.crt, copied over."""
+    fingerprints = {}
+    for name in ("gw-a", "gw-b"):
+        proc = subprocess.run(
+            [GATEWAY, "init", str(tmp_path / name), "--name", name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        line = next(x for x in proc.stdout.splitlines() if x.startswith("certificate fingerprint"))
+        fingerprints[name] = line.rsplit(" ", 1)[1]
+    evm = f"""
+[chains.evm-a]
+family = "evm"
+endpoints = ["http://127.0.0.1:8545"]
+chain_id = 31337
+confirmations = 1
+gateway = "0x{"11" * 20}"
+"""
+    fisco = f"""
+[chains.fisco-b]
+family = "fisco-bcos-3"
+gateway = "0x{"22" * 20}"
+sealers = [{{ node_id = "{"ab" * 64}" }}]
+"""
+    sides = {
+        "gw-a": (evm + 'relayer_key = { env = "A_KEY" }\n', fisco + "served = false\n", "gw-b"),
+        "gw-b": (
+            fisco + 'endpoints = ["http://127.0.0.1:20200"]\nrelayer_key = { env = "B_KEY" }\n',
+            evm + "served = false\n",
+            "gw-a",
+        ),
+    }
+    for name, (served, remote, peer) in sides.items():
+        (tmp_path / name / "peers").mkdir()
+        (tmp_path / name / "peers" / f"{peer}-ca.crt").write_bytes(
+            (tmp_path / peer / "ca.crt").read_bytes()
+        )
+        remote_chain = "fisco-b" if name == "gw-a" else "evm-a"
+        peer_section = f"""
+[peers.{peer}]
+address = "127.0.0.1:1"
+cert_sha256 = "{fingerprints[peer]}"
+ca = "peers/{peer}-ca.crt"
+chains = ["{remote_chain}"]
+"""
+        with (tmp_path / name / "gateway.toml").open("a") as handle:
+            handle.write(served + remote + peer_section)
+    return {name: tmp_path / name / "gateway.toml" for name in sides}
+
+
+def test_two_initialised_gateways_complete_mutual_tls(tmp_path: Path) -> None:
+    """Two `gateway init` folders configured as each other's peers validate, and TLS contexts
+    built from their configurations alone complete a mutual handshake on 127.0.0.1 in which
+    each side sees exactly the fingerprint it pinned."""
+    paths = _two_gateways(tmp_path)
+    for path in paths.values():
+        assert gateway.main(["config", "validate", str(path)]) == 0
+    server_cfg, client_cfg = load_config(paths["gw-a"]), load_config(paths["gw-b"])
+    assert server_cfg.gateway is not None
+    assert server_cfg.gateway.tls is not None
+    assert client_cfg.gateway is not None
+    assert client_cfg.gateway.tls is not None
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(server_cfg.gateway.tls.cert, server_cfg.gateway.tls.key)
+    for ca in server_cfg.client_ca_files():
+        server.load_verify_locations(ca)
+    server.verify_mode = ssl.CERT_REQUIRED
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.load_cert_chain(client_cfg.gateway.tls.cert, client_cfg.gateway.tls.key)
+    peer = client_cfg.peers["gw-a"]
+    assert peer.ca is not None
+    client.load_verify_locations(peer.ca)
+    seen: dict[str, str] = {}
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with server.wrap_socket(conn, server_side=True) as tls:
+            der = tls.getpeercert(binary_form=True)
+            seen["client"] = hashlib.sha256(der or b"").hexdigest()
+            tls.sendall(tls.recv(2))
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        with (
+            socket.create_connection(listener.getsockname()) as raw,
+            client.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            seen["server"] = hashlib.sha256(tls.getpeercert(binary_form=True) or b"").hexdigest()
+            tls.sendall(b"hi")
+            assert tls.recv(2) == b"hi"
+    finally:
+        thread.join(timeout=30)
+        listener.close()
+    assert seen["server"] == peer.cert_sha256
+    assert seen["client"] == server_cfg.peers["gw-b"].cert_sha256

@@ -877,3 +877,9 @@ def test_client_ca_files(tls_dir: Path) -> None:
         "api.client_cas[1]: must be a file path, not an integer",
         f"api.client_cas[2]: certificate {tls_dir / 'gateway.key'} is not a PEM X.509 certificate",
     ]
+
+
+def test_routes_as_array_of_tables(tmp_path: Path) -> None:
+    """[[routes]] tables, anywhere in the file, are the same routes as the inline array."""
+    text = EVM + REMOTE_FISCO + PEER + '\n[[routes]]\nfrom = "fisco-b"\nto = "evm-a"\n'
+    assert _load(text, tmp_path).routes == (Route("fisco-b", "evm-a"),)
