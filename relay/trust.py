@@ -287,8 +287,10 @@ class ConfiguredTrustStore:
         self._cache_size = cache_size
         self._locks: dict[tuple[str, int], tuple[asyncio.Lock, int]] = {}
         self._endpoints: dict[str, tuple[BlockReader, ...]] = {}
+        self._fisco: dict[str, TrustRoot] = {}
         for name, cfg in self.configs.items():
             if isinstance(cfg, FiscoTrustConfig):
+                self._fisco[name] = fisco_root(cfg)
                 continue
             names = endpoint_names(cfg.endpoints)
             given = (readers or {}).get(name)
@@ -306,7 +308,7 @@ class ConfiguredTrustStore:
                     for url, n in zip(cfg.endpoints, names, strict=True)
                 )
             )
-            if len(cfg.endpoints) == 1:
+            if len(self._endpoints[name]) == 1:
                 log.warning(
                     "trust_single_endpoint",
                     chain=name,
@@ -321,7 +323,7 @@ class ConfiguredTrustStore:
                 f"no trust root is configured for chain {chain!r}", check="chain"
             )
         if isinstance(cfg, FiscoTrustConfig):
-            return fisco_root(cfg)
+            return self._fisco[chain]
         del block_hash  # the endpoints' answer is the root; the verifier compares the bundle's
         return await self._evm_root(cfg, height)
 
@@ -407,7 +409,7 @@ class ConfiguredTrustStore:
             "height": height,
             "block_hash": block_hash,
             "quorum": cfg.quorum,
-            "of": len(cfg.endpoints),
+            "of": len(self._endpoints[cfg.chain]),
             "agreed": [name for name, _ in voters],
             "final_head": min(head for _, head in voters),
             "finality": cfg.finality_tag or f"{cfg.confirmations} confirmations",

@@ -18,7 +18,8 @@ import copy
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -121,20 +122,8 @@ class FactVerifier:
                 check="message_id",
             )
         evidence, root = await self._verify(cfg, bundle, digest, MESSAGE_SENT_EVENT)
-        event = _event(evidence)
-        if isinstance(cfg, FiscoTrustConfig):
-            if message_id not in seal_from_event(event).sent_ids:
-                raise EvidenceRejected(
-                    f"the proven seal does not list message 0x{message_id.hex()}",
-                    check="sealed_entry",
-                )
-        else:
-            claimed, proven = message_from_event(event, cfg.gateway)
-            if claimed != message_id or proven != message:
-                raise EvidenceRejected(
-                    f"the proven MessageSent (id 0x{claimed.hex()}) is not this message",
-                    check="event_body",
-                )
+        with _verdicts():
+            _check_sent(cfg, _event(evidence), message, message_id)
         return _fact("message_sent", cfg, message_id, bundle, evidence, root, digest)
 
     async def verify_result(
@@ -170,21 +159,8 @@ class FactVerifier:
         digest = _check_envelope(cfg, bundle)
         expected_hash = result_hash(result, _hasher(cfg))
         evidence, root = await self._verify(cfg, bundle, digest, MESSAGE_DELIVERED_EVENT)
-        event = _event(evidence)
-        if isinstance(cfg, FiscoTrustConfig):
-            if expected_hash not in seal_from_event(event).result_hashes:
-                raise EvidenceRejected(
-                    f"the proven seal does not list result hash 0x{expected_hash.hex()}",
-                    check="sealed_entry",
-                )
-        else:
-            claimed, src_chain, proven = delivery_from_event(event, cfg.chain, cfg.gateway)
-            if (claimed, src_chain, proven) != (expected_hash, message.src_chain, result):
-                raise EvidenceRejected(
-                    f"the proven MessageDelivered (id 0x{proven.id.hex()}, result hash "
-                    f"0x{claimed.hex()}) is not this result",
-                    check="event_body",
-                )
+        with _verdicts():
+            _check_result(cfg, _event(evidence), message, result, expected_hash)
         return _fact("delivery_result", cfg, message_id, bundle, evidence, root, digest)
 
     # -- the shared path -------------------------------------------------------------------
@@ -270,6 +246,58 @@ class FactVerifier:
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
         return evidence, root
+
+
+def _check_sent(cfg: TrustConfig, event: DecodedEvent, message: Message, message_id: bytes) -> None:
+    """The proven log states this message: FISCO, its seal lists the id (the body hashes to
+    it, checked before); EVM, its MessageSent equals the body field by field."""
+    if isinstance(cfg, FiscoTrustConfig):
+        if message_id not in seal_from_event(event).sent_ids:
+            raise EvidenceRejected(
+                f"the proven seal does not list message 0x{message_id.hex()}",
+                check="sealed_entry",
+            )
+        return
+    claimed, proven = message_from_event(event, cfg.gateway)
+    if claimed != message_id or proven != message:
+        raise EvidenceRejected(
+            f"the proven MessageSent (id 0x{claimed.hex()}) is not this message",
+            check="event_body",
+        )
+
+
+def _check_result(
+    cfg: TrustConfig,
+    event: DecodedEvent,
+    message: Message,
+    result: DeliveryResult,
+    expected_hash: bytes,
+) -> None:
+    """The proven log states this result: FISCO, its seal lists the result hash; EVM, its
+    MessageDelivered has this id, source chain, status, result and result hash."""
+    if isinstance(cfg, FiscoTrustConfig):
+        if expected_hash not in seal_from_event(event).result_hashes:
+            raise EvidenceRejected(
+                f"the proven seal does not list result hash 0x{expected_hash.hex()}",
+                check="sealed_entry",
+            )
+        return
+    claimed, src_chain, proven = delivery_from_event(event, cfg.chain, cfg.gateway)
+    if (claimed, src_chain, proven) != (expected_hash, message.src_chain, result):
+        raise EvidenceRejected(
+            f"the proven MessageDelivered (id 0x{proven.id.hex()}, result hash "
+            f"0x{claimed.hex()}) is not this result",
+            check="event_body",
+        )
+
+
+@contextmanager
+def _verdicts() -> Iterator[None]:
+    """A verifier error met while reading a proven event is a verdict on this evidence."""
+    try:
+        yield
+    except VerificationError as exc:
+        raise EvidenceRejected(exc.reason, check=exc.check) from None
 
 
 def _hasher(cfg: TrustConfig) -> Hasher:
