@@ -7,10 +7,15 @@ Unknown keys are errors: a typo must fail at start-up rather than silently fall 
 default. The format is documented in ``docs/configuration.md``; ``examples/gateway.toml`` is a
 working example for the two local chains.
 
-Each top-level section has one parser in ``_SECTIONS``; a new section (``[gateway]``,
-``[peers]``, ``[api]``, ...) is one more entry there and one more field of :class:`GatewayConfig`.
-Relative paths (keystores, password files, TLS files) are relative to the configuration file.
-Keys are *named* here (file or environment variable) and loaded only when settings are built.
+Each top-level section (``[gateway]``, ``[chains]``, ``[peers]``, ``routes``, ``[relay]``,
+``[api]``) has one parser in ``_SECTIONS`` and one field of :class:`GatewayConfig`; checks that
+span sections (peers against remote chains, routes, API certificates against peers) run after
+all of them. A chain is *served* (this gateway holds its keys and submits to it) or *remote*
+(``served = false``: a peer serves it, and this file holds only its trust root). A chains-only
+file loads, as ``gateway deploy`` needs; :func:`require_runnable` adds what ``gateway run``
+needs. Relative paths (keystores, password files, TLS files, the data folder) are relative to
+the configuration file. Keys are *named* here (file or environment variable) and loaded only
+when settings are built; TLS files are read and checked at load (they hold no secret we keep).
 """
 
 from __future__ import annotations
