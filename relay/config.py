@@ -15,7 +15,8 @@ all of them. A chain is *served* (this gateway holds its keys and submits to it)
 file loads, as ``gateway deploy`` needs; :func:`require_runnable` adds what ``gateway run``
 needs. Relative paths (keystores, password files, TLS files, the data folder) are relative to
 the configuration file. Keys are *named* here (file or environment variable) and loaded only
-when settings are built; TLS files are read and checked at load (they hold no secret we keep).
+when settings are built; TLS files are read and checked at load (a TLS key is parsed to match
+it with its certificate, never kept or shown).
 """
 
 from __future__ import annotations
@@ -1113,33 +1114,32 @@ def _parse_tls(t: _Table) -> TlsFiles | None:
     files = {k: t.path_value(k, required=True) for k in ("cert", "key", "ca")}
     t.finish()
     cert, key, ca = files["cert"], files["key"], files["ca"]
-    if cert is None or key is None or ca is None:
-        return None
-    if not (cert.is_file() and key.is_file() and ca.is_file()):
-        return None  # path_value reported each missing file
-    try:
-        cert_pem = load_cert_file(cert)
-    except TlsMaterialError as exc:
-        t.ctx.add(t.at("cert"), str(exc))
-        cert_pem = None
-    try:
-        ca_pem = load_cert_file(ca)
-    except TlsMaterialError as exc:
-        t.ctx.add(t.at("ca"), str(exc))
-        ca_pem = None
-    try:
-        key_pem = load_key_file(key)
-    except TlsMaterialError as exc:
-        t.ctx.add(t.at("key"), str(exc))
-        key_pem = None
-    if key_pem is not None and key.stat().st_mode & 0o077:
+    cert_pem = _read_pem(t, "cert", cert, load_cert_file)
+    ca_pem = _read_pem(t, "ca", ca, load_cert_file)
+    key_pem = _read_pem(t, "key", key, load_key_file)
+    if key is not None and key_pem is not None and key.stat().st_mode & 0o077:
         mode = oct(key.stat().st_mode & 0o777)
         t.ctx.add(t.at("key"), f"readable by others (mode {mode}): chmod 600 {key}")
     if cert_pem is not None and key_pem is not None and not key_matches_cert(cert_pem, key_pem):
         t.ctx.add(t.at("key"), f"is not the key of the certificate {cert}")
     if cert_pem is not None and ca_pem is not None and not is_issued_by(cert_pem, ca_pem):
         t.ctx.add(t.at("ca"), f"did not issue the certificate {cert}")
+    if cert is None or key is None or ca is None:
+        return None
     return TlsFiles(cert, key, ca)
+
+
+def _read_pem(
+    t: _Table, key: str, path: Path | None, loader: Callable[[Path], bytes]
+) -> bytes | None:
+    """The file's PEM bytes if it exists and parses (path_value reported a missing file)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        return loader(path)
+    except TlsMaterialError as exc:
+        t.ctx.add(t.at(key), str(exc))
+        return None
 
 
 def _parse_peers(top: _Table, key: str, _ctx: _Context) -> dict[str, PeerConfig]:
