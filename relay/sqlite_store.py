@@ -10,6 +10,7 @@ event loop never waits on the disk). Every write is one ``BEGIN IMMEDIATE`` tran
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -171,10 +172,20 @@ class SqliteStore:
         if conn is None:
             raise StoreError("the store is not open")
         async with self._lock:
+            work = asyncio.get_running_loop().run_in_executor(None, fn, conn)
             try:
-                return await asyncio.to_thread(fn, conn)
+                return await asyncio.shield(work)
             except sqlite3.Error as exc:
                 raise StoreError(f"store failure: {exc}") from exc
+            except asyncio.CancelledError:
+                # A thread cannot be interrupted: hold the lock until it is done, so that no
+                # other call (close() above all) uses the connection while it still runs.
+                while not work.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait({work})
+                if not work.cancelled():
+                    work.exception()  # retrieved: the caller was cancelled, not failed
+                raise
 
     @staticmethod
     def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], _T]) -> _T:

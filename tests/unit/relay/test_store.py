@@ -6,6 +6,7 @@ runs on real files under ``tmp_path``.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -380,3 +381,28 @@ async def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
+
+
+async def test_a_cancelled_call_keeps_the_connection_until_its_work_is_done(
+    make: StoreMaker, tmp_path: Path
+) -> None:
+    """Cancelling callers mid-write (a shutdown) never lets close() run under a running query,
+    and each write is all or nothing: every row has exactly its history."""
+    store = make(tmp_path, Bounds())
+    await store.open()
+    tasks = [asyncio.create_task(store.transition(insert(mid(n), msg(n)))) for n in range(50)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0.005)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await store.close()
+    again = make(tmp_path, Bounds())
+    await again.open()
+    try:
+        page = await again.list_messages(MessageFilter(), limit=100)
+        for rec in page.items:
+            assert [h.state for h in await again.history(rec.id)] == [State.OBSERVED]
+        assert len(await again.changes_since(0)) == len(page.items)
+    finally:
+        await again.close()
