@@ -1,7 +1,8 @@
 // Compile the contracts with the pinned solcjs (npm solc 0.8.37) for EVM "london" (no PUSH0,
 // which FISCO BCOS 3.x's evmone rejects) and write artifacts.json: {Name: {abi, bytecode}}.
-// Sources: contracts/*.sol and the subfolders examples/ and testing/ (source unit names are the
-// paths relative to contracts/, so `import "../CrossChainGateway.sol"` works from a subfolder).
+// Sources: contracts/*.sol and the subfolders examples/, testing/ and bench/ (source unit names
+// are the paths relative to contracts/, so `import "../CrossChainGateway.sol"` works from a
+// subfolder).
 // Contract names must be unique across all of them.
 // Usage: node contracts/build.mjs [OUT.json]   (default: contracts/artifacts.json)
 import fs from "node:fs";
@@ -12,7 +13,7 @@ import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
 const solc = require("solc");
 const here = path.dirname(fileURLToPath(import.meta.url));
-const SUBFOLDERS = ["examples", "testing"];
+const SUBFOLDERS = ["examples", "testing", "bench"];
 const sources = {};
 for (const dir of ["", ...SUBFOLDERS]) {
   const full = path.join(here, dir);
