@@ -242,10 +242,18 @@ def render_config(
     return _TEMPLATE.format(
         name=name,
         listen=listen,
+        api_listen=token_listen(listen),
         token_sha256=token_sha256,
         fingerprint=gateway_fingerprint,
         chains=chain_text,
     )
+
+
+def token_listen(listen: str) -> str:
+    """The API's bearer-token port written by init: the next port on the same host."""
+    host, _, port = listen.rpartition(":")
+    number = int(port)
+    return f"{host}:{number + 1 if number < 65535 else number - 1}"
 
 
 _TEMPLATE: Final = """\
@@ -272,6 +280,8 @@ key = "gateway.key"           # mode 0600
 ca = "ca.crt"                 # issued gateway.crt; keep ca.key offline once you are set up
 
 [api]
+# The TLS port for bearer tokens (gateway.listen requires a client certificate).
+listen = "{api_listen}"
 # Developer API credentials: the SHA-256 of each bearer token (never the token) and its role,
 # "developer" (send, status, watch) or "auditor" (read-only). gateway init printed the token.
 tokens = [

@@ -425,6 +425,10 @@ class ApiConfig:
     client_certs: tuple[ApiCredential, ...] = ()
     client_cas: tuple[Path, ...] = ()
     """CA certificates that issue API client certificates, besides ``gateway.tls.ca``."""
+    listen: str | None = None
+    """``host:port`` of the TLS port for bearer tokens (no client certificate asked for):
+    gRPC's Python server cannot ask for a certificate without requiring one, so token callers
+    get a port of their own. None: the API takes client certificates only."""
 
     def token_credential(self, token: str) -> ApiCredential | None:
         """The credential whose hash is this bearer token's; compared in constant time."""
@@ -561,8 +565,26 @@ def require_runnable(config: GatewayConfig) -> None:
         problems.append(
             ConfigProblem("routes", "no route: configure at least two chains, one served here")
         )
+    problems += _api_port_problems(config)
     if problems:
         raise ConfigError(problems, source=str(config.path))
+
+
+def _api_port_problems(config: GatewayConfig) -> list[ConfigProblem]:
+    """Tokens need the token port, and it must not be the mutual-TLS port."""
+    api = config.api
+    if api.tokens and api.listen is None:
+        return [
+            ConfigProblem(
+                "api.listen",
+                "missing: api.tokens are configured but no port takes bearer tokens "
+                '(add listen = "127.0.0.1:50052" to [api])',
+            )
+        ]
+    same = config.gateway is not None and api.listen is not None
+    if same and parse_host_port(api.listen or "") == (config.gateway.host, config.gateway.port):  # type: ignore[union-attr]
+        return [ConfigProblem("api.listen", "is gateway.listen: the token port needs its own")]
+    return []
 
 
 @dataclass
@@ -1391,8 +1413,9 @@ def _parse_api(top: _Table, key: str, _ctx: _Context) -> ApiConfig:
     tokens = _credentials(t, "tokens", "the SHA-256 of the token (never the token itself)")
     certs = _credentials(t, "client_certs", "the SHA-256 of the client certificate (DER)")
     cas = _client_cas(t)
+    listen = _address_value(t, "listen")[0] or None if "listen" in t.data else None
     t.finish()
-    return ApiConfig(tokens=tokens, client_certs=certs, client_cas=cas)
+    return ApiConfig(tokens=tokens, client_certs=certs, client_cas=cas, listen=listen)
 
 
 def _client_cas(t: _Table) -> tuple[Path, ...]:

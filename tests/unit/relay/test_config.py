@@ -466,11 +466,13 @@ max_blocks = 50
 poll_interval = 2
 
 [api]
+listen = "0.0.0.0:50052"
 tokens = [{{ name = "alice", sha256 = "{TOKEN_SHA.upper()}", role = "developer" }}]
 client_certs = [{{ name = "audit", sha256 = "{"ef" * 32}", role = "auditor" }}]
 """
     )
     config = _load(text, tls_dir)
+    assert config.api.listen == "0.0.0.0:50052"
     assert config.gateway is not None
     assert config.gateway.name == "gw-a"
     assert (config.gateway.host, config.gateway.port) == ("0.0.0.0", 50051)
@@ -883,3 +885,35 @@ def test_routes_as_array_of_tables(tmp_path: Path) -> None:
     """[[routes]] tables, anywhere in the file, are the same routes as the inline array."""
     text = EVM + REMOTE_FISCO + PEER + '\n[[routes]]\nfrom = "fisco-b"\nto = "evm-a"\n'
     assert _load(text, tmp_path).routes == (Route("fisco-b", "evm-a"),)
+
+
+@pytest.mark.parametrize(
+    ("api", "expected"),
+    [
+        (
+            f'tokens = [{{ name = "a", sha256 = "{TOKEN_SHA}", role = "developer" }}]',
+            "api.listen: missing: api.tokens are configured but no port takes bearer tokens",
+        ),
+        ('listen = "0.0.0.0:50051"', "api.listen: is gateway.listen: the token port needs its own"),
+    ],
+)
+def test_api_listen_runnable_problems(tls_dir: Path, api: str, expected: str) -> None:
+    """Tokens need the token port ([api] listen), and it cannot share gateway.listen."""
+    text = (
+        'routes = [{ from = "evm-a", to = "fisco-b" }]\n'
+        + GATEWAY_SECTION
+        + EVM.replace("confirmations = 2", f'confirmations = 2\ngateway = "{GATEWAY}"')
+        + REMOTE_FISCO
+        + PEER
+        + f"\n[api]\n{api}\n"
+    )
+    config = _load(text, tls_dir)
+    with pytest.raises(ConfigError) as info:
+        require_runnable(config)
+    assert [str(p)[: len(expected)] for p in info.value.problems] == [expected]
+
+
+def test_api_listen_not_host_port(tmp_path: Path) -> None:
+    """[api] listen is validated like gateway.listen, with its path."""
+    problems = _problems('[api]\nlisten = "nowhere"\n' + EVM, tmp_path)
+    assert any(p.startswith("api.listen: not host:port") for p in problems), problems
