@@ -26,11 +26,11 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 
-from adapters.base import ChainAdapter, Fact, FactKind
+from adapters.base import ChainAdapter, Evidence, Fact, FactKind
 from relay.crash import crash_point
 from relay.links import AckItem, ForwardItem, InboundHandler, PeerLink, Verdict, VerdictKind
 from relay.local_link import LOCAL_PEER, LocalLink
@@ -50,6 +50,9 @@ from verifier.messages import DeliveryResult, DeliveryStatus, Message
 log = structlog.get_logger(__name__)
 
 Key = tuple[bytes, Role]
+MAX_REFETCH: Final = 3
+"""Other endpoints asked for a sent fact whose evidence failed, before it is rejected."""
+MAX_REMEMBERED_FACTS: Final = 10_000
 
 
 class MessageVerifier(Protocol):
@@ -277,6 +280,9 @@ class Pipeline(InboundHandler):
         self._workers: list[tuple[Stage, asyncio.Task[None]]] = []
         self._stopping = asyncio.Event()
         self._local = LocalLink(self)
+        self._facts: dict[bytes, Fact] = {}
+        """Sent facts observed and not yet verified, kept so that a rejected one can be
+        refetched from other endpoints (bounded; lost on restart, then it is rejected)."""
         s = settings
 
         def stage(
@@ -573,6 +579,8 @@ class Pipeline(InboundHandler):
                 tx_hash=fact.tx_hash,
             )
             if await self._transition(t):
+                if len(self._facts) < MAX_REMEMBERED_FACTS:
+                    self._facts[fact.id] = fact
                 rec = await self.store.get(fact.id, Role.SOURCE)
                 if rec is not None:
                     return self.verify_stage, rec
@@ -673,24 +681,81 @@ class Pipeline(InboundHandler):
         if rec.message is None or found is None:
             await st.release(rec.key)
             return
-        try:
-            await self.verifier.verify_message(rec.message, rec.id, found[0])
-        except Exception as exc:
-            if classify(exc) is Decision.REJECT:
-                await self._reject(rec, exc, Hop.MESSAGE_SENT, LOCAL_PEER)
-                await st.release(rec.key)
-                return
-            await self._failed(st, rec, exc)
-            return
+        bundle, endpoint = found
+        replaced = False
+        avoid: set[str] = set()
+        while True:
+            try:
+                await self.verifier.verify_message(rec.message, rec.id, bundle)
+                break
+            except Exception as exc:
+                if classify(exc) is not Decision.REJECT:
+                    await self._failed(st, rec, exc)
+                    return
+                # Our own chain's fact (requirement 13): an endpoint may have served a bad
+                # block, receipt or proof. Ask the others before calling the message rejected.
+                avoid.add(endpoint)
+                again = None
+                if len(avoid) <= MAX_REFETCH:
+                    again = await self._refetch(rec, exc, frozenset(avoid))
+                if again is None:
+                    await self._reject(rec, exc, Hop.MESSAGE_SENT, LOCAL_PEER)
+                    self._facts.pop(rec.id, None)
+                    await st.release(rec.key)
+                    return
+                bundle, endpoint, replaced = again.bundle, again.endpoint, True
         crash_point("after_verify")
-        verified = await self._transition(
-            dataclasses.replace(self._move(rec, State.VERIFIED), message=rec.message)
-        )
+        t = dataclasses.replace(self._move(rec, State.VERIFIED), message=rec.message)
+        if replaced:
+            t = dataclasses.replace(
+                t, evidence=(Hop.MESSAGE_SENT, bundle, endpoint), replace_evidence=True
+            )
+        verified = await self._transition(t)
+        self._facts.pop(rec.id, None)
         await st.release(rec.key)
         if verified:
             await self.forward_stage.admit(
                 dataclasses.replace(rec, state=State.VERIFIED, attempts=0, last_error=None)
             )
+
+    async def _refetch(
+        self, rec: MessageRecord, exc: BaseException, avoid: frozenset[str]
+    ) -> Evidence | None:
+        """The same fact's evidence from an endpoint not in ``avoid``, or None (the fact is not
+        in memory after a restart, or no other endpoint serves it)."""
+        fact = self._facts.get(rec.id)
+        adapter = self.adapters.get(rec.src_chain)
+        if fact is None or adapter is None:
+            return None
+        try:
+            again = await adapter.refetch(fact, avoid=avoid)
+        except Exception as err:
+            log.warning(
+                "refetch_failed", chain=rec.src_chain, message_id=_hex(rec.id), reason=describe(err)
+            )
+            return None
+        if again.evidence is None or again.evidence.endpoint in avoid:
+            return None
+        log.info(
+            "refetched",
+            chain=rec.src_chain,
+            message_id=_hex(rec.id),
+            endpoint=again.evidence.endpoint,
+        )
+        # The bundle that failed is kept as a rejected attempt (bounded).
+        await self.store.record_rejected(
+            RejectedAttempt(
+                rec.id,
+                rec.role,
+                Hop.MESSAGE_SENT,
+                str(getattr(exc, "check", "")),
+                describe(exc),
+                LOCAL_PEER,
+                self.clock(),
+            )
+        )
+        self._facts[rec.id] = again
+        return again.evidence
 
     async def _reject(self, rec: MessageRecord, exc: BaseException, hop: Hop, peer: str) -> None:
         reason = getattr(exc, "reason", None) or describe(exc)

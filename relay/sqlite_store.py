@@ -275,9 +275,9 @@ class SqliteStore:
             ).fetchone()
             if t.evidence is not None:
                 hop, bundle, endpoint = t.evidence
+                verb = "INSERT OR REPLACE" if t.replace_evidence else "INSERT OR IGNORE"
                 conn.execute(
-                    "INSERT OR IGNORE INTO evidence (id, hop, bundle, endpoint, at) "
-                    "VALUES (?,?,?,?,?)",
+                    f"{verb} INTO evidence (id, hop, bundle, endpoint, at) VALUES (?,?,?,?,?)",
                     (t.id, str(hop), json.dumps(bundle, sort_keys=True), endpoint, t.at),
                 )
             error = truncate_error(t.error) if t.error else None

@@ -159,7 +159,10 @@ class Transition:
     result: DeliveryResult | None = None
     ack_status: DeliveryStatus | None = None
     evidence: tuple[Hop, Mapping[str, Any], str] | None = None
-    """(hop, bundle, endpoint); kept once per (id, hop): a second copy is ignored."""
+    """(hop, bundle, endpoint); kept once per (id, hop): a second copy is ignored..."""
+    replace_evidence: bool = False
+    """...unless this is set: the source replaces its own observed bundle with the one that
+    verified after a refetch from another endpoint."""
     height: int | None = None
     tx_hash: str | None = None
     error: str | None = None

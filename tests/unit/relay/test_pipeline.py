@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ class FakeChain:
         """Ids whose presence makes deliverMessages revert (a poisoned batch)."""
         self.peers: dict[str, FakeChain] = {}
         self.time = 1_000
+        self.honest_elsewhere = False
 
     def initial_cursor(self, height: int = 0) -> str:
         return str(height)
@@ -67,7 +69,12 @@ class FakeChain:
         return FactPage(facts, str(start + len(facts)), len(self.log))
 
     async def refetch(self, fact: Fact, *, avoid: frozenset[str]) -> Fact:
-        return fact
+        """With ``honest_elsewhere``, another endpoint serves the fact's genuine evidence;
+        otherwise no other endpoint has it."""
+        if not self.honest_elsewhere or fact.evidence is None:
+            raise ChainUnavailable("no other endpoint", chain=self.chain)
+        bundle = {**fact.evidence.bundle, "bad": False}
+        return replace(fact, evidence=Evidence(bundle, "fake://other"), endpoint="fake://other")
 
     async def status(self) -> ChainStatus:
         return ChainStatus(self.chain, len(self.log), len(self.log), self.time)
@@ -365,6 +372,24 @@ async def test_rejected_source_evidence_is_terminal_and_never_forwarded(
     assert "receipt_proof" in rec.last_error
     assert bad not in b.delivered
     assert await node.store.get(bad, Role.DESTINATION) is None
+
+
+async def test_a_bad_proof_from_one_endpoint_is_refetched_from_another(
+    make_env: MakeEnv,
+) -> None:
+    """Requirement 13 on the source: a sent fact whose evidence fails is asked again from the
+    other endpoints; the genuine evidence verifies, replaces the bad copy, and the message is
+    delivered. The failed bundle stays as a (bounded) rejected attempt."""
+    node, a, b, _ = await make_env()
+    a.honest_elsewhere = True
+    mid, _ = await a.send_message(B, b"\x02" * 20, b"x", 5000, bad=True)
+    await node.start()
+    await eventually(lambda: all_in(node, [mid], Role.SOURCE, State.ACKNOWLEDGED), "acked")
+    assert mid in b.delivered
+    [sent] = [e for e in await node.store.evidence(mid) if e.hop == "message_sent"]
+    assert (sent.endpoint, sent.bundle.get("bad")) == ("fake://other", False)
+    [rejected] = await node.store.rejected(mid)
+    assert rejected.check == "receipt_proof"
 
 
 async def test_not_yet_trusted_retries_with_backoff_and_records_attempts(

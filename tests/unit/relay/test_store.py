@@ -176,6 +176,20 @@ async def test_evidence_is_kept_once_per_hop(store: Store) -> None:
     )
     ev = {e.hop: e for e in await store.evidence(mid(1))}
     assert ev[Hop.MESSAGE_SENT].bundle == {"n": 1}
+    # Only an explicit replacement (a refetched bundle that verified) overwrites a hop.
+    await store.transition(
+        Transition(
+            mid(1),
+            Role.SOURCE,
+            State.VERIFIED,
+            frozenset({State.OBSERVED}),
+            at=300,
+            evidence=(Hop.MESSAGE_SENT, {"n": 3}, "http://d"),
+            replace_evidence=True,
+        )
+    )
+    ev = {e.hop: e for e in await store.evidence(mid(1))}
+    assert (ev[Hop.MESSAGE_SENT].bundle, ev[Hop.MESSAGE_SENT].endpoint) == ({"n": 3}, "http://d")
     assert ev[Hop.DELIVERY_RESULT].bundle == {"r": 1}
     assert ev[Hop.DELIVERY_RESULT].endpoint == "http://c"
 
