@@ -1,0 +1,444 @@
+"""The composition root of ``gateway run``: a validated :class:`GatewayConfig` becomes a running
+gateway (adapters, store, trust roots, verifier, peer links, pipeline, gRPC server).
+
+Start-up fails fast with a typed error: :class:`ConfigError` for what the file or the keys get
+wrong, :class:`StartError` for what the world gets wrong (a served chain unreachable, the port
+taken). A served chain that cannot be read at start stops the start: an operator expects a
+wrong URL or a chain that is down to be reported at once, and a supervisor (systemd, compose)
+restarts the process; once running, chain outages are retried by the pipeline. Remote chains
+are a peer's business: they are not probed at start.
+
+Then it runs until SIGTERM or SIGINT (or ``stop`` is set) and drains: Watch streams end, the
+server stops taking calls and lets running ones finish within a grace period, the node stops
+(in-flight submissions finish, adapters and store close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import grpc.aio
+import structlog
+
+from adapters.base import (
+    AdapterError,
+    ChainAdapter,
+    ChainStatus,
+    ChainUnavailable,
+    EndpointHealth,
+    endpoint_names,
+)
+from adapters.evm.adapter import EvmAdapter
+from adapters.evm.rpc import EvmEndpoint
+from adapters.fisco.adapter import FiscoAdapter
+from adapters.fisco.rpc import FiscoRpcClient
+from adapters.fisco.settings import FiscoEndpoint
+from relay.config import (
+    ConfigError,
+    ConfigProblem,
+    EvmChainConfig,
+    FiscoChainConfig,
+    GatewayConfig,
+    require_runnable,
+)
+from relay.grpc.auth import (
+    AuthPolicy,
+    CertificateBinding,
+    Principal,
+    PrincipalKind,
+    TokenBinding,
+)
+from relay.grpc.client import GrpcPeerLink, PeerTls
+from relay.grpc.interop import ChainEntry, InteropService, StatusReader
+from relay.grpc.server import ServerStartError, ServerTls, start_server
+from relay.node import GatewayNode
+from relay.pipeline import PipelineSettings
+from relay.sqlite_store import SqliteStore
+from relay.trust import BlockReader, ConfiguredTrustStore, trust_configs
+from relay.verify import FactVerifier
+
+log = structlog.get_logger(__name__)
+
+START_PROBE_TIMEOUT_S: Final = 15.0
+STOP_GRACE_S: Final = 5.0
+REMOTE_CALL_TIMEOUT_S: Final = 10.0
+
+
+class StartError(Exception):
+    """The gateway could not start for a reason outside the file (chain down, port taken)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunningGateway:
+    """What ``ready`` receives once the gateway listens."""
+
+    name: str
+    listen: str
+    api_listen: str | None
+    served: tuple[str, ...]
+    remote: tuple[str, ...]
+    peers: tuple[str, ...]
+
+
+@dataclass
+class _Parts:
+    """Everything built from the configuration, before anything runs."""
+
+    adapters: dict[str, ChainAdapter]
+    remote_readers: dict[str, StatusReader] = field(default_factory=dict)
+    chain_time: dict[str, Callable[[], Awaitable[int]]] = field(default_factory=dict)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+async def run_gateway(
+    config: GatewayConfig,
+    *,
+    environ: Mapping[str, str] = os.environ,
+    ready: Callable[[RunningGateway], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``), then drain. Raises ConfigError or StartError."""
+    require_runnable(config)
+    identity = config.gateway
+    assert identity is not None
+    assert identity.tls is not None
+    tls = _read_tls(config)
+    _make_data_dir(identity.data_dir)
+    parts = _build_chains(config, environ)
+    configs = trust_configs(config.chains)
+    evm_readers = {
+        name: r.endpoints for name, r in parts.remote_readers.items() if isinstance(r, _RemoteEvm)
+    }
+    trust = ConfiguredTrustStore(configs, readers=evm_readers)
+    verifier = FactVerifier(trust, configs)
+    links = _links(config, tls)
+    node = GatewayNode(
+        store=SqliteStore(identity.data_dir),
+        adapters=parts.adapters,
+        verifier=verifier,
+        routes=[(r.source, r.destination) for r in config.routes],
+        links={chain: links[p.name] for p in config.peers.values() for chain in p.chains},
+        peer_chains={p.name: p.chains for p in config.peers.values()},
+        settings=PipelineSettings.from_relay(config.relay),
+        closers=[trust.close, *(link.close for link in links.values()), *parts.closers],
+        chain_time=parts.chain_time,
+    )
+    try:
+        await _probe(parts.adapters)
+    except BaseException:
+        await node.stop()
+        raise
+    service = InteropService(
+        sender=node,
+        store=node.store,
+        verifier=verifier,
+        chains=_chain_entries(config, parts),
+        stuck_after=config.relay.stuck_after,
+    )
+    await node.start()
+    try:
+        server = await start_server(
+            listen=identity.listen,
+            token_listen=config.api.listen,
+            tls=tls,
+            auth=_policy(config),
+            relay_handler=node.handler,
+            interop_servicer=service,
+        )
+    except ServerStartError as exc:
+        await node.stop()
+        raise StartError(str(exc)) from None
+    await _serve(config, node=node, server=server, service=service, ready=ready, stop=stop)
+
+
+async def _serve(
+    config: GatewayConfig,
+    *,
+    node: GatewayNode,
+    server: grpc.aio.Server,
+    service: InteropService,
+    ready: Callable[[RunningGateway], None] | None,
+    stop: asyncio.Event | None,
+) -> None:
+    assert config.gateway is not None
+    stopping = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, _on_signal, stopping, sig)
+            handled.append(sig)
+    info = RunningGateway(
+        name=config.gateway.name,
+        listen=config.gateway.listen,
+        api_listen=config.api.listen,
+        served=config.served_chains,
+        remote=config.remote_chains,
+        peers=tuple(config.peers),
+    )
+    log.info("gateway_running", **_info_fields(info))
+    try:
+        if ready is not None:
+            ready(info)
+        await stopping.wait()
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        log.info("gateway_draining")
+        service.close()
+        await server.stop(STOP_GRACE_S)
+        await node.stop()
+        log.info("gateway_drained")
+
+
+def _info_fields(info: RunningGateway) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "listen": info.listen,
+        "api_listen": info.api_listen,
+        "served": list(info.served),
+        "remote": list(info.remote),
+        "peers": list(info.peers),
+    }
+
+
+def _on_signal(stopping: asyncio.Event, sig: signal.Signals) -> None:
+    log.info("gateway_signal", signal=sig.name)
+    stopping.set()
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the parts
+
+
+def _read_tls(config: GatewayConfig) -> ServerTls:
+    assert config.gateway is not None
+    assert config.gateway.tls is not None
+    files = config.gateway.tls
+    try:
+        return ServerTls(
+            cert_pem=files.cert.read_bytes(),
+            key_pem=files.key.read_bytes(),
+            client_ca_pems=[p.read_bytes() for p in config.client_ca_files()],
+        )
+    except OSError as exc:
+        problem = ConfigProblem("gateway.tls", f"cannot read {exc.filename}: {exc.strerror}")
+        raise ConfigError([problem], source=str(config.path)) from None
+
+
+def _make_data_dir(path: Path) -> None:
+    """Created 0700: the store holds message bodies and evidence of this gateway's traffic."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartError(f"cannot create the data folder {path}: {exc.strerror}") from None
+
+
+def _build_chains(config: GatewayConfig, environ: Mapping[str, str]) -> _Parts:
+    """Adapters for served chains (keys loaded here; every key problem reported at once) and
+    read-only clients for remote ones (status and the latest block time)."""
+    parts = _Parts(adapters={})
+    problems: list[ConfigProblem] = []
+    for name in config.served_chains:
+        cfg = config.chains[name]
+        try:
+            if isinstance(cfg, EvmChainConfig):
+                parts.adapters[name] = EvmAdapter(cfg.evm_settings(environ))
+            elif isinstance(cfg, FiscoChainConfig):
+                parts.adapters[name] = FiscoAdapter(cfg.fisco_settings(environ))
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems, source=str(config.path))
+    for name in config.remote_chains:
+        cfg = config.chains[name]
+        reader: _RemoteEvm | _RemoteFisco
+        if isinstance(cfg, EvmChainConfig):
+            reader = _RemoteEvm(cfg)
+        elif isinstance(cfg, FiscoChainConfig):
+            reader = _RemoteFisco(cfg)
+        else:
+            continue
+        parts.remote_readers[name] = reader
+        parts.chain_time[name] = reader.latest_time
+        if isinstance(reader, _RemoteFisco):
+            parts.closers.append(reader.close)  # EVM endpoints are closed by the trust store
+    return parts
+
+
+def _links(config: GatewayConfig, tls: ServerTls) -> dict[str, GrpcPeerLink]:
+    links: dict[str, GrpcPeerLink] = {}
+    for peer in config.peers.values():
+        assert peer.ca is not None  # always set in a loaded configuration
+        try:
+            ca = peer.ca.read_bytes()
+        except OSError as exc:
+            problem = ConfigProblem(f"peers.{peer.name}.ca", f"cannot read: {exc.strerror}")
+            raise ConfigError([problem], source=str(config.path)) from None
+        links[peer.name] = GrpcPeerLink(
+            peer.name,
+            peer.address,
+            PeerTls(
+                client_cert_pem=tls.cert_pem,
+                client_key_pem=tls.key_pem,
+                server_ca_pem=ca,
+                server_name=peer.server_name or peer.host,
+            ),
+        )
+    return links
+
+
+def _policy(config: GatewayConfig) -> AuthPolicy:
+    certificates = [
+        CertificateBinding(p.cert_sha256, Principal(PrincipalKind.PEER, p.name))
+        for p in config.peers.values()
+    ]
+    certificates += [
+        CertificateBinding(c.sha256, Principal(PrincipalKind(c.role), c.name))
+        for c in config.api.client_certs
+    ]
+    tokens = [
+        TokenBinding(bytes.fromhex(t.sha256), Principal(PrincipalKind(t.role), t.name))
+        for t in config.api.tokens
+    ]
+    cas = [p.read_bytes() for p in config.client_ca_files()]
+    return AuthPolicy(certificates=certificates, tokens=tokens, client_ca_pems=cas)
+
+
+def _chain_entries(config: GatewayConfig, parts: _Parts) -> list[ChainEntry]:
+    entries = []
+    for name, cfg in config.chains.items():
+        if cfg.served:
+            entries.append(ChainEntry(name, cfg.family, True, parts.adapters[name]))
+            continue
+        peer = config.peer_for_chain(name)
+        note = f"remote chain served by peer {peer.name}" if peer else "remote chain"
+        entries.append(ChainEntry(name, cfg.family, False, parts.remote_readers.get(name), note))
+    return entries
+
+
+async def _probe(adapters: Mapping[str, ChainAdapter]) -> None:
+    """Every served chain answers once before the gateway listens; all failures named."""
+
+    async def one(name: str, adapter: ChainAdapter) -> str | None:
+        try:
+            async with asyncio.timeout(START_PROBE_TIMEOUT_S):
+                status = await adapter.status()
+        except AdapterError as exc:
+            return f"{name}: {exc.reason}"
+        except TimeoutError:
+            return f"{name}: no answer within {START_PROBE_TIMEOUT_S:g} s"
+        log.info("chain_reachable", chain=name, head=status.head, final_head=status.final_head)
+        return None
+
+    failures = [f for f in await asyncio.gather(*(one(n, a) for n, a in adapters.items())) if f]
+    if failures:
+        raise StartError("served chain unreachable: " + "; ".join(failures))
+
+
+# ---------------------------------------------------------------------------------------------
+# Remote chains: what this gateway's own read endpoints can say about a peer's chain.
+
+
+class _RemoteEvm:
+    def __init__(self, cfg: EvmChainConfig) -> None:
+        self.cfg = cfg
+        names = endpoint_names(cfg.endpoints)
+        self.endpoints: tuple[BlockReader, ...] = tuple(
+            EvmEndpoint(
+                url,
+                chain=cfg.name,
+                chain_id=cfg.chain_id,
+                call_timeout=cfg.call_timeout or REMOTE_CALL_TIMEOUT_S,
+                name=n,
+            )
+            for url, n in zip(cfg.endpoints, names, strict=True)
+        )
+
+    async def status(self) -> ChainStatus:
+        health: list[EndpointHealth] = []
+        best: tuple[int, int, int] | None = None
+        for endpoint in self.endpoints:
+            try:
+                latest = await endpoint.call("eth_getBlockByNumber", ["latest", False])
+                head, stamp = int(latest["number"], 16), int(latest["timestamp"], 16)
+                final = await self._final(endpoint, head)
+            except (AdapterError, KeyError, TypeError, ValueError) as exc:
+                health.append(EndpointHealth(endpoint.name, False, _reason(exc)))
+                continue
+            health.append(EndpointHealth(endpoint.name, True))
+            if best is None or head > best[0]:
+                best = (head, final, stamp)
+        if best is None:
+            raise _unreachable(self.cfg.name, health)
+        return ChainStatus(self.cfg.name, best[0], best[1], best[2], tuple(health))
+
+    async def _final(self, endpoint: BlockReader, head: int) -> int:
+        if self.cfg.finality:
+            block = await endpoint.call("eth_getBlockByNumber", [self.cfg.finality, False])
+            return int(block["number"], 16)
+        return max(0, head - (self.cfg.confirmations or 1))
+
+    async def latest_time(self) -> int:
+        return (await self.status()).timestamp
+
+
+class _RemoteFisco:
+    def __init__(self, cfg: FiscoChainConfig) -> None:
+        self.cfg = cfg
+        self.clients = [
+            FiscoRpcClient(
+                FiscoEndpoint(e.url, e.ca_cert, e.client_cert, e.client_key),
+                chain=cfg.name,
+                group=cfg.group_id,
+                timeout=cfg.call_timeout or REMOTE_CALL_TIMEOUT_S,
+            )
+            for e in cfg.endpoints
+        ]
+
+    async def status(self) -> ChainStatus:
+        health: list[EndpointHealth] = []
+        best: tuple[int, int] | None = None
+        for client in self.clients:
+            try:
+                head = int(await client.call("getBlockNumber"))
+                block = await client.call("getBlockByNumber", head, True, True)
+                stamp = int(block["timestamp"]) // 1000  # FISCO block time is in milliseconds
+            except (AdapterError, KeyError, TypeError, ValueError) as exc:
+                health.append(EndpointHealth(client.name, False, _reason(exc)))
+                continue
+            health.append(EndpointHealth(client.name, True))
+            if best is None or head > best[0]:
+                best = (head, stamp)
+        if best is None:
+            raise _unreachable(self.cfg.name, health)
+        # PBFT: a committed block is final.
+        return ChainStatus(self.cfg.name, best[0], best[0], best[1], tuple(health))
+
+    async def latest_time(self) -> int:
+        return (await self.status()).timestamp
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+
+
+def _reason(exc: BaseException) -> str:
+    return (
+        exc.reason if isinstance(exc, AdapterError) else f"unexpected answer ({type(exc).__name__})"
+    )
+
+
+def _unreachable(chain: str, health: Sequence[EndpointHealth]) -> AdapterError:
+    said = "; ".join(f"{h.url}: {h.last_error}" for h in health) or "no endpoint configured"
+    return ChainUnavailable(f"no endpoint answered ({said})", chain=chain)
+
+
+__all__ = ["RunningGateway", "StartError", "run_gateway"]
