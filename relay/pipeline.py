@@ -53,6 +53,7 @@ Key = tuple[bytes, Role]
 MAX_REFETCH: Final = 3
 """Other endpoints asked for a sent fact whose evidence failed, before it is rejected."""
 MAX_REMEMBERED_FACTS: Final = 10_000
+MAX_INBOUND_VERIFICATIONS: Final = 32
 
 
 class MessageVerifier(Protocol):
@@ -280,6 +281,9 @@ class Pipeline(InboundHandler):
         self._workers: list[tuple[Stage, asyncio.Task[None]]] = []
         self._stopping = asyncio.Event()
         self._local = LocalLink(self)
+        self._inbound = asyncio.Semaphore(MAX_INBOUND_VERIFICATIONS)
+        """Bounds the verifications that peers' batches start at once (requirement 19; the
+        gRPC layer adds per-peer limits)."""
         self._facts: dict[bytes, Fact] = {}
         """Sent facts observed and not yet verified, kept so that a rejected one can be
         refetched from other endpoints (bounded; lost on restart, then it is rejected)."""
@@ -855,7 +859,8 @@ class Pipeline(InboundHandler):
         if st.full():
             return Verdict(item.id, VerdictKind.RETRY, "delivery queue full")
         try:
-            await self.verifier.verify_message(m, item.id, item.bundle)
+            async with self._inbound:
+                await self.verifier.verify_message(m, item.id, item.bundle)
         except Exception as exc:
             decision = classify(exc)
             reason = str(getattr(exc, "reason", None) or describe(exc))
@@ -1041,7 +1046,8 @@ class Pipeline(InboundHandler):
         if item.result.id != item.id:
             return Verdict(item.id, VerdictKind.REJECTED, "result for another id", "result_id")
         try:
-            await self.verifier.verify_result(rec.message, item.id, item.result, item.bundle)
+            async with self._inbound:
+                await self.verifier.verify_result(rec.message, item.id, item.result, item.bundle)
         except Exception as exc:
             decision = classify(exc)
             reason = str(getattr(exc, "reason", None) or describe(exc))
