@@ -1,12 +1,11 @@
 """Who is calling the gateway's gRPC server, and may they.
 
-TLS is always on. The server asks every client for a certificate but does not require one,
-because developers may present a bearer token instead. gRPC's Python API cannot ask for a
-certificate *and* have the TLS layer verify it without also requiring it, so the TLS layer
-accepts any certificate whose key the client holds (the handshake proves that) and
-:class:`AuthPolicy` decides: a certificate counts only if its SHA-256 fingerprint (of the DER
-bytes) is pinned for a principal, and, when CA roots are configured, it was issued by one of
-them and is within its validity period.
+TLS is always on. The mutual-TLS port requires a client certificate that chains to a configured
+CA; a second, optional port takes bearer tokens without client certificates (gRPC's Python API
+cannot ask for a certificate without requiring it, see ``relay.grpc.server.start_server``).
+Either way :class:`AuthPolicy` decides who the caller is: a certificate counts only if its
+SHA-256 fingerprint (of the DER bytes) is pinned for a principal and, when CA roots are
+configured here too, it was issued by one of them and is within its validity period.
 
 - A **peer** gateway is identified by its pinned client certificate only.
 - A **developer** or **auditor** by ``authorization: Bearer <token>`` metadata, compared in
@@ -32,7 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 import grpc.aio
@@ -284,9 +283,14 @@ def _peer_certificate(context: grpc.aio.ServicerContext[Any, Any]) -> bytes | No
 
 _Behaviour = Callable[..., Any]
 
+if TYPE_CHECKING:  # generic only in the stubs
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
 
 @dataclass
-class AuthInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
+class AuthInterceptor(_ServerInterceptor):
     """Applies an :class:`AuthPolicy` to every call before its handler runs.
 
     ``handler_call_details`` carries no TLS information, so the check runs inside a wrapper of

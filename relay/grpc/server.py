@@ -59,8 +59,8 @@ class ServerStartError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ServerTls:
-    """The gateway's certificate chain and key (PEM), and the CA roots whose certificates the
-    server asks clients for (every peer's CA and the developers'); pinning decides who is who."""
+    """The gateway's certificate chain and key (PEM), and the CA roots that client certificates
+    must chain to (every peer's CA and the developers'); pinning then decides who is who."""
 
     cert_pem: bytes
     key_pem: bytes
@@ -173,16 +173,23 @@ async def start_server(
     auth: AuthPolicy,
     relay_handler: InboundHandler | None,
     interop_servicer: interop_pb2_grpc.InteropServiceServicer | None,
+    token_listen: str | None = None,
     max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
     max_message_bytes: int = MAX_GRPC_MESSAGE_BYTES,
 ) -> grpc.aio.Server:
-    """Build, bind (``host:port``) and start the server; stop it with ``await server.stop(grace)``.
+    """Build, bind and start the server; stop it with ``await server.stop(grace)``.
 
-    Health reports SERVING for the whole server ("") and for each registered service;
-    reflection lists the registered services, health and itself.
+    ``listen`` (``host:port``) is mutual TLS: a client certificate issued by one of
+    ``tls.client_ca_pems`` is required by the handshake, then must be pinned (peers, developers
+    with certificates). ``token_listen``, when set, is a second port of the same server with
+    TLS but no client certificate, for callers with a bearer token: gRPC's Python API can
+    either require and verify client certificates or not ask for them, never ask without
+    requiring, so the two kinds of caller get a port each. The interceptor's rules are the same
+    on both. Health reports SERVING for the server ("") and each registered service; reflection
+    lists the registered services, health and itself.
     """
     if not tls.client_ca_pems:
-        raise ServerStartError("at least one client CA is needed to ask clients for certificates")
+        raise ServerStartError("at least one client CA is needed to verify client certificates")
     server = grpc.aio.server(
         interceptors=[AuthInterceptor(auth)],
         options=[
@@ -205,17 +212,37 @@ async def start_server(
     for name in ["", *services]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection([*services, HEALTH_SERVICE, REFLECTION_SERVICE], server)
+    ports = [
+        _bind(server, listen, tls, require_client_certificate=True),
+        *(
+            [_bind(server, token_listen, tls, require_client_certificate=False)]
+            if token_listen is not None
+            else []
+        ),
+    ]
+    await server.start()
+    log.info(
+        "grpc_server_started",
+        listen=listen,
+        token_listen=token_listen,
+        ports=ports,
+        services=services,
+    )
+    return server
+
+
+def _bind(
+    server: grpc.aio.Server, address: str, tls: ServerTls, *, require_client_certificate: bool
+) -> int:
     try:
         credentials = grpc.ssl_server_credentials(
             [(tls.key_pem, tls.cert_pem)],
-            root_certificates=b"".join(tls.client_ca_pems),
-            require_client_auth=False,
+            root_certificates=b"".join(tls.client_ca_pems) if require_client_certificate else None,
+            require_client_auth=require_client_certificate,
         )
-        port = server.add_secure_port(listen, credentials)
+        port = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
-        raise ServerStartError(f"cannot listen on {listen}: {exc}") from exc
+        raise ServerStartError(f"cannot listen on {address}: {exc}") from exc
     if port == 0:
-        raise ServerStartError(f"cannot listen on {listen}")
-    await server.start()
-    log.info("grpc_server_started", listen=listen, port=port, services=services)
-    return server
+        raise ServerStartError(f"cannot listen on {address}")
+    return port
