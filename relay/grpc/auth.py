@@ -123,9 +123,9 @@ current_principal: ContextVar[Principal | None] = ContextVar("current_principal"
 class _Bucket:
     __slots__ = ("in_flight", "stamp", "tokens")
 
-    def __init__(self, burst: int) -> None:
+    def __init__(self, burst: int, now: float) -> None:
         self.tokens = float(burst)
-        self.stamp = time.monotonic()
+        self.stamp = now
         self.in_flight = 0
 
 
@@ -140,7 +140,9 @@ class AuthPolicy:
         client_ca_pems: Sequence[bytes] = (),
         limits: Limits | None = None,
         service_kinds: Mapping[str, frozenset[PrincipalKind]] = SERVICE_KINDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         self._certs: dict[str, Principal] = {}
         for binding in certificates:
             fp = binding.fingerprint.lower().removeprefix("sha256:").replace(":", "")
@@ -242,8 +244,8 @@ class AuthPolicy:
         """Take one call slot and one rate token, or refuse with RESOURCE_EXHAUSTED."""
         bucket = self._buckets.get(principal)
         if bucket is None:
-            bucket = self._buckets[principal] = _Bucket(self.limits.burst)
-        now = time.monotonic()
+            bucket = self._buckets[principal] = _Bucket(self.limits.burst, self._clock())
+        now = self._clock()
         bucket.tokens = min(
             float(self.limits.burst),
             bucket.tokens + (now - bucket.stamp) * self.limits.rate_per_second,
