@@ -15,10 +15,12 @@ from importlib import metadata
 from typing import Any
 
 from cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from cli import api as api_cmd
 from cli import config as config_cmd
 from cli import deploy as deploy_cmd
 from cli import devnet as devnet_cmd
 from cli import init as init_cmd
+from cli import run as run_cmd
 from cli import verify as verify_cmd
 
 __all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -29,6 +31,8 @@ COMMAND_GROUPS: tuple[Callable[[Any], None], ...] = (
     config_cmd.register,  # config validate
     devnet_cmd.register,  # devnet fisco, devnet evm
     deploy_cmd.register,  # deploy
+    run_cmd.register,  # run
+    api_cmd.register,  # send, status, watch, messages
 )
 """In the order ``gateway --help`` lists them."""
 
