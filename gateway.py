@@ -17,6 +17,7 @@ from typing import Any
 from cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from cli import api as api_cmd
 from cli import config as config_cmd
+from cli import demo as demo_cmd
 from cli import deploy as deploy_cmd
 from cli import devnet as devnet_cmd
 from cli import init as init_cmd
@@ -26,7 +27,8 @@ from cli import verify as verify_cmd
 __all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "main"]
 
 COMMAND_GROUPS: tuple[Callable[[Any], None], ...] = (
-    verify_cmd.register,  # verify, demo
+    verify_cmd.register,  # verify
+    demo_cmd.register,  # demo
     init_cmd.register,  # init
     config_cmd.register,  # config validate
     devnet_cmd.register,  # devnet fisco, devnet evm

@@ -1,5 +1,5 @@
-"""``gateway verify`` (one evidence bundle) and ``gateway demo`` (today: verify the shipped
-examples and show a tampered copy of each rejected; the relay demo replaces it)."""
+"""``gateway verify``: one evidence bundle, or with ``--examples`` the shipped examples, each
+verified and a tampered copy of each shown rejected (``gateway demo`` runs the relay)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class BundleReadError(Exception):
 
 
 def register(sub: Any) -> None:
-    """Add ``verify`` and ``demo``."""
+    """Add ``verify``."""
     verify = sub.add_parser(
         "verify",
         help="verify an evidence bundle",
@@ -36,21 +36,32 @@ def register(sub: Any) -> None:
         "against the trusted event ABI. Exit status: 0 valid, 1 invalid (one line names the "
         "failed check), 2 unreadable or not an evidence bundle.",
     )
-    verify.add_argument("bundle", metavar="BUNDLE.json", help="bundle file, or - for stdin")
-    verify.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    verify.set_defaults(handler=cmd_verify)
-
-    demo = sub.add_parser(
-        "demo",
-        help="run the demo on the embedded default",
-        description="Verify the example evidence bundles shipped in docs/examples/ and show "
-        "that a tampered copy of each is rejected.",
+    verify.add_argument(
+        "bundle", nargs="?", metavar="BUNDLE.json", help="bundle file, or - for stdin"
     )
-    demo.add_argument("--examples", type=Path, default=EXAMPLES_DIR, help="folder of bundles")
-    demo.set_defaults(handler=cmd_demo)
+    verify.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    verify.add_argument(
+        "--examples",
+        nargs="?",
+        type=Path,
+        const=EXAMPLES_DIR,
+        default=None,
+        metavar="DIR",
+        help="instead of BUNDLE.json: verify every bundle in DIR (default docs/examples) and "
+        "show a tampered copy of each rejected",
+    )
+    verify.set_defaults(handler=cmd_verify)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if args.examples is not None:
+        if args.bundle is not None or args.json:
+            sys.stderr.write("error: --examples takes no BUNDLE.json and no --json\n")
+            return EXIT_USAGE
+        return cmd_examples(args.examples)
+    if args.bundle is None:
+        sys.stderr.write("error: name a BUNDLE.json (or - for stdin), or use --examples\n")
+        return EXIT_USAGE
     out = sys.stdout
     try:
         document = _read_bundle(args.bundle)
@@ -162,13 +173,13 @@ def _print_json(out: TextIO, value: object) -> None:
     out.write(json.dumps(value, sort_keys=True) + "\n")
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_examples(examples: Path) -> int:
     out = sys.stdout
-    paths = sorted(Path(args.examples).glob("*.json"))
+    paths = sorted(Path(examples).glob("*.json"))
     if not paths:
-        sys.stderr.write(f"error: no example bundles in {args.examples}\n")
+        sys.stderr.write(f"error: no example bundles in {examples}\n")
         return EXIT_USAGE
-    out.write(f"Verifying {len(paths)} evidence bundles from {args.examples}\n\n")
+    out.write(f"Verifying {len(paths)} evidence bundles from {examples}\n\n")
     failures = 0
     for path in paths:
         failures += _demo_one(out, path)

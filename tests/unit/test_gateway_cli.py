@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import gateway
-from cli import config, deploy, devnet, init, verify
+from cli import config, demo, deploy, devnet, init, verify
 from relay.tls import make_ca, write_cert_file
 
 EXAMPLES = Path(gateway.__file__).resolve().parent / "docs" / "examples"
@@ -131,9 +131,11 @@ def test_verify_failure_json_names_check(
     assert "trusted 0x0000" in result["reason"]
 
 
-def test_demo_verifies_examples_and_rejects_tampering(capsys: pytest.CaptureFixture[str]) -> None:
-    """`gateway demo` verifies every example and shows each tampered copy rejected."""
-    assert gateway.main(["demo"]) == 0
+def test_verify_examples_and_rejects_tampering(capsys: pytest.CaptureFixture[str]) -> None:
+    """`gateway verify --examples` verifies every example and shows each tampered copy
+    rejected; without a bundle or --examples, verify is a usage error."""
+    assert gateway.main(["verify"]) == 2
+    assert gateway.main(["verify", "--examples"]) == 0
     out = capsys.readouterr().out
     assert out.count("  valid: ") == len(EXAMPLE_FILES)
     assert out.count("tampered copy (one receipt byte changed) rejected") == len(EXAMPLE_FILES)
@@ -189,7 +191,8 @@ def test_help_lists_every_command_with_one_line(capsys: pytest.CaptureFixture[st
 def test_each_command_module_registers_itself() -> None:
     """Every cli/ module adds its commands through register(subparsers) alone."""
     for module, commands in [
-        (verify, {"verify", "demo"}),
+        (verify, {"verify"}),
+        (demo, {"demo"}),
         (init, {"init"}),
         (config, {"config"}),
         (devnet, {"devnet"}),

@@ -1,0 +1,229 @@
+"""``gateway demo``: two chains, two gateways, messages both ways, followed to acknowledgement.
+
+Everything runs as children of this process on 127.0.0.1 (Anvil, the FISCO devnode, two
+``gateway run``); any failure, Ctrl-C or SIGTERM stops them all (``devnet/demo.py``). The
+traffic goes through the developer API only (``devnet/demo_flow.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Final
+
+from cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from devnet.demo import DemoCluster
+    from devnet.demo_flow import Tracker
+
+DEFAULT_MESSAGES: Final = 10
+DEFAULT_TIMEOUT: Final = 300.0
+MESSAGE_TIMEOUT: Final = 3600
+"""Seconds each API message may take before it expires at its destination."""
+
+
+def register(sub: Any) -> None:
+    """Add ``demo``."""
+    demo = sub.add_parser(
+        "demo",
+        help="run the demo on the embedded default",
+        description="Start Anvil and a FISCO BCOS devnode, deploy the gateway contract and the "
+        "example apps on both, write and start two gateways (one per chain, each pinning the "
+        "other), send messages both ways through the developer API plus a ping-pong round "
+        "trip and a notarisation, follow everything to acknowledgement and print a table. "
+        "Exit status 0 only when every message was acknowledged. Everything started is a "
+        "child of this command and stops with it (Ctrl-C included).",
+    )
+    demo.add_argument(
+        "--messages",
+        type=int,
+        default=DEFAULT_MESSAGES,
+        metavar="N",
+        help=f"API messages each way (default {DEFAULT_MESSAGES})",
+    )
+    demo.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the gateways' folders here (absent or empty; default a new temporary one)",
+    )
+    demo.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up after this long, naming what is stuck (default {DEFAULT_TIMEOUT:.0f})",
+    )
+    demo.add_argument(
+        "--json", action="store_true", help="end with one JSON line of totals (progress: stderr)"
+    )
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the chains and gateways up and print how to reach them (Ctrl-C stops)",
+    )
+    demo.set_defaults(handler=cmd_demo)
+
+
+class _Stop(Exception):
+    """SIGTERM arrived: stop like Ctrl-C."""
+
+
+def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.messages < 0 or args.timeout <= 0:
+        sys.stderr.write("error: --messages must be >= 0 and --timeout > 0\n")
+        return EXIT_USAGE
+    from rich.console import Console
+
+    from devnet.demo import DemoCluster, DemoError, prepare_directory
+
+    console = Console(stderr=args.json, highlight=False)
+    started = time.monotonic()
+
+    def progress(text: str) -> None:
+        console.print(f"[dim]{time.monotonic() - started:6.1f} s[/dim]  {text}")
+
+    try:
+        root = prepare_directory(args.dir)
+    except DemoError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    cluster = DemoCluster(root, progress=progress)
+    progress(f"demo folder {root}")
+    try:
+        cluster.start_chains()
+        cluster.deploy()
+        cluster.write_gateways()
+        cluster.start_gateways()
+        totals = asyncio.run(_traffic(cluster, args, console, progress))
+        if args.keep_running:
+            _print_access(cluster, console)
+            while True:
+                cluster.check_alive()
+                time.sleep(1)
+    except (KeyboardInterrupt, _Stop):
+        console.print("interrupted: stopping every process the demo started")
+        return 130
+    except Exception as exc:  # every failure ends as one readable line, children stopped
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        console.print(f"logs: {root / 'logs'}")
+        return EXIT_INVALID
+    finally:
+        cluster.stop()
+        signal.signal(signal.SIGTERM, previous)
+    ok = totals["acknowledged"] == totals["sent"]
+    if args.json:
+        sys.stdout.write(json.dumps(totals) + "\n")
+        sys.stdout.flush()
+    return EXIT_OK if ok else EXIT_INVALID
+
+
+async def _traffic(
+    cluster: DemoCluster,
+    args: argparse.Namespace,
+    console: Console,
+    progress: Any,
+) -> dict[str, Any]:
+    from devnet.demo_flow import Api, Tracker, send_app_messages, send_notarisations
+
+    apis = {name: Api(handle) for name, handle in cluster.gateways.items()}
+    tracker = Tracker(apis)
+    try:
+        async with asyncio.timeout(args.timeout):
+            for name, api in apis.items():
+                child = cluster.gateways[name].child
+                assert child is not None
+                await api.wait_ready(60, child.check_alive)
+            progress("both gateways answer; sending")
+            t0 = time.monotonic()
+            await send_notarisations(cluster, apis, tracker, args.messages, timeout=MESSAGE_TIMEOUT)
+            await send_app_messages(cluster, apis, tracker)
+            progress(f"sent {len(tracker.messages)} messages; following them")
+            await _follow(cluster, tracker, progress)
+    except TimeoutError:
+        lines = await _stuck_lines(tracker)
+        raise TimeoutError(
+            f"not every message was acknowledged within --timeout {args.timeout:.0f} s; "
+            "stuck:\n  " + "\n  ".join(lines or ["(nothing reported)"])
+        ) from None
+    finally:
+        for api in apis.values():
+            await api.close()
+    totals = tracker.totals(time.monotonic() - t0)
+    _print_table(tracker, console)
+    console.print(
+        f"{totals['acknowledged']} of {totals['sent']} messages acknowledged "
+        f"({totals['failed']} failed, {totals['expired']} expired, {totals['rejected']} "
+        f"rejected) in {totals['seconds']} s"
+    )
+    return totals
+
+
+async def _stuck_lines(tracker: Tracker) -> list[str]:
+    try:
+        async with asyncio.timeout(20):
+            return await tracker.stuck_report()
+    except TimeoutError:
+        return ["the gateways' APIs did not answer"]
+
+
+async def _follow(cluster: DemoCluster, tracker: Tracker, progress: Any) -> None:
+    last = -1
+    while True:
+        cluster.check_alive()
+        await tracker.poll()
+        finished = sum(m.finished for m in tracker.messages)
+        if finished != last:
+            states: dict[str, int] = {}
+            for m in tracker.messages:
+                states[m.state] = states.get(m.state, 0) + 1
+            summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+            progress(f"{finished}/{len(tracker.messages)} finished ({summary})")
+            last = finished
+        if tracker.done:
+            return
+        await asyncio.sleep(0.5)
+
+
+def _print_table(tracker: Tracker, console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title="messages")
+    for column in ("message", "id", "route", "status", "latency"):
+        table.add_column(column)
+    for m in tracker.messages:
+        latency = f"{m.latency:.1f} s" if m.latency is not None else "-"
+        mid = f"0x{m.id.hex()[:12]}…" if m.id else "-"
+        table.add_row(m.label, mid, m.route, m.outcome, latency)
+    console.print(table)
+
+
+def _print_access(cluster: DemoCluster, console: Console) -> None:
+    lines = ["", "Everything keeps running; Ctrl-C stops it all.", ""]
+    for name, handle in cluster.gateways.items():
+        lines += [
+            f"gateway {name} (serves {handle.chain}): config {handle.config}",
+            f"  developer API {handle.api_listen}, token {handle.token}",
+            f"  grpcurl -cacert {handle.ca} -H 'authorization: Bearer {handle.token}' "
+            f"{handle.api_listen} interop.v1.InteropService/ListChains",
+            f"  grpcurl -cacert {handle.ca} -H 'authorization: Bearer {handle.token}' "
+            f"-d '{{\"page_size\": 5}}' {handle.api_listen} "
+            "interop.v1.InteropService/ListMessages",
+            "",
+        ]
+    console.print("\n".join(lines), markup=False, highlight=False)
