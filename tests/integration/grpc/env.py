@@ -22,6 +22,7 @@ from relay.grpc.auth import (
     Principal,
     PrincipalKind,
     TokenBinding,
+    current_principal,
     token_sha256,
 )
 from relay.grpc.client import GrpcPeerLink, PeerTls
@@ -140,7 +141,21 @@ class FakeHandler:
 
 
 class FakeInterop(interop_pb2_grpc.InteropServiceServicer):
-    """Only ListChains: enough to tell whether a developer call got through."""
+    """ListChains and WatchMessages: enough to tell whether a developer call got through, for a
+    unary and a server-streaming method, and who the interceptor said was calling."""
+
+    async def WatchMessages(  # noqa: N802 - the gRPC method name
+        self,
+        request: interop_pb2.WatchMessagesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[interop_pb2.StatusChange]:
+        principal = current_principal.get()
+        for sequence in range(request.from_sequence + 1, request.from_sequence + 3):
+            yield interop_pb2.StatusChange(
+                sequence=sequence,
+                src_chain=principal.name if principal else "",
+                state=interop_pb2.MESSAGE_STATE_OBSERVED,
+            )
 
     async def ListChains(  # noqa: N802 - the gRPC method name
         self, request: interop_pb2.ListChainsRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -92,6 +92,29 @@ async def test_developer_token_reaches_the_developer_api(running: Running) -> No
     assert [c.chain for c in answer.chains] == ["anvil-local"]
 
 
+async def test_streaming_calls_are_guarded_too(running: Running) -> None:
+    request = interop_pb2.WatchMessagesRequest(from_sequence=41)
+    async with running.channel() as channel:
+        stub = interop_pb2_grpc.InteropServiceStub(channel)
+        changes = [
+            c
+            async for c in stub.WatchMessages(
+                request, timeout=TIMEOUT, metadata=bearer(running.material.token)
+            )
+        ]
+        assert [(c.sequence, c.src_chain) for c in changes] == [(42, "bob"), (43, "bob")]
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stub.WatchMessages(request, timeout=TIMEOUT):
+                pass
+        assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    async with running.channel(running.material.peer) as channel:
+        stub = interop_pb2_grpc.InteropServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stub.WatchMessages(request, timeout=TIMEOUT):
+                pass
+        assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
 async def test_developer_certificate_reaches_the_developer_api(running: Running) -> None:
     async with running.channel(running.material.developer) as channel:
         answer = await list_chains(channel)
