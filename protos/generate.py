@@ -19,6 +19,7 @@ import argparse
 import filecmp
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -62,18 +63,19 @@ def _mypy_grpc_plugin() -> str:
 
 def generate(out_root: Path) -> list[Path]:
     """Generate into ``out_root/interop/v1/`` and return the generated files."""
-    try:
-        from grpc_tools import protoc  # noqa: PLC0415 - a test-only dependency
-    except ImportError as exc:
-        raise GenerationError(
-            "grpcio-tools is not installed: install the test extras (pip install -e '.[test]')"
-        ) from exc
     protos = proto_files()
     if not protos:
         raise GenerationError(f"no .proto files in {PACKAGE_DIR}")
-    well_known = resources.files("grpc_tools") / "_proto"
+    try:
+        well_known = resources.files("grpc_tools") / "_proto"
+    except ModuleNotFoundError as exc:
+        raise GenerationError(
+            "grpcio-tools is not installed: install the test extras (pip install -e '.[test]')"
+        ) from exc
     out = str(out_root)
     args = [
+        sys.executable,
+        "-m",
         "grpc_tools.protoc",
         f"--proto_path={ROOT}",
         f"--proto_path={well_known}",
@@ -84,9 +86,11 @@ def generate(out_root: Path) -> list[Path]:
         f"--mypy_grpc_out={out}",
         *(str(p.relative_to(ROOT)) for p in protos),
     ]
-    status = protoc.main(args)
-    if status != 0:
-        raise GenerationError(f"protoc failed with status {status} (its message is above)")
+    # A child process: protoc's plugins chatter on stderr ("Writing mypy to ..."), which is
+    # shown only when protoc fails.
+    run = subprocess.run(args, capture_output=True, text=True, check=False, cwd=ROOT)
+    if run.returncode != 0:
+        raise GenerationError(f"protoc failed with status {run.returncode}: {run.stderr.strip()}")
     target = out_root / "interop" / "v1"
     files = [target / name for name in generated_names(protos)]
     for path in files:
