@@ -91,7 +91,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from devnet.demo import DemoCluster, DemoError, prepare_directory
 
-    console = Console(stderr=args.json, highlight=False)
+    console = Console(stderr=args.json, highlight=False, width=None if sys.stdout.isatty() else 120)
     started = time.monotonic()
 
     def progress(text: str) -> None:
@@ -120,7 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print("interrupted: stopping every process the demo started")
         return 130
     except Exception as exc:  # every failure ends as one readable line, children stopped
-        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        console.print(f"[red]error:[/red] {_describe(exc)}", markup=True, highlight=False)
         console.print(f"logs: {root / 'logs'}")
         return EXIT_INVALID
     finally:
@@ -227,3 +227,13 @@ def _print_access(cluster: DemoCluster, console: Console) -> None:
             "",
         ]
     console.print("\n".join(lines), markup=False, highlight=False)
+
+
+def _describe(exc: BaseException) -> str:
+    """One readable text per failure: gRPC errors by code and details, groups flattened."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if callable(code) and callable(details):
+        return f"the API answered {code().name}: {details()}"
+    return str(exc) or type(exc).__name__

@@ -302,6 +302,8 @@ class DemoCluster:
             'family = "fisco-bcos-3"',
             f'chain_id = "{self.fisco.chain_id}"',
             f'group_id = "{self.fisco.group_id}"',
+            # Also on the remote side: the API reads the destination's time from it.
+            f'endpoints = ["{self.fisco.url}"]',
             "sealers = [",
             *(f'    {{ node_id = "{s}", weight = 1 }},' for s in self.fisco.sealers),
             "]",
@@ -316,7 +318,7 @@ class DemoCluster:
             if is_served:
                 prefix = _prefix(chain)
                 if chain == FISCO_CHAIN:
-                    lines += [f'endpoints = ["{self.fisco.url}"]', "seal_interval = 0.2"]
+                    lines.append("seal_interval = 0.2")
                 lines += [
                     f'{kind}_key = {{ env = "GATEWAY_DEMO_{prefix}_{kind.upper()}_KEY" }}'
                     for kind in ("relayer", "sender", "owner")
