@@ -116,6 +116,10 @@ class AuthError(Exception):
         self.message = message
 
 
+REFUSAL_LOG_INTERVAL_S: Final = 1.0
+"""At most one ``grpc_call_refused`` log line per this interval; the next says how many were
+skipped. Refused calls come from anyone, so their logging must be bounded too."""
+
 current_principal: ContextVar[Principal | None] = ContextVar("current_principal", default=None)
 """Set by :class:`AuthInterceptor` around each authorised call, for the servicers to read."""
 
@@ -164,6 +168,8 @@ class AuthPolicy:
         self.limits = limits or Limits()
         self._service_kinds = dict(service_kinds)
         self._buckets: dict[Principal, _Bucket] = {}
+        self._last_refusal_log = float("-inf")
+        self._unlogged_refusals = 0
 
     # --- authentication -----------------------------------------------------------------------
 
@@ -264,6 +270,17 @@ class AuthPolicy:
         bucket.tokens -= 1.0
         bucket.in_flight += 1
 
+    def refusal_log_due(self) -> int | None:
+        """None when a refusal should not be logged (at most one a second, so that anonymous
+        callers cannot flood the logs), else how many were left unlogged since the last one."""
+        now = self._clock()
+        if now - self._last_refusal_log < REFUSAL_LOG_INTERVAL_S:
+            self._unlogged_refusals += 1
+            return None
+        suppressed, self._unlogged_refusals = self._unlogged_refusals, 0
+        self._last_refusal_log = now
+        return suppressed
+
     def release(self, principal: Principal) -> None:
         bucket = self._buckets.get(principal)
         if bucket is not None and bucket.in_flight > 0:
@@ -333,15 +350,18 @@ class _Guard:
             self.policy.authorize(principal, self.service)
             self.policy.acquire(principal)
         except AuthError as exc:
-            log.warning(
-                "grpc_call_refused",
-                method=self.method,
-                code=exc.code.name,
-                reason=exc.message,
-                principal=principal.name if principal else None,
-                principal_kind=principal.kind.value if principal else None,
-                client=context.peer(),
-            )
+            suppressed = self.policy.refusal_log_due()
+            if suppressed is not None:
+                log.warning(
+                    "grpc_call_refused",
+                    method=self.method,
+                    code=exc.code.name,
+                    reason=exc.message,
+                    principal=principal.name if principal else None,
+                    principal_kind=principal.kind.value if principal else None,
+                    client=context.peer(),
+                    suppressed_since_last=suppressed,
+                )
             await context.abort(exc.code, exc.message)
             raise  # abort raises; this line only keeps the type checker and readers sure
         return principal

@@ -220,3 +220,13 @@ def test_token_bucket_refills_with_time() -> None:
 def test_service_of() -> None:
     assert service_of("/interop.v1.RelayService/Forward") == RELAY_SERVICE
     assert service_of("garbage") == ""
+
+
+def test_refusal_logging_is_bounded() -> None:
+    clock = FakeClock()
+    policy = AuthPolicy(clock=clock)
+    assert policy.refusal_log_due() == 0
+    assert policy.refusal_log_due() is None
+    assert policy.refusal_log_due() is None
+    clock.now += 1.0
+    assert policy.refusal_log_due() == 2
