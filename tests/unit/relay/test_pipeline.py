@@ -28,7 +28,7 @@ from adapters.base import (
     Submission,
 )
 from relay.config import RelaySettings
-from relay.links import ForwardItem, VerdictKind
+from relay.links import AckItem, ForwardItem, VerdictKind
 from relay.node import GatewayNode, InvalidRequest
 from relay.pipeline import PipelineSettings
 from relay.sqlite_store import SqliteStore
@@ -57,6 +57,7 @@ class FakeChain:
         self.peers: dict[str, FakeChain] = {}
         self.time = 1_000
         self.honest_elsewhere = False
+        self.requeued: list[int] = []
 
     def initial_cursor(self, height: int = 0) -> str:
         return str(height)
@@ -141,6 +142,7 @@ class FakeChain:
         return None
 
     async def requeue(self, seal_number: int) -> Submission:
+        self.requeued.append(seal_number)
         return Submission("0xrequeue", len(self.log), "fake")
 
     async def delivery_status(self, message_id: bytes) -> DeliveryStatus | None:
@@ -504,3 +506,54 @@ async def test_send_message_to_a_remote_chain_uses_its_read_time(tmp_path: Path)
     )
     sent = await node.send_message(A, "chain-r", b"\x02" * 20, b"x", 30)
     assert sent.timeout == 5_030
+
+
+async def test_an_unusable_seal_is_requeued(make_env: MakeEnv) -> None:
+    """FISCO: a seal whose transaction cannot serve as evidence is requeued (once per fact)."""
+    node, a, _, _ = await make_env()
+    a.log.append(
+        Fact(
+            FactKind.UNUSABLE_SEAL,
+            A,
+            1,
+            "0x" + "00" * 32,
+            "0x" + "11" * 32,
+            0,
+            b"",
+            "fake://a",
+            seal_number=7,
+            reason="not exactly seal()",
+        )
+    )
+    await node.start()
+
+    async def requeued() -> bool:
+        return a.requeued == [7]
+
+    await eventually(requeued, "seal 7 requeued")
+
+
+async def test_acknowledgements_are_checked_like_forwards(make_env: MakeEnv) -> None:
+    """handle_acknowledge: only a peer serving the message's destination, only for a known
+    message, a forged result is rejected and not persisted, the genuine one is accepted."""
+    node, a, b, _ = await make_env(peer_chains={"peer-b": [B], "peer-a": [A]})
+    b.down = True  # the result comes from the "peer" below, not from this node's chain-b
+    mid, _ = await a.send_message(B, b"\x02" * 20, b"x", 5000)
+    await node.start()
+    await eventually(lambda: all_in(node, [mid], Role.SOURCE, State.VERIFIED), "verified")
+    result = DeliveryResult(mid, B, GATEWAY, DeliveryStatus.SUCCESS, b"")
+    good = AckItem(mid, result, {"id": mid.hex()})
+    forged = AckItem(mid, result, {"id": "00"})
+    [v] = await node.handler.handle_acknowledge("peer-a", [good])
+    assert (v.kind, v.check) == (VerdictKind.REJECTED, "peer_chain")
+    [v] = await node.handler.handle_acknowledge("peer-b", [AckItem(b"\x05" * 32, result, {})])
+    assert (v.kind, v.check) == (VerdictKind.REJECTED, "unknown_message")
+    [v] = await node.handler.handle_acknowledge("peer-b", [forged])
+    assert (v.kind, v.check) == (VerdictKind.REJECTED, "result")
+    rec = await node.store.get(mid, Role.SOURCE)
+    assert rec is not None
+    assert rec.result is None
+    [v] = await node.handler.handle_acknowledge("peer-b", [good])
+    assert v.kind is VerdictKind.ACCEPTED
+    await eventually(lambda: all_in(node, [mid], Role.SOURCE, State.ACKNOWLEDGED), "acked")
+    assert a.acked == {mid: DeliveryStatus.SUCCESS}
