@@ -388,6 +388,25 @@ def _wrap(
     return handler
 
 
+async def _fail(exc: Exception, context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
+    """The error boundary of every guarded call: an exception a servicer did not turn into a
+    status becomes UNAVAILABLE (retryable errors) or INTERNAL with a fixed message. gRPC would
+    otherwise send ``Unexpected <class ...>: <text>`` to the caller."""
+    if isinstance(exc, grpc.aio.AbortError):
+        return  # context.abort already set the status
+    retryable = bool(getattr(exc, "retryable", False))
+    log.error(
+        "grpc_handler_failed",
+        method=method,
+        error=type(exc).__name__,
+        retryable=retryable,
+        exc_info=exc,
+    )
+    if retryable:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "temporarily unavailable; retry later")
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error (logged by the gateway)")
+
+
 def _single(behaviour: _Behaviour, guard: _Guard) -> _Behaviour:
     async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         principal = await guard.enter(context)
@@ -395,6 +414,9 @@ def _single(behaviour: _Behaviour, guard: _Guard) -> _Behaviour:
         try:
             result = behaviour(request, context)
             return await result if inspect.isawaitable(result) else result
+        except Exception as exc:
+            await _fail(exc, context, guard.method)
+            raise
         finally:
             current_principal.reset(token)
             guard.policy.release(principal)
@@ -415,6 +437,9 @@ def _stream(behaviour: _Behaviour, guard: _Guard) -> _Behaviour:
                     yield item
             else:  # a coroutine that writes with context.write()
                 await produced
+        except Exception as exc:
+            await _fail(exc, context, guard.method)
+            raise
         finally:
             with contextlib.suppress(ValueError):  # finalised in another context
                 current_principal.reset(token)

@@ -144,6 +144,16 @@ class FakeInterop(interop_pb2_grpc.InteropServiceServicer):
     """ListChains and WatchMessages: enough to tell whether a developer call got through, for a
     unary and a server-streaming method, and who the interceptor said was calling."""
 
+    async def GetChainStatus(  # noqa: N802 - the gRPC method name
+        self,
+        request: interop_pb2.GetChainStatusRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> interop_pb2.ChainStatus:
+        """Fails the way a servicer bug or a busy store would, unhandled."""
+        if request.chain == "busy":
+            raise RetryableFailure("store locked at /var/lib/secret")
+        raise RuntimeError("bug near /var/lib/secret")
+
     async def WatchMessages(  # noqa: N802 - the gRPC method name
         self,
         request: interop_pb2.WatchMessagesRequest,

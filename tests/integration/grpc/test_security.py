@@ -121,6 +121,29 @@ async def test_streaming_calls_are_guarded_too(running: Running) -> None:
         assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
 
 
+async def test_unhandled_servicer_errors_become_fixed_messages(running: Running) -> None:
+    """An exception a servicer lets escape never reaches the caller: no type, text or trace."""
+    async with running.channel() as channel:
+        stub = interop_pb2_grpc.InteropServiceStub(channel)
+        answers = {}
+        for chain in ("anvil-local", "busy"):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.GetChainStatus(
+                    interop_pb2.GetChainStatusRequest(chain=chain),
+                    timeout=TIMEOUT,
+                    metadata=bearer(running.material.token),
+                )
+            answers[chain] = (caught.value.code(), caught.value.details() or "")
+    assert answers["anvil-local"] == (
+        grpc.StatusCode.INTERNAL,
+        "internal error (logged by the gateway)",
+    )
+    assert answers["busy"] == (grpc.StatusCode.UNAVAILABLE, "temporarily unavailable; retry later")
+    # The slot was released: the same principal can still call.
+    async with running.channel() as channel:
+        assert (await list_chains(channel, metadata=bearer(running.material.token))).chains
+
+
 async def test_developer_certificate_reaches_the_developer_api(running: Running) -> None:
     async with running.channel(running.material.developer) as channel:
         answer = await list_chains(channel)
