@@ -6,11 +6,19 @@ goes through in batches."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
 
+from adapters.base import (
+    ChainAdapter,
+    ChainStatus,
+    ChainUnavailable,
+    Fact,
+    FactPage,
+    Submission,
+)
 from relay.node import GatewayNode
 from relay.store import MessageFilter, Role, State
 from tests.integration.relay.pipeline_env import (
@@ -20,7 +28,7 @@ from tests.integration.relay.pipeline_env import (
     on_chain_counts,
     two_chains,
 )
-from verifier.messages import DeliveryStatus
+from verifier.messages import DeliveryResult, DeliveryStatus, Message
 
 pytestmark = pytest.mark.integration
 
@@ -142,3 +150,94 @@ async def test_a_batch_of_200_one_way(chains: Chains, tmp_path: Path) -> None:
     assert sorted(counts["delivered"]) == sorted(ids)
     assert set(counts["delivered"].values()) == {1}
     assert set(counts["acknowledged"].values()) == {1}
+
+
+class Outage:
+    """The devnode's adapter with deliveries failing as if the chain were unreachable."""
+
+    def __init__(self, inner: ChainAdapter) -> None:
+        self.inner = inner
+        self.chain = inner.chain
+        self.down = True
+
+    def initial_cursor(self, height: int = 0) -> str:
+        return self.inner.initial_cursor(height)
+
+    async def facts(self, cursor: str, *, max_blocks: int = 1000) -> FactPage:
+        return await self.inner.facts(cursor, max_blocks=max_blocks)
+
+    async def refetch(self, fact: Fact, *, avoid: frozenset[str]) -> Fact:
+        return await self.inner.refetch(fact, avoid=avoid)
+
+    async def status(self) -> ChainStatus:
+        return await self.inner.status()
+
+    async def send_message(
+        self, dst_chain: str, receiver: bytes, payload: bytes, timeout: int
+    ) -> tuple[bytes, Submission]:
+        return await self.inner.send_message(dst_chain, receiver, payload, timeout)
+
+    async def deliver(self, deliveries: Sequence[tuple[bytes, Message]]) -> Submission:
+        if self.down:
+            raise ChainUnavailable("connection refused", chain=self.chain, endpoint="test")
+        return await self.inner.deliver(deliveries)
+
+    async def acknowledge(self, results: Sequence[DeliveryResult]) -> Submission:
+        return await self.inner.acknowledge(results)
+
+    async def seal(self, *, force: bool = False) -> Submission | None:
+        return await self.inner.seal(force=force)
+
+    async def requeue(self, seal_number: int) -> Submission:
+        return await self.inner.requeue(seal_number)
+
+    async def delivery_status(self, message_id: bytes) -> DeliveryStatus | None:
+        if self.down:
+            raise ChainUnavailable("connection refused", chain=self.chain, endpoint="test")
+        return await self.inner.delivery_status(message_id)
+
+    async def sent_state(self, message_id: bytes) -> int:
+        return await self.inner.sent_state(message_id)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_destination_down_for_a_while(chains: Chains, tmp_path: Path) -> None:
+    """Deliveries to the devnode fail: the messages wait, visible as stuck with their stage,
+    attempts and last error; when the chain is back they are delivered and acknowledged once."""
+    evm, fisco = chains.evm.chain, chains.fisco.chain
+    d = await describe(chains, tmp_path, stuck_after=1.0, retry_max=0.5)
+    start = {evm: d["evm"]["start"], fisco: d["fisco"]["start"]}
+    node = build_node(d)
+    outage = Outage(node.adapters[fisco])
+    node.adapters[fisco] = outage
+    node.pipeline.adapters[fisco] = outage
+    await node.start()
+    try:
+        ids = [
+            (await node.send_message(evm, fisco, chains.echo[fisco], b"w%d" % i, 3600)).id
+            for i in range(3)
+        ]
+
+        async def visible() -> bool:
+            stuck = await node.store.stuck(node.pipeline.clock(), 1.0)
+            waiting = {
+                s.id
+                for s in stuck
+                if s.role is Role.DESTINATION
+                and s.state is State.VERIFIED
+                and s.attempts > 0
+                and "ChainUnavailable" in (s.last_error or "")
+            }
+            return waiting == set(ids)
+
+        await eventually(visible, "the waiting messages shown as stuck", 60)
+        outage.down = False
+        await eventually(all_acknowledged(node, ids), "acknowledged after the outage", 60)
+    finally:
+        await node.stop()
+    counts = await on_chain_counts(chains, start)
+    for mid in ids:
+        assert counts["delivered"].get(mid) == 1
+        assert counts["acknowledged"].get(mid) == 1
