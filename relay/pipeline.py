@@ -482,7 +482,7 @@ class Pipeline(InboundHandler):
         """Record a failed attempt; retry it later (kept in the stage) or stop (released)."""
         attempt = rec.attempts + 1
         outcome = self.policy.outcome(exc, attempt, self.clock())
-        await self.store.record_attempt(
+        current = await self.store.record_attempt(
             rec.id,
             rec.role,
             state=rec.state,
@@ -490,6 +490,10 @@ class Pipeline(InboundHandler):
             next_try_at=outcome.next_try_at,
             at=self.clock(),
         )
+        if not current:
+            # The row has moved on meanwhile (another path completed the step): nothing to retry.
+            await st.release(rec.key)
+            return outcome.decision
         event = log.warning if outcome.decision is Decision.RETRY else log.error
         event(
             "attempt_failed",
