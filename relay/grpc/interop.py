@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -26,7 +27,7 @@ import structlog
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from adapters.base import AdapterError, ChainStatus
-from protos.interop.v1 import interop_pb2, interop_pb2_grpc
+from protos.interop.v1 import common_pb2, interop_pb2, interop_pb2_grpc
 from relay.grpc.convert import (
     ConversionError,
     bundle_from_json,
@@ -73,6 +74,7 @@ log = structlog.get_logger(__name__)
 DEFAULT_PAGE_SIZE: Final = 50
 MAX_PAGE_SIZE: Final = 500
 WATCH_BATCH: Final = 500
+SENT_MEMORY: Final = 10_000
 STATUS_TIMEOUT_S: Final = 5.0
 """A chain status read waits at most this long: ListChains must answer even if a chain hangs."""
 
@@ -188,6 +190,9 @@ class InteropService(interop_pb2_grpc.InteropServiceServicer):
         self._clock = clock
         self._watch_poll = watch_poll
         self._closing = asyncio.Event()
+        self._sent: OrderedDict[bytes, str] = OrderedDict()
+        """Ids sent through this service and not observed yet, with what to tell a caller
+        (observation waits for finality, so GetMessage right after SendMessage finds no row)."""
 
     def close(self) -> None:
         """End every ``WatchMessages`` stream cleanly (the server is stopping)."""
@@ -217,6 +222,7 @@ class InteropService(interop_pb2_grpc.InteropServiceServicer):
             src, request.dst_chain, request.receiver, request.payload, request.timeout_seconds
         )
         stored = await self._store.get(sent.id, Role.SOURCE)
+        self._remember(sent, src)
         response = interop_pb2.SendMessageResponse(
             id=sent.id,
             tx_hash=_tx_bytes(sent.submission.tx_hash),
@@ -224,7 +230,28 @@ class InteropService(interop_pb2_grpc.InteropServiceServicer):
         )
         if stored is not None and stored.message is not None:
             response.message.CopyFrom(message_to_proto(stored.message))
+        else:  # not observed yet (that waits for finality): what this call itself fixed
+            cfg = self._verifier.chains.get(src)
+            response.message.CopyFrom(
+                common_pb2.Message(
+                    src_chain=src,
+                    src_gateway=cfg.gateway if cfg is not None else b"",
+                    dst_chain=request.dst_chain,
+                    receiver=request.receiver,
+                    payload=request.payload,
+                    timeout=sent.timeout,
+                )
+            )
         return response
+
+    def _remember(self, sent: SentMessage, src: str) -> None:
+        self._sent[sent.id] = (
+            f"message 0x{sent.id.hex()} was sent in transaction {sent.submission.tx_hash} "
+            f"(block {sent.submission.height} of {src}) and is not observed yet: it is "
+            "recorded once that block is final"
+        )
+        while len(self._sent) > SENT_MEMORY:
+            self._sent.popitem(last=False)
 
     def _only_served(self) -> str:
         if len(self._served) != 1:
@@ -248,7 +275,9 @@ class InteropService(interop_pb2_grpc.InteropServiceServicer):
         _check_id(mid)
         rows = await self._store.get_any(mid)
         if not rows:
-            raise ApiError(grpc.StatusCode.NOT_FOUND, f"message 0x{mid.hex()} is not known here")
+            note = self._sent.get(mid, f"message 0x{mid.hex()} is not known here")
+            raise ApiError(grpc.StatusCode.NOT_FOUND, note)
+        self._sent.pop(mid, None)
         primary = next((r for r in rows if r.role is Role.SOURCE), rows[0])
         status = self._status(primary)
         if not status.HasField("message"):
