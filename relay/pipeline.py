@@ -627,7 +627,8 @@ class Pipeline(InboundHandler):
             t = self._move(
                 rec,
                 State.ACKNOWLEDGED,
-                expect={
+                expect={  # any open state: another relayer may have completed the steps
+                    State.OBSERVED,
                     State.VERIFIED,
                     State.FORWARDED,
                     State.RESULT_VERIFIED,
