@@ -30,7 +30,7 @@ from typing import Any, Final, Protocol
 
 import structlog
 
-from adapters.base import ChainAdapter, Evidence, Fact, FactKind
+from adapters.base import ChainAdapter, Evidence, Fact, FactKind, RejectedByChain
 from relay.crash import crash_point
 from relay.links import AckItem, ForwardItem, InboundHandler, PeerLink, Verdict, VerdictKind
 from relay.local_link import LOCAL_PEER, LocalLink
@@ -953,7 +953,7 @@ class Pipeline(InboundHandler):
         try:
             sub = await adapter.deliver(pairs)
         except Exception as exc:
-            if classify(exc) is Decision.STOP and len(recs) > 1:
+            if isinstance(exc, RejectedByChain) and len(recs) > 1:
                 # The chain refused the batch: bisect so that one bad item cannot block others.
                 half = len(recs) // 2
                 log.warning("batch_bisected", stage=st.name, size=len(recs), reason=describe(exc))
@@ -1109,7 +1109,7 @@ class Pipeline(InboundHandler):
         try:
             sub = await adapter.acknowledge(results)
         except Exception as exc:
-            if classify(exc) is Decision.STOP and len(recs) > 1:
+            if isinstance(exc, RejectedByChain) and len(recs) > 1:
                 half = len(recs) // 2
                 log.warning("batch_bisected", stage=st.name, size=len(recs), reason=describe(exc))
                 await self._submit_acks(st, adapter, recs[:half])
