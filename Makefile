@@ -51,6 +51,8 @@ bench: setup
 	$(BIN)/python -m bench.adversarial
 	@echo
 	$(BIN)/python -m bench.adapters
+	@echo
+	$(BIN)/python -m bench.relay
 
 # Not part of `make test`: bounded runs of the fuzzer and of mutation testing over verifier/.
 FUZZ_SECONDS ?= 120
