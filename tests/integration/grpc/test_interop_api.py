@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import copy
 import json
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -405,3 +407,31 @@ async def test_api_refuses_missing_and_wrong_tokens_and_relay_for_developers(gw:
         health = health_pb2_grpc.HealthStub(channel)
         answer = await health.Check(health_pb2.HealthCheckRequest(service=""))
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_the_python_example_in_docs_api_md_works(gw: Gateway) -> None:
+    """docs/api.md's Python block, run as written with the environment it names, lists both
+    chains (and exits 0)."""
+    docs = Path(__file__).resolve().parents[3] / "docs" / "api.md"
+    text = docs.read_text(encoding="utf-8")
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    env = {
+        **os.environ,
+        "GATEWAY_ADDRESS": gw.api_listen,
+        "GATEWAY_CA": str(gw.ca),
+        "GATEWAY_TOKEN": gw.token,
+        "PYTHONPATH": str(docs.parents[1]),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        code,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert any(line.startswith(f"{gw.evm} evm local") for line in lines), lines
+    assert any(line.startswith(f"{gw.fisco} fisco-bcos-3 local") for line in lines), lines
