@@ -259,6 +259,8 @@ def _build_chains(config: GatewayConfig, environ: Mapping[str, str]) -> _Parts:
         raise ConfigError(problems, source=str(config.path))
     for name in config.remote_chains:
         cfg = config.chains[name]
+        if not cfg.endpoint_urls:
+            continue  # a trust root only: nothing here can read the chain (ListChains says so)
         reader: _RemoteEvm | _RemoteFisco
         if isinstance(cfg, EvmChainConfig):
             reader = _RemoteEvm(cfg)

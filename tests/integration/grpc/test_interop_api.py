@@ -435,3 +435,92 @@ async def test_the_python_example_in_docs_api_md_works(gw: Gateway) -> None:
     lines = out.decode().splitlines()
     assert any(line.startswith(f"{gw.evm} evm local") for line in lines), lines
     assert any(line.startswith(f"{gw.fisco} fisco-bcos-3 local") for line in lines), lines
+
+
+async def test_a_remote_chain_is_read_through_own_endpoints(
+    gw: Gateway, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A second gateway serving only Anvil, with the devnode remote (served by the first
+    gateway as its pinned peer): ListChains shows the devnode as remote with its head read from
+    its configured node, and SendMessage to it takes the devnode's time for the timeout."""
+    evm, fisco = gw.chains.evm, gw.chains.fisco
+    node = driver_of(fisco).node
+    sealers = cast(FiscoAdapter, fisco.adapter).settings.sealers
+    sealer_lines = ",\n".join(f'  {{ node_id = "{n}", weight = {w} }}' for n, w in sealers)
+    folder = tmp_path_factory.mktemp("remote") / "gw2"
+    source = folder.parent / "chains.toml"
+    source.write_text(
+        f"""
+[chains.{evm.chain}]
+family = "evm"
+endpoints = ["{evm.anvil.url}"]
+chain_id = {evm.anvil.chain_id}
+confirmations = 1
+gateway = "0x{evm.gateway.hex()}"
+relayer_key = {{ env = "T_EVM_RELAYER" }}
+sender_key = {{ env = "T_EVM_SENDER" }}
+
+[chains.{fisco.chain}]
+family = "fisco-bcos-3"
+served = false
+endpoints = ["{node.url}"]
+chain_id = "{node.chain_id}"
+group_id = "{node.group_id}"
+crypto = "keccak256-secp256k1"
+sealers = [
+{sealer_lines}
+]
+gateway = "0x{fisco.gateway.hex()}"
+""",
+        encoding="utf-8",
+    )
+    port, api_port = free_port(), free_port()
+    result = init_gateway(folder, name="gw-two", listen=f"127.0.0.1:{port}", chains_from=source)
+    text = result.config.read_text(encoding="utf-8")
+    text = text.replace(f'listen = "127.0.0.1:{port + 1}"', f'listen = "127.0.0.1:{api_port}"')
+    text += (
+        f'\n[peers.gw-test]\naddress = "{gw.listen}"\ncert = "{gw.folder / "gateway.crt"}"\n'
+        f'ca = "{gw.ca}"\nchains = ["{fisco.chain}"]\n'
+    )
+    result.config.write_text(text, encoding="utf-8")
+    config = load_config(result.config)
+    assert config.remote_chains == (fisco.chain,)
+    stop = asyncio.Event()
+    started = asyncio.Event()
+    task = asyncio.create_task(
+        run_gateway(config, environ=gw.environ, ready=lambda _: started.set(), stop=stop)
+    )
+    try:
+        await asyncio.wait_for(started.wait(), 120)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=(folder / "ca.crt").read_bytes()
+        )
+        auth = (("authorization", f"Bearer {result.token}"),)
+        async with grpc.aio.secure_channel(f"127.0.0.1:{api_port}", credentials) as channel:
+            stub = interop_pb2_grpc.InteropServiceStub(channel)
+            chains = await stub.ListChains(interop_pb2.ListChainsRequest(), metadata=auth)
+            assert [(c.chain, c.local) for c in chains.chains] == [
+                (evm.chain, True),
+                (fisco.chain, False),
+            ]
+            remote = chains.chains[1]
+            assert remote.head > 0, remote
+            assert remote.final_head == remote.head
+            assert remote.endpoints[0].healthy
+            assert remote.error == "remote chain served by peer gw-test"
+            fisco_time = (await fisco.adapter.status()).timestamp
+            sent = await stub.SendMessage(
+                interop_pb2.SendMessageRequest(
+                    src_chain=evm.chain,
+                    dst_chain=fisco.chain,
+                    receiver=gw.chains.echo[fisco.chain],
+                    payload=b"to a remote chain",
+                    timeout_seconds=600,
+                ),
+                metadata=auth,
+                timeout=60,
+            )
+            assert fisco_time + 600 <= sent.message.timeout
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 120)
