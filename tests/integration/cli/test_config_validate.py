@@ -66,6 +66,7 @@ ca = "peers/gw-b-ca.crt"
 chains = ["fisco-b"]
 
 [api]
+listen = "127.0.0.1:50072"
 tokens = [{{ name = "dev", sha256 = "{"ef" * 32}", role = "developer" }}]
 """,
         encoding="utf-8",
