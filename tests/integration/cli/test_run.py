@@ -18,7 +18,7 @@ import pytest
 
 from cli.init import init_gateway
 from protos.interop.v1 import interop_pb2, interop_pb2_grpc
-from tests.integration.grpc.test_interop_api import free_port, write_gateway
+from tests.integration.grpc.test_interop_api import free_port, send, wait_for_state, write_gateway
 from tests.integration.relay.pipeline_env import two_chains
 
 pytestmark = pytest.mark.integration
@@ -176,7 +176,17 @@ async def test_sigterm_drains_and_exits_0(tmp_path: Path) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await stub.ListChains(interop_pb2.ListChainsRequest(), timeout=30)
             assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
-        proc.send_signal(signal.SIGTERM)
+            sent = await send(stub, gw, gw.evm, gw.fisco, "logged")
+            status = await wait_for_state(stub, gw, sent.id, interop_pb2.MESSAGE_STATE_ACKNOWLEDGED)
+            assert status.state == interop_pb2.MESSAGE_STATE_ACKNOWLEDGED
+            watch = stub.WatchMessages(interop_pb2.WatchMessagesRequest(), metadata=gw.metadata())
+            first = await asyncio.wait_for(anext(aiter(watch)), 60)
+            assert first.sequence > 0
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(60):  # the stream ends cleanly on drain
+                rest_of_stream = [change async for change in watch]
+            assert await watch.code() is grpc.StatusCode.OK
+            assert all(c.sequence > first.sequence for c in rest_of_stream)
         code = await asyncio.wait_for(proc.wait(), 120)
         logs = (await stdout_task).decode()
         rest = (await proc.stderr.read()).decode()
@@ -185,6 +195,11 @@ async def test_sigterm_drains_and_exits_0(tmp_path: Path) -> None:
     assert "gateway_running" in events
     assert events[-1] == "gateway_drained"
     assert "gateway_signal" in events
+    mid = "0x" + sent.id.hex()
+    lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    changes = [line["event"] for line in lines if line.get("message_id") == mid]
+    for change in ("message_observed", "message_delivered", "message_acknowledged"):
+        assert changes.count(change) >= 1, changes
     for secret in [gw.token, *(value.removeprefix("0x") for value in gw.environ.values())]:
         assert secret not in logs
         assert secret not in rest
