@@ -105,20 +105,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     cluster = DemoCluster(root, progress=progress)
     progress(f"demo folder {root}")
+    totals: dict[str, Any] | None = None
     try:
         cluster.start_chains()
         cluster.deploy()
         cluster.write_gateways()
         cluster.start_gateways()
         totals = asyncio.run(_traffic(cluster, args, console, progress))
+        if args.json:
+            sys.stdout.write(json.dumps(totals) + "\n")
+            sys.stdout.flush()
         if args.keep_running:
             _print_access(cluster, console)
             while True:
                 cluster.check_alive()
                 time.sleep(1)
     except (KeyboardInterrupt, _Stop):
-        console.print("interrupted: stopping every process the demo started")
-        return 130
+        console.print("stopping every process the demo started")
+        if totals is None:
+            return 130
     except Exception as exc:  # every failure ends as one readable line, children stopped
         console.print(f"[red]error:[/red] {_describe(exc)}", markup=True, highlight=False)
         console.print(f"logs: {root / 'logs'}")
@@ -126,11 +131,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         cluster.stop()
         signal.signal(signal.SIGTERM, previous)
-    ok = totals["acknowledged"] == totals["sent"]
-    if args.json:
-        sys.stdout.write(json.dumps(totals) + "\n")
-        sys.stdout.flush()
-    return EXIT_OK if ok else EXIT_INVALID
+    assert totals is not None
+    return EXIT_OK if totals["acknowledged"] == totals["sent"] else EXIT_INVALID
 
 
 async def _traffic(
