@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import socket
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -69,6 +71,7 @@ log = structlog.get_logger(__name__)
 START_PROBE_TIMEOUT_S: Final = 15.0
 STOP_GRACE_S: Final = 5.0
 REMOTE_CALL_TIMEOUT_S: Final = 10.0
+LOCK_NAME: Final = "gateway.lock"
 
 
 class StartError(Exception):
@@ -111,6 +114,21 @@ async def run_gateway(
     assert identity.tls is not None
     tls = _read_tls(config)
     _make_data_dir(identity.data_dir)
+    with _data_lock(identity.data_dir):
+        for address in filter(None, (identity.listen, config.api.listen)):
+            _check_free(address)
+        await _run(config, tls, environ, ready, stop)
+
+
+async def _run(
+    config: GatewayConfig,
+    tls: ServerTls,
+    environ: Mapping[str, str],
+    ready: Callable[[RunningGateway], None] | None,
+    stop: asyncio.Event | None,
+) -> None:
+    identity = config.gateway
+    assert identity is not None
     parts = _build_chains(config, environ)
     configs = trust_configs(config.chains)
     evm_readers = {
@@ -239,6 +257,38 @@ def _make_data_dir(path: Path) -> None:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise StartError(f"cannot create the data folder {path}: {exc.strerror}") from None
+
+
+def _check_free(address: str) -> None:
+    """Refuse a taken port before the pipeline starts (gRPC binds only after it)."""
+    host, _, port = address.rpartition(":")
+    try:
+        family = socket.AF_INET6 if host.startswith("[") else socket.AF_INET
+        with socket.create_server((host.strip("[]"), int(port)), family=family):
+            pass
+    except OSError as exc:
+        raise StartError(f"cannot listen on {address}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def _data_lock(path: Path) -> Iterator[None]:
+    """One gateway per data folder: two processes on one store would both submit every
+    delivery (the contract keeps it at most once, but each costs gas and looks like a fault)."""
+    lock = path / LOCK_NAME
+    try:
+        handle = lock.open("a")
+    except OSError as exc:
+        raise StartError(f"cannot open {lock}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise StartError(
+                f"another gateway is running with the data folder {path} ({lock} is locked)"
+            ) from None
+        yield
+    finally:
+        handle.close()
 
 
 def _build_chains(config: GatewayConfig, environ: Mapping[str, str]) -> _Parts:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -104,6 +105,40 @@ relayer_key = {{ env = "T_KEY_B" }}
     assert "Traceback" not in err
 
 
+async def test_a_taken_port_exits_1_before_anything_starts(tmp_path: Path) -> None:
+    """gateway.listen already bound by someone else: exit 1 naming the address, before the
+    chains are even asked (they are unreachable here)."""
+    source = tmp_path / "chains.toml"
+    source.write_text(
+        f"""
+[chains.evm-a]
+family = "evm"
+endpoints = ["http://127.0.0.1:{free_port()}"]
+chain_id = 31337
+confirmations = 1
+gateway = "0x{"11" * 20}"
+relayer_key = {{ env = "T_KEY_A" }}
+
+[chains.evm-b]
+family = "evm"
+endpoints = ["http://127.0.0.1:1"]
+chain_id = 31338
+confirmations = 1
+gateway = "0x{"22" * 20}"
+relayer_key = {{ env = "T_KEY_B" }}
+""",
+        encoding="utf-8",
+    )
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = init_gateway(tmp_path / "gw", name="gw-x", listen=listen, chains_from=source)
+        keys = {"T_KEY_A": "0x" + "01" * 32, "T_KEY_B": "0x" + "02" * 32}
+        code, _, err = await run_cli("run", "--config", str(result.config), env=keys)
+    assert code == 1, err
+    assert f"cannot start: cannot listen on {listen}" in err
+    assert "unreachable" not in err
+
+
 async def test_missing_key_exits_2_with_its_path(tmp_path: Path) -> None:
     """A key variable that is not set is a configuration problem named by its path."""
     source = tmp_path / "chains.toml"
@@ -182,6 +217,9 @@ async def test_sigterm_drains_and_exits_0(tmp_path: Path) -> None:
             watch = stub.WatchMessages(interop_pb2.WatchMessagesRequest(), metadata=gw.metadata())
             first = await asyncio.wait_for(anext(aiter(watch)), 60)
             assert first.sequence > 0
+            second = await run_cli("run", "--config", str(gw.config), env=gw.environ)
+            assert second[0] == 1, second
+            assert "another gateway is running with the data folder" in second[2]
             proc.send_signal(signal.SIGTERM)
             async with asyncio.timeout(60):  # the stream ends cleanly on drain
                 rest_of_stream = [change async for change in watch]
