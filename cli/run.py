@@ -2,8 +2,9 @@
 
 Exit status: 0 after a clean drain; 2 when the file (or a key it names) is unusable, with every
 problem and its path; 1 when the gateway cannot start for another reason (a served chain
-unreachable at start, the port taken): it does not keep retrying at start, so a wrong URL is
-reported at once and a supervisor decides when to try again.
+unreachable at start, a port taken, another gateway on the same data folder): it does not keep
+retrying at start, so a wrong URL is reported at once and a supervisor decides when to try
+again. docs/configuration.md (``gateway run``) describes the steps.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ def register(sub: Any) -> None:
         "run",
         help="run the gateway from its configuration until SIGTERM",
         description="Validate FILE as `gateway config validate` does (exit 2 listing every "
-        "problem), load the served chains' keys, check every served chain answers (exit 1 "
-        "naming the ones that do not), then relay and serve gRPC: RelayService for peers and "
-        "the developer API on gateway.listen (mutual TLS) and the developer API with bearer "
+        "problem), load the served chains' keys, lock the data folder and check the ports "
+        "are free, check every served chain answers (exit 1 naming the ones that do not), "
+        "then relay and serve gRPC: RelayService for peers and the developer API on "
+        "gateway.listen (mutual TLS) and the developer API with bearer "
         "tokens on api.listen. SIGTERM or SIGINT drains: in-flight calls and submissions "
         "finish, then exit 0. Logs are JSON lines on stdout (console format on a terminal).",
     )

@@ -2,11 +2,11 @@
 gateway (adapters, store, trust roots, verifier, peer links, pipeline, gRPC server).
 
 Start-up fails fast with a typed error: :class:`ConfigError` for what the file or the keys get
-wrong, :class:`StartError` for what the world gets wrong (a served chain unreachable, the port
-taken). A served chain that cannot be read at start stops the start: an operator expects a
-wrong URL or a chain that is down to be reported at once, and a supervisor (systemd, compose)
-restarts the process; once running, chain outages are retried by the pipeline. Remote chains
-are a peer's business: they are not probed at start.
+wrong, :class:`StartError` for what the world gets wrong (a served chain unreachable, a port
+taken, another gateway holding the data folder's lock). A served chain that cannot be read at
+start stops the start: an operator expects a wrong URL or a chain that is down to be reported
+at once, and a supervisor (systemd, compose) restarts the process; once running, chain outages
+are retried by the pipeline. Remote chains are a peer's business: they are not probed at start.
 
 Then it runs until SIGTERM or SIGINT (or ``stop`` is set) and drains: Watch streams end, the
 server stops taking calls and lets running ones finish within a grace period, the node stops
