@@ -679,10 +679,14 @@ def _filter(request: interop_pb2.ListMessagesRequest) -> MessageFilter:
         raise _invalid(f"role {request.role} is not a Role")
     since = request.since.ToNanoseconds() / 1e9 if request.HasField("since") else None
     until = request.until.ToNanoseconds() / 1e9 if request.HasField("until") else None
+    states = frozenset({state}) if state is not None else None
+    if request.stuck_only and states is None:
+        # Terminal states are never stuck: leave them out in the query, so pages stay full.
+        states = frozenset(State) - {s for _, s in TERMINAL}
     return MessageFilter(
         src_chain=request.src_chain or None,
         dst_chain=request.dst_chain or None,
-        states=frozenset({state}) if state is not None else None,
+        states=states,
         role=role,
         since=since,
         until=until,

@@ -358,10 +358,14 @@ async def test_list_filters_and_refuses_foreign_tokens(env: Env) -> None:
 
 
 async def test_list_stuck_only(env: Env) -> None:
-    """Only rows older than stuck_after in a non-terminal state are listed as stuck."""
-    await seed(env.store, 2)
+    """Only rows older than stuck_after in a non-terminal state are listed as stuck (an old
+    acknowledged one is not)."""
+    await seed(env.store, 3)
     await env.store.transition(
         Transition(mid(2), Role.SOURCE, State.VERIFIED, frozenset({State.OBSERVED}), T0 + 95)
+    )
+    await env.store.transition(
+        Transition(mid(3), Role.SOURCE, State.ACKNOWLEDGED, frozenset({State.OBSERVED}), T0 + 3)
     )
     env.now[0] = T0 + 100
     page = await env.service.ListMessages(interop_pb2.ListMessagesRequest(stuck_only=True), ctx())
