@@ -168,9 +168,20 @@ class Stage:
         self._space = asyncio.Condition()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self.busy = False
+        self.reserved = 0
 
     def full(self) -> bool:
-        return len(self.pending) >= self.bound
+        return len(self.pending) + self.reserved >= self.bound
+
+    def reserve(self) -> bool:
+        """Hold a slot for a row about to be admitted (after an await); False when full."""
+        if self.full():
+            return False
+        self.reserved += 1
+        return True
+
+    def unreserve(self) -> None:
+        self.reserved -= 1
 
     def _add(self, rec: MessageRecord, uncertain: bool) -> None:
         if rec.key in self.pending:
@@ -721,11 +732,13 @@ class Pipeline(InboundHandler):
             )
         verified = await self._transition(t)
         self._facts.pop(rec.id, None)
-        await st.release(rec.key)
         if verified:
+            # Admitted downstream before leaving this stage: while the next stage is full this
+            # one stays full too, so the bound holds across the hand-off and the observer stops.
             await self.forward_stage.admit(
                 dataclasses.replace(rec, state=State.VERIFIED, attempts=0, last_error=None)
             )
+        await st.release(rec.key)
 
     async def _refetch(
         self, rec: MessageRecord, exc: BaseException, avoid: frozenset[str]
@@ -861,11 +874,40 @@ class Pipeline(InboundHandler):
         if await self.store.get(item.id, Role.DESTINATION) is not None:
             return Verdict(item.id, VerdictKind.ACCEPTED, "already known")
         st = self.deliver_stages[m.dst_chain]
-        if st.full():
+        # A slot is reserved before verifying, so that concurrent forwards cannot together
+        # persist more than the delivery stage admits (the bound holds for peers too).
+        if not st.reserve():
             return Verdict(item.id, VerdictKind.RETRY, "delivery queue full")
+        rec: MessageRecord | None = None
+        try:
+            verdict = await self._verify_forward(peer, item)
+            if verdict is not None:
+                return verdict
+            # Only verified messages are persisted (requirement 13).
+            t = Transition(
+                id=item.id,
+                role=Role.DESTINATION,
+                to=State.VERIFIED,
+                expect=None,
+                at=self.clock(),
+                message=m,
+                evidence=(Hop.MESSAGE_SENT, item.bundle, f"{peer}:{item.endpoint}"),
+            )
+            if await self._transition(t):
+                rec = await self.store.get(item.id, Role.DESTINATION)
+        finally:
+            st.unreserve()
+        if rec is not None:
+            st.try_admit(rec)  # no await since unreserve(): the slot is still free
+        crash_point("after_accept_before_reply")
+        return Verdict(item.id, VerdictKind.ACCEPTED)
+
+    async def _verify_forward(self, peer: str, item: ForwardItem) -> Verdict | None:
+        """None when the message verifies; else the verdict to answer (and the bounded record
+        of a rejected attempt)."""
         try:
             async with self._inbound:
-                await self.verifier.verify_message(m, item.id, item.bundle)
+                await self.verifier.verify_message(item.message, item.id, item.bundle)
         except Exception as exc:
             decision = classify(exc)
             reason = str(getattr(exc, "reason", None) or describe(exc))
@@ -891,22 +933,7 @@ class Pipeline(InboundHandler):
                 )
                 return Verdict(item.id, VerdictKind.REJECTED, reason, check)
             return Verdict(item.id, VerdictKind.RETRY, reason)
-        # Only verified messages are persisted (requirement 13).
-        t = Transition(
-            id=item.id,
-            role=Role.DESTINATION,
-            to=State.VERIFIED,
-            expect=None,
-            at=self.clock(),
-            message=m,
-            evidence=(Hop.MESSAGE_SENT, item.bundle, f"{peer}:{item.endpoint}"),
-        )
-        if await self._transition(t):
-            rec = await self.store.get(item.id, Role.DESTINATION)
-            if rec is not None:
-                st.try_admit(rec)
-        crash_point("after_accept_before_reply")
-        return Verdict(item.id, VerdictKind.ACCEPTED)
+        return None
 
     async def _deliver(self, st: Stage, batch: list[MessageRecord]) -> None:
         assert st.chain is not None

@@ -309,7 +309,15 @@ async def test_a_destination_that_is_down_stops_queues_and_cursor_and_drops_noth
     p = node.pipeline
 
     async def saturated() -> bool:
-        return p.deliver_stages[B].full() and p.forward_stage.full() and p.verify_stage.full()
+        # Full, and the rows ahead have failed at least once: nothing is in flight any more
+        # that could still free a slot (a forward accepted just before the stage filled).
+        retrying = [*p.deliver_stages[B].pending.values(), *p.forward_stage.pending.values()]
+        return (
+            p.deliver_stages[B].full()
+            and p.forward_stage.full()
+            and p.verify_stage.full()
+            and all(r.attempts > 0 for r in retrying)
+        )
 
     await eventually(saturated, "every stage at its bound")
     cursor = await node.store.get_cursor(A)
