@@ -228,7 +228,9 @@ def _print_access(cluster: DemoCluster, console: Console) -> None:
             "interop.v1.InteropService/ListMessages",
             "",
         ]
-    console.print("\n".join(lines), markup=False, highlight=False)
+    # Unwrapped: the commands must survive copy and paste.
+    console.file.write("\n".join(lines) + "\n")
+    console.file.flush()
 
 
 def _describe(exc: BaseException) -> str:
