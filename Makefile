@@ -23,8 +23,11 @@ $(NODE_STAMP): package.json package-lock.json
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# Two chains, two gateway processes, messages both ways; DEMO_ARGS passes options, e.g.
+# make demo DEMO_ARGS="--messages 50 --keep-running" (gateway demo --help lists them).
+DEMO_ARGS ?=
 demo: setup
-	@$(BIN)/gateway demo
+	@$(BIN)/gateway demo $(DEMO_ARGS)
 
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .

@@ -218,13 +218,22 @@ def _print_table(tracker: Tracker, console: Console) -> None:
 def _print_access(cluster: DemoCluster, console: Console) -> None:
     lines = ["", "Everything keeps running; Ctrl-C stops it all.", ""]
     for name, handle in cluster.gateways.items():
+        other = next(h for h in cluster.gateways.values() if h is not handle)
+        notary = cluster.contracts[other.chain].notary
+        grpcurl = f"grpcurl -cacert {handle.ca} -H 'authorization: Bearer {handle.token}'"
         lines += [
-            f"gateway {name} (serves {handle.chain}): config {handle.config}",
-            f"  developer API {handle.api_listen}, token {handle.token}",
-            f"  grpcurl -cacert {handle.ca} -H 'authorization: Bearer {handle.token}' "
-            f"{handle.api_listen} interop.v1.InteropService/ListChains",
-            f"  grpcurl -cacert {handle.ca} -H 'authorization: Bearer {handle.token}' "
-            f"-d '{{\"page_size\": 5}}' {handle.api_listen} "
+            f"gateway {name} (serves {handle.chain}): config {handle.config}, "
+            f"logs {cluster.root / 'logs'}",
+            "  with the CLI:",
+            f"    export GATEWAY_ADDRESS={handle.api_listen} GATEWAY_CA={handle.ca} "
+            f"GATEWAY_TOKEN={handle.token}",
+            "    gateway messages",
+            f"    gateway send --from {handle.chain} --to {other.chain} --receiver {notary} "
+            f"--payload-hex {'ab' * 32}",
+            "    gateway watch",
+            "  with grpcurl:",
+            f"    {grpcurl} {handle.api_listen} interop.v1.InteropService/ListChains",
+            f"    {grpcurl} -d '{{\"page_size\": 5}}' {handle.api_listen} "
             "interop.v1.InteropService/ListMessages",
             "",
         ]
