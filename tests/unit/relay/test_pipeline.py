@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +31,7 @@ from adapters.base import (
     Submission,
 )
 from relay.config import RelaySettings
+from relay.crash import ENV, EXIT_CODE, check_environment, crash_point
 from relay.links import AckItem, ForwardItem, VerdictKind
 from relay.node import GatewayNode, InvalidRequest
 from relay.pipeline import PipelineSettings
@@ -565,3 +569,38 @@ async def test_acknowledgements_are_checked_like_forwards(make_env: MakeEnv) -> 
     assert v.kind is VerdictKind.ACCEPTED
     await eventually(lambda: all_in(node, [mid], Role.SOURCE, State.ACKNOWLEDGED), "acked")
     assert a.acked == {mid: DeliveryStatus.SUCCESS}
+
+
+@pytest.mark.parametrize(
+    ("spec", "survives"),
+    [("before_submit:2", False), ("before_submit:3", True), ("after_verify", True), ("", True)],
+)
+def test_a_crash_point_exits_hard_on_its_nth_pass(spec: str, survives: bool) -> None:
+    """GATEWAY_CRASH_AT=name[:N] ends the process with os._exit at the N-th pass there."""
+    code = (
+        "from relay.crash import crash_point\n"
+        "crash_point('before_submit'); crash_point('before_submit'); print('survived')"
+    )
+    env = {**os.environ, ENV: spec}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    if survives:
+        assert (done.returncode, done.stdout.strip()) == (0, "survived")
+    else:
+        assert (done.returncode, done.stdout) == (EXIT_CODE, "")
+        assert "crash point before_submit reached" in done.stderr
+
+
+def test_a_misspelt_crash_point_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unknown name fails at start-up instead of silently never crashing."""
+    monkeypatch.setenv(ENV, "befor_submit")
+    with pytest.raises(ValueError, match="unknown crash point"):
+        check_environment()
+    with pytest.raises(ValueError, match="unknown crash point"):
+        crash_point("not_a_point")
