@@ -1,7 +1,7 @@
 """The default :class:`relay.store.Store`: SQLite in WAL mode under the gateway's data directory.
 
 All of the relay's SQL lives in this module. One connection, used from one worker thread at a
-time (calls are serialised by an asyncio lock and run with ``asyncio.to_thread`` so that the
+time (calls are serialised by an asyncio lock and run on the store's own worker thread so that the
 event loop never waits on the disk). Every write is one ``BEGIN IMMEDIATE`` transaction.
 """
 
@@ -14,6 +14,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -164,6 +165,9 @@ class SqliteStore:
         self._bounds = bounds or Bounds()
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
+        # Its own thread, not the loop's default executor: the lock is held while a call waits
+        # for a thread, and verification (asyncio.to_thread) can occupy every default worker.
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -172,7 +176,7 @@ class SqliteStore:
         if conn is None:
             raise StoreError("the store is not open")
         async with self._lock:
-            work = asyncio.get_running_loop().run_in_executor(None, fn, conn)
+            work = asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
             try:
                 return await asyncio.shield(work)
             except sqlite3.Error as exc:
@@ -209,8 +213,10 @@ class SqliteStore:
             conn.executescript(_SCHEMA)
             return conn
 
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
         try:
-            self._conn = await asyncio.to_thread(connect)
+            self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
 
@@ -218,7 +224,10 @@ class SqliteStore:
         conn, self._conn = self._conn, None
         if conn is not None:
             async with self._lock:
-                await asyncio.to_thread(conn.close)
+                await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
 
     # -- writes -------------------------------------------------------------------------------
 
