@@ -103,6 +103,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_USAGE
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # Also when started in the background, where a shell leaves SIGINT ignored.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     cluster = DemoCluster(root, progress=progress)
     progress(f"demo folder {root}")
     totals: dict[str, Any] | None = None
@@ -131,6 +133,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         cluster.stop()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     assert totals is not None
     return EXIT_OK if totals["acknowledged"] == totals["sent"] else EXIT_INVALID
 
