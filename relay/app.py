@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import grpc.aio
 import structlog
 
 from adapters.base import (
@@ -59,7 +58,7 @@ from relay.grpc.auth import (
 )
 from relay.grpc.client import GrpcPeerLink, PeerTls
 from relay.grpc.interop import ChainEntry, InteropService, StatusReader
-from relay.grpc.server import ServerStartError, ServerTls, start_server
+from relay.grpc.server import GatewayServer, ServerStartError, ServerTls, start_server
 from relay.node import GatewayNode
 from relay.pipeline import PipelineSettings
 from relay.sqlite_store import SqliteStore
@@ -180,7 +179,7 @@ async def _serve(
     config: GatewayConfig,
     *,
     node: GatewayNode,
-    server: grpc.aio.Server,
+    server: GatewayServer,
     service: InteropService,
     ready: Callable[[RunningGateway], None] | None,
     stop: asyncio.Event | None,

@@ -13,6 +13,11 @@ configured here too, it was issued by one of them and is within its validity per
 - Services are authorised by principal kind (:data:`SERVICE_KINDS`); the health and reflection
   services answer without credentials so that probes and ``grpcurl`` work.
 
+What the metadata alone decides (a bearer token, or no credentials on the token port) is
+decided in ``AuthInterceptor.intercept_service``, before gRPC reads the request body: an
+anonymous caller cannot make the gateway receive and parse megabytes. A body that does not
+parse is ``INVALID_ARGUMENT`` with a fixed message, never the parser's exception.
+
 Refusals are ``UNAUTHENTICATED`` (no credentials, or credentials nobody configured),
 ``PERMISSION_DENIED`` (a known principal, the wrong service) and ``RESOURCE_EXHAUSTED``
 (per-principal concurrency or rate, relay-protocol requirement 19), each with a short message.
@@ -193,6 +198,21 @@ class AuthPolicy:
             )
         return self._from_certificate(peer_cert_pem)
 
+    def authenticate_early(
+        self, metadata: Sequence[tuple[str, str | bytes]], port: PortKind
+    ) -> Principal | None:
+        """What the metadata alone decides, before the request is read: the token's principal,
+        or None when only the client certificate can decide (mutual-TLS port, no token).
+        AuthError UNAUTHENTICATED for a bad token, or no token on the token port."""
+        if any(k.lower() == "authorization" for k, _ in metadata):
+            return self.authenticate(metadata, None)
+        if port is PortKind.TOKEN:
+            raise AuthError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "no credentials: send 'authorization: Bearer <token>' metadata",
+            )
+        return None
+
     def _from_token(self, value: str | bytes) -> Principal:
         text = value.decode("latin-1") if isinstance(value, bytes) else value
         scheme, _, token = text.strip().partition(" ")
@@ -308,16 +328,43 @@ else:
     _ServerInterceptor = grpc.aio.ServerInterceptor
 
 
+class PortKind(StrEnum):
+    """Which of the gateway's two ports a server listens on (``relay.grpc.server``)."""
+
+    MUTUAL_TLS = "mutual-tls"
+    """The handshake requires a client certificate chaining to a configured CA."""
+    TOKEN = "token"  # noqa: S105 - a port kind, not a secret
+    """TLS without client certificates: only bearer tokens can authenticate here."""
+
+
+UNPARSABLE_REQUEST: Final = "the request is not a valid message for this method"
+"""The fixed answer to a request body that does not parse: gRPC would otherwise send the
+parser's exception type and text (``UNKNOWN ... DecodeError ...``)."""
+
+
 @dataclass
 class AuthInterceptor(_ServerInterceptor):
-    """Applies an :class:`AuthPolicy` to every call before its handler runs.
+    """Applies an :class:`AuthPolicy` to every call.
 
-    ``handler_call_details`` carries no TLS information, so the check runs inside a wrapper of
-    the handler's behaviour, where ``context.auth_context()`` gives the client certificate.
+    ``intercept_service`` runs before gRPC reads the request body and sees only the method
+    and the metadata. Whatever can be decided from those is decided there, and a refusal is
+    answered by a request-streaming handler that never reads the body: a call on the token
+    port without ``authorization``, and any call with a bearer token (the token decides, see
+    :meth:`AuthPolicy.authenticate`) that is unknown or not allowed this service. Otherwise
+    (mutual-TLS port, no token) the client certificate decides, which only
+    ``context.auth_context()`` gives, inside a wrapper of the handler's behaviour; the TLS
+    handshake has by then already required a certificate issued by a configured CA.
+
+    ``request_limits`` bounds each method's request body before it is parsed (grpc has only a
+    per-server receive limit, which must fit the largest method): methods not named get
+    ``default_request_limit``.
     """
 
     policy: AuthPolicy
+    port: PortKind = PortKind.MUTUAL_TLS
     public_services: frozenset[str] = field(default=PUBLIC_SERVICES)
+    request_limits: Mapping[str, int] = field(default_factory=dict)
+    default_request_limit: int | None = None
 
     async def intercept_service(
         self,
@@ -326,13 +373,78 @@ class AuthInterceptor(_ServerInterceptor):
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        method = handler_call_details.method
+        service = service_of(method)
+        metadata = [(k, v) for k, v in (handler_call_details.invocation_metadata or ())]
+        principal: Principal | None = None
+        if service not in self.public_services:
+            try:
+                principal = self.policy.authenticate_early(metadata, self.port)
+                if principal is not None:
+                    self.policy.authorize(principal, service)
+            except AuthError as exc:
+                return _refusal(self.policy, exc, method, principal)
         # None at run time for an unknown method (grpc answers UNIMPLEMENTED); the stubs omit it.
         handler = await continuation(handler_call_details)
-        service = service_of(handler_call_details.method)
-        if handler is None or service in self.public_services:
+        if handler is None:
             return handler
-        metadata = [(k, v) for k, v in (handler_call_details.invocation_metadata or ())]
-        return _wrap(handler, _Guard(self.policy, service, handler_call_details.method, metadata))
+        guard = _Guard(
+            self.policy,
+            service,
+            method,
+            metadata,
+            public=service in self.public_services,
+            principal=principal,
+            request_limit=self.request_limits.get(method, self.default_request_limit),
+        )
+        return _wrap(handler, guard)
+
+
+def _log_refusal(
+    policy: AuthPolicy,
+    exc: AuthError,
+    method: str,
+    principal: Principal | None,
+    context: grpc.aio.ServicerContext[Any, Any],
+) -> None:
+    suppressed = policy.refusal_log_due()
+    if suppressed is not None:
+        log.warning(
+            "grpc_call_refused",
+            method=method,
+            code=exc.code.name,
+            reason=exc.message,
+            principal=principal.name if principal else None,
+            principal_kind=principal.kind.value if principal else None,
+            client=context.peer(),
+            suppressed_since_last=suppressed,
+        )
+
+
+def _refusal(
+    policy: AuthPolicy, exc: AuthError, method: str, principal: Principal | None
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A handler that refuses without reading the request: request-streaming, so gRPC hands
+    over an iterator instead of first receiving and parsing the whole body, and no
+    deserializer, so nothing is ever parsed. The client sees the status whatever the method's
+    real shape."""
+
+    async def refuse(request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        del request_iterator
+        _log_refusal(policy, exc, method, principal, context)
+        await context.abort(exc.code, exc.message)
+
+    return grpc.stream_stream_rpc_method_handler(refuse)
+
+
+class _Unparsable:
+    """What the guarded deserializer returns instead of raising (see UNPARSABLE_REQUEST)."""
+
+    __slots__ = ("size", "too_large")
+
+    def __init__(self, size: int, *, too_large: bool) -> None:
+        self.size = size
+        self.too_large = too_large
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,49 +453,92 @@ class _Guard:
     service: str
     method: str
     metadata: Sequence[tuple[str, str | bytes]]
+    public: bool = False
+    principal: Principal | None = None
+    """Already authenticated and authorised from the metadata (a bearer token)."""
+    request_limit: int | None = None
 
-    async def enter(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
-        """Authenticate, authorise and take a slot; on refusal abort the call (raises)."""
-        principal: Principal | None = None
+    async def enter(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal | None:
+        """Authenticate, authorise and take a slot; on refusal abort the call (raises).
+        None for the public services, which answer everyone and take no slot."""
+        if self.public:
+            return None
+        principal = self.principal
         try:
-            principal = self.policy.authenticate(self.metadata, _peer_certificate(context))
-            self.policy.authorize(principal, self.service)
+            if principal is None:
+                principal = self.policy.authenticate(self.metadata, _peer_certificate(context))
+                self.policy.authorize(principal, self.service)
             self.policy.acquire(principal)
         except AuthError as exc:
-            suppressed = self.policy.refusal_log_due()
-            if suppressed is not None:
-                log.warning(
-                    "grpc_call_refused",
-                    method=self.method,
-                    code=exc.code.name,
-                    reason=exc.message,
-                    principal=principal.name if principal else None,
-                    principal_kind=principal.kind.value if principal else None,
-                    client=context.peer(),
-                    suppressed_since_last=suppressed,
-                )
+            _log_refusal(self.policy, exc, self.method, principal, context)
             await context.abort(exc.code, exc.message)
             raise  # abort raises; this line only keeps the type checker and readers sure
         return principal
+
+    def deserializer(self, parse: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+        limit = self.request_limit
+
+        def guarded(raw: bytes) -> Any:
+            if limit is not None and len(raw) > limit:
+                return _Unparsable(len(raw), too_large=True)
+            if parse is None:
+                return raw
+            try:
+                return parse(raw)
+            except Exception:  # any parser failure: the caller's bytes, not our bug
+                return _Unparsable(len(raw), too_large=False)
+
+        return guarded
+
+    async def check_request(
+        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        if not isinstance(request, _Unparsable):
+            return
+        if request.too_large:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"request of {request.size} bytes; {self.method} takes at most "
+                f"{self.request_limit} bytes",
+            )
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNPARSABLE_REQUEST)
+
+    async def checked_stream(
+        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        async for request in requests:
+            await self.check_request(request, context)
+            yield request
+
+    def release(self, principal: Principal | None) -> None:
+        if principal is not None:
+            self.policy.release(principal)
 
 
 def _wrap(
     handler: grpc.RpcMethodHandler[Any, Any], guard: _Guard
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """The same handler whose behaviour first passes ``guard`` and holds its slot throughout."""
+    """The same handler whose behaviour first passes ``guard`` and holds its slot throughout,
+    and whose requests are bounded and parsed without ever raising into gRPC."""
     kwargs = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": guard.deserializer(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(_single(handler.unary_unary, guard), **kwargs)
+        return grpc.unary_unary_rpc_method_handler(
+            _single(handler.unary_unary, guard, streaming=False), **kwargs
+        )
     if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(_single(handler.stream_unary, guard), **kwargs)
+        return grpc.stream_unary_rpc_method_handler(
+            _single(handler.stream_unary, guard, streaming=True), **kwargs
+        )
     if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(_stream(handler.unary_stream, guard), **kwargs)
+        return grpc.unary_stream_rpc_method_handler(
+            _stream(handler.unary_stream, guard, streaming=False), **kwargs
+        )
     if handler.stream_stream is not None:
         return grpc.stream_stream_rpc_method_handler(
-            _stream(handler.stream_stream, guard), **kwargs
+            _stream(handler.stream_stream, guard, streaming=True), **kwargs
         )
     return handler
 
@@ -407,31 +562,44 @@ async def _fail(exc: Exception, context: grpc.aio.ServicerContext[Any, Any], met
     await context.abort(grpc.StatusCode.INTERNAL, "internal error (logged by the gateway)")
 
 
-def _single(behaviour: _Behaviour, guard: _Guard) -> _Behaviour:
+async def _request(
+    guard: _Guard, request: Any, context: grpc.aio.ServicerContext[Any, Any], *, streaming: bool
+) -> Any:
+    if streaming:
+        return guard.checked_stream(request, context)
+    await guard.check_request(request, context)
+    return request
+
+
+def _single(behaviour: _Behaviour, guard: _Guard, *, streaming: bool) -> _Behaviour:
     async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         principal = await guard.enter(context)
         token = current_principal.set(principal)
         try:
-            result = behaviour(request, context)
+            result = behaviour(
+                await _request(guard, request, context, streaming=streaming), context
+            )
             return await result if inspect.isawaitable(result) else result
         except Exception as exc:
             await _fail(exc, context, guard.method)
             raise
         finally:
             current_principal.reset(token)
-            guard.policy.release(principal)
+            guard.release(principal)
 
     return guarded
 
 
-def _stream(behaviour: _Behaviour, guard: _Guard) -> _Behaviour:
+def _stream(behaviour: _Behaviour, guard: _Guard, *, streaming: bool) -> _Behaviour:
     async def guarded(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         principal = await guard.enter(context)
         token = current_principal.set(principal)
         try:
-            produced = behaviour(request, context)
+            produced = behaviour(
+                await _request(guard, request, context, streaming=streaming), context
+            )
             if inspect.isasyncgen(produced) or hasattr(produced, "__aiter__"):
                 async for item in produced:
                     yield item
@@ -443,7 +611,7 @@ def _stream(behaviour: _Behaviour, guard: _Guard) -> _Behaviour:
         finally:
             with contextlib.suppress(ValueError):  # finalised in another context
                 current_principal.reset(token)
-            guard.policy.release(principal)
+            guard.release(principal)
 
     return guarded
 
@@ -455,11 +623,13 @@ __all__ = [
     "PUBLIC_SERVICES",
     "RELAY_SERVICE",
     "SERVICE_KINDS",
+    "UNPARSABLE_REQUEST",
     "AuthError",
     "AuthInterceptor",
     "AuthPolicy",
     "CertificateBinding",
     "Limits",
+    "PortKind",
     "Principal",
     "PrincipalKind",
     "TokenBinding",

@@ -1,5 +1,6 @@
-"""The gateway's gRPC server: RelayService for peers, InteropService for developers, health and
-reflection for everyone, behind TLS and :class:`relay.grpc.auth.AuthInterceptor`.
+"""The gateway's gRPC servers: RelayService for peers, InteropService for developers, health and
+reflection for everyone, behind TLS and :class:`relay.grpc.auth.AuthInterceptor`. One server per
+port (mutual TLS; bearer tokens), so that each knows its port's rules and services.
 
 Errors leave as status codes with a short message, never a traceback: a malformed item is a
 ``REJECTED`` verdict for that item alone, an oversized batch ``INVALID_ARGUMENT``, a message
@@ -28,6 +29,7 @@ from relay.grpc.auth import (
     RELAY_SERVICE,
     AuthInterceptor,
     AuthPolicy,
+    PortKind,
     Principal,
     PrincipalKind,
     current_principal,
@@ -166,6 +168,35 @@ async def _maybe_in_thread(convert: Any, request: Any) -> list[Any]:
     return done
 
 
+DEFAULT_MAX_CONCURRENT_RPCS: Final = 256
+"""Calls one server (port) runs at once; gRPC answers RESOURCE_EXHAUSTED beyond, before
+reading anything. Each may hold a request of up to ``max_message_bytes`` in memory."""
+
+SMALL_REQUEST_BYTES: Final = 128 * 1024
+"""The request limit of every method but :data:`LARGE_REQUEST_METHODS` (SendMessage's payload
+is at most 64 KiB on chain); checked before parsing."""
+
+LARGE_REQUEST_METHODS: Final = frozenset(
+    {
+        "/interop.v1.RelayService/Forward",
+        "/interop.v1.RelayService/Acknowledge",
+        "/interop.v1.InteropService/VerifyEvidence",
+    }
+)
+"""Methods that carry evidence bundles: they take up to ``max_message_bytes``."""
+
+
+@dataclass
+class GatewayServer:
+    """The gateway's gRPC servers: one per port, each with its own services and interceptor."""
+
+    servers: Sequence[grpc.aio.Server]
+    ports: Sequence[int]
+
+    async def stop(self, grace: float | None) -> None:
+        await asyncio.gather(*(s.stop(grace) for s in self.servers))
+
+
 async def start_server(
     *,
     listen: str,
@@ -176,51 +207,48 @@ async def start_server(
     token_listen: str | None = None,
     max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
     max_message_bytes: int = MAX_GRPC_MESSAGE_BYTES,
-) -> grpc.aio.Server:
-    """Build, bind and start the server; stop it with ``await server.stop(grace)``.
+    max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS,
+) -> GatewayServer:
+    """Build, bind and start the servers; stop them with ``await server.stop(grace)``.
 
     ``listen`` (``host:port``) is mutual TLS: a client certificate issued by one of
     ``tls.client_ca_pems`` is required by the handshake, then must be pinned (peers, developers
-    with certificates). ``token_listen``, when set, is a second port of the same server with
-    TLS but no client certificate, for callers with a bearer token: gRPC's Python API can
-    either require and verify client certificates or not ask for them, never ask without
-    requiring, so the two kinds of caller get a port each. The interceptor's rules are the same
-    on both. Health reports SERVING for the server ("") and each registered service; reflection
-    lists the registered services, health and itself.
+    with certificates). It serves RelayService and InteropService. ``token_listen``, when set,
+    is a second server with TLS but no client certificate, for callers with a bearer token:
+    gRPC's Python API can either require and verify client certificates or not ask for them,
+    never ask without requiring, so the two kinds of caller get a port each. The token server
+    never serves RelayService (peers use mutual TLS) and refuses a call without
+    ``authorization`` metadata before reading its body (``AuthInterceptor``). Health reports
+    SERVING for the server ("") and each service it serves; reflection lists them, health and
+    itself.
     """
     if not tls.client_ca_pems:
         raise ServerStartError("at least one client CA is needed to verify client certificates")
-    server = grpc.aio.server(
-        interceptors=[AuthInterceptor(auth)],
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0),  # a second gateway on the same port fails instead of sharing
-        ],
+    relay = (
+        RelayServicer(relay_handler, max_batch_items=max_batch_items)
+        if relay_handler is not None
+        else None
     )
-    services: list[str] = []
-    if relay_handler is not None:
-        relay_pb2_grpc.add_RelayServiceServicer_to_server(
-            RelayServicer(relay_handler, max_batch_items=max_batch_items), server
+    limits = dict.fromkeys(LARGE_REQUEST_METHODS, max_message_bytes)
+    common = _Common(auth, limits, min(SMALL_REQUEST_BYTES, max_message_bytes), max_message_bytes)
+    mutual, mutual_services = await _build(
+        common, PortKind.MUTUAL_TLS, relay, interop_servicer, max_concurrent_rpcs
+    )
+    built = [(mutual, listen, True)]
+    services = {listen: mutual_services}
+    if token_listen is not None:
+        token, token_services = await _build(
+            common, PortKind.TOKEN, None, interop_servicer, max_concurrent_rpcs
         )
-        services.append(RELAY_SERVICE)
-    if interop_servicer is not None:
-        interop_pb2_grpc.add_InteropServiceServicer_to_server(interop_servicer, server)
-        services.append(INTEROP_SERVICE)
-    health_servicer = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ["", *services]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection([*services, HEALTH_SERVICE, REFLECTION_SERVICE], server)
+        built.append((token, token_listen, False))
+        services[token_listen] = token_services
     ports = [
-        _bind(server, listen, tls, require_client_certificate=True),
-        *(
-            [_bind(server, token_listen, tls, require_client_certificate=False)]
-            if token_listen is not None
-            else []
-        ),
+        _bind(server, address, tls, require_client_certificate=m) for server, address, m in built
     ]
-    await server.start()
+    started: list[grpc.aio.Server] = []
+    for server, _, _ in built:
+        await server.start()
+        started.append(server)
     log.info(
         "grpc_server_started",
         listen=listen,
@@ -228,7 +256,60 @@ async def start_server(
         ports=ports,
         services=services,
     )
-    return server
+    return GatewayServer(started, ports)
+
+
+@dataclass(frozen=True, slots=True)
+class _Common:
+    auth: AuthPolicy
+    request_limits: dict[str, int]
+    default_request_limit: int
+    max_message_bytes: int
+
+
+async def _build(
+    common: _Common,
+    port: PortKind,
+    relay: RelayServicer | None,
+    interop: interop_pb2_grpc.InteropServiceServicer | None,
+    max_concurrent_rpcs: int,
+) -> tuple[grpc.aio.Server, list[str]]:
+    interceptor = AuthInterceptor(
+        common.auth,
+        port=port,
+        request_limits=common.request_limits,
+        default_request_limit=common.default_request_limit,
+    )
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", common.max_message_bytes),
+        ("grpc.max_send_message_length", common.max_message_bytes),
+        ("grpc.so_reuseport", 0),  # a second gateway on the same port fails instead of sharing
+    ]
+    if port is PortKind.TOKEN:
+        # Anyone can reach this port. With BDP probing gRPC widens each stream's flow-control
+        # window to megabytes before the interceptor refuses the call, so 40 anonymous 16 MiB
+        # calls still cost ~150 MiB; without it a refused stream costs at most the 64 KiB
+        # initial window. The price: large VerifyEvidence bundles upload slower over long
+        # round trips. Peers' port keeps BDP (its callers hold a CA-issued certificate).
+        options.append(("grpc.http2.bdp_probe", 0))
+    server = grpc.aio.server(
+        interceptors=[interceptor],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+        options=options,
+    )
+    services: list[str] = []
+    if relay is not None:
+        relay_pb2_grpc.add_RelayServiceServicer_to_server(relay, server)
+        services.append(RELAY_SERVICE)
+    if interop is not None:
+        interop_pb2_grpc.add_InteropServiceServicer_to_server(interop, server)
+        services.append(INTEROP_SERVICE)
+    health_servicer = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ["", *services]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection([*services, HEALTH_SERVICE, REFLECTION_SERVICE], server)
+    return server, services
 
 
 def _bind(

@@ -26,7 +26,7 @@ from relay.grpc.auth import (
     token_sha256,
 )
 from relay.grpc.client import GrpcPeerLink, PeerTls
-from relay.grpc.server import ServerTls, start_server
+from relay.grpc.server import GatewayServer, ServerTls, start_server
 from relay.links import AckItem, ForwardItem, Verdict, VerdictKind
 from relay.tls import fingerprint, issue_cert, make_ca
 
@@ -177,7 +177,7 @@ class FakeInterop(interop_pb2_grpc.InteropServiceServicer):
 
 @dataclass
 class Running:
-    server: grpc.aio.Server
+    server: GatewayServer
     target: str
     """The mutual-TLS port (client certificate required)."""
     token_target: str
