@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 from adapters.evm.settings import EvmSettings
 from adapters.fisco.settings import FiscoEndpoint, FiscoSettings
 from adapters.keys import Curve, EnvKeySource, KeySource, KeySourceError, KeystoreSource, load_key
+from relay.local_link import LOCAL_PEER
 from relay.tls import (
     TlsMaterialError,
     fingerprint,
@@ -1291,6 +1292,9 @@ def _check_peers(
         where = f"peers.{peer.name}"
         if identity is not None and peer.name == identity.name:
             ctx.add(where, "is this gateway's own name (gateway.name)")
+        if peer.name == LOCAL_PEER:
+            # The in-process link calls the pipeline under this name, with a local chain's rights.
+            ctx.add(where, f"the name {LOCAL_PEER!r} is reserved for the in-process link")
         if peer.cert_sha256 in by_cert:
             ctx.add(
                 f"{where}.cert_sha256",

@@ -670,6 +670,7 @@ def test_remote_evm_chain_builds_read_only_settings(tmp_path: Path) -> None:
         (PEER.replace("peer-ca.crt", "junk.crt"), "peers.gw-b.ca: certificate"),
         (PEER.replace("gw-b", "GW"), "peers.GW: not a peer name"),
         (PEER.replace("gw-b", "gw-a"), "peers.gw-a: is this gateway's own name"),
+        (PEER.replace("gw-b", "local"), "peers.local: the name 'local' is reserved"),
         ("", "chains.fisco-b: a remote chain (served = false) that no peer serves"),
         (
             PEER + PEER.replace("gw-b", "gw-c").replace(PEER_SHA, "ef" * 32),
