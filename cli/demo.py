@@ -62,7 +62,8 @@ def register(sub: Any) -> None:
         type=float,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help=f"give up after this long, naming what is stuck (default {DEFAULT_TIMEOUT:.0f})",
+        help="once the gateways start, give up after this long, naming what is stuck "
+        f"(default {DEFAULT_TIMEOUT:.0f})",
     )
     demo.add_argument(
         "--json", action="store_true", help="end with one JSON line of totals (progress: stderr)"
@@ -148,23 +149,27 @@ async def _traffic(
 
     apis = {name: Api(handle) for name, handle in cluster.gateways.items()}
     tracker = Tracker(apis)
+    phase = "waiting for the gateways to answer"
     try:
         async with asyncio.timeout(args.timeout):
             for name, api in apis.items():
                 child = cluster.gateways[name].child
                 assert child is not None
-                await api.wait_ready(60, child.check_alive)
+                phase = f"waiting for gateway {name} to answer on {api.handle.api_listen}"
+                await api.wait_ready(args.timeout, child.check_alive)
             progress("both gateways answer; sending")
             t0 = time.monotonic()
+            phase = "sending through the developer API"
             await send_notarisations(cluster, apis, tracker, args.messages, timeout=MESSAGE_TIMEOUT)
             await send_app_messages(cluster, apis, tracker)
             progress(f"sent {len(tracker.messages)} messages; following them")
+            phase = "following the messages to acknowledgement"
             await _follow(cluster, tracker, progress)
     except TimeoutError:
         lines = await _stuck_lines(tracker)
         raise TimeoutError(
-            f"not every message was acknowledged within --timeout {args.timeout:.0f} s; "
-            "stuck:\n  " + "\n  ".join(lines or ["(nothing reported)"])
+            f"--timeout {args.timeout:g} s passed while {phase}; stuck:\n  "
+            + "\n  ".join(lines or ["(nothing reported)"])
         ) from None
     finally:
         for api in apis.values():

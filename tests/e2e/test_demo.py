@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -27,8 +28,9 @@ def _demo(*args: str, out: Path, err: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _processes_under(folder: Path) -> dict[int, str]:
-    """Live processes whose command line names ``folder`` (devnode data, gateway configs)."""
+def _processes_under(folder: Path, exclude: int | None = None) -> dict[int, str]:
+    """Live processes whose command line names ``folder`` (devnode data, gateway configs),
+    but ``exclude`` (the demo itself)."""
     found: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -38,7 +40,7 @@ def _processes_under(folder: Path) -> dict[int, str]:
             state = (entry / "stat").read_text().split()[2]
         except OSError:
             continue
-        if str(folder) in cmdline and state != "Z":
+        if str(folder) in cmdline and state != "Z" and int(entry.name) != exclude:
             found[int(entry.name)] = cmdline
     return found
 
@@ -125,7 +127,7 @@ def _ctrl_c_after_keep_running(proc: subprocess.Popen[bytes], folder: Path, tmp:
     err = (tmp / "err").read_text()
     assert "grpcurl -cacert" in err
     assert "-H 'authorization: Bearer " in err
-    children = _processes_under(folder)
+    children = _processes_under(folder, exclude=proc.pid)
     assert len(children) >= 3, children  # the devnode and two gateways (Anvil: by port)
     ports = _ports(folder)
     assert all(_listening(p) for p in ports), ports
@@ -135,4 +137,58 @@ def _ctrl_c_after_keep_running(proc: subprocess.Popen[bytes], folder: Path, tmp:
         json.loads((tmp / "out").read_text().strip().splitlines()[-1])["acknowledged"] == 5
     )  # 1 each way, ping, pong, notary
     assert _processes_under(folder) == {}
+    assert [p for p in ports if _listening(p)] == []
+
+
+def _wait_for(proc: subprocess.Popen[bytes], err: Path, text: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in (content := err.read_text()):
+        assert proc.poll() is None, content[-3000:]
+        assert time.monotonic() < deadline, f"no {text!r} in:\n{content[-3000:]}"
+        time.sleep(0.2)
+    return content
+
+
+def _chain_ports(err: str) -> list[int]:
+    return [int(m) for m in re.findall(r"on http://127\.0\.0\.1:([0-9]+)", err)]
+
+
+@pytest.mark.timeout(200)
+def test_ctrl_c_during_set_up_leaves_nothing_running(tmp_path: Path) -> None:
+    """Ctrl-C while the contracts deploy: exit 130, the chains already started are stopped and
+    their ports freed."""
+    folder = tmp_path / "demo"
+    proc = _demo("--dir", str(folder), out=tmp_path / "out", err=tmp_path / "err")
+    try:
+        # Without --json the progress goes to standard output.
+        err = _wait_for(proc, tmp_path / "out", "deploying the gateway contract", 120)
+        assert len(_processes_under(folder, exclude=proc.pid)) == 1  # the devnode; Anvil: port
+        ports = _chain_ports(err)
+        assert len(ports) == 2
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert _processes_under(folder) == {}
+    assert [p for p in ports if _listening(p)] == []
+
+
+@pytest.mark.timeout(200)
+def test_the_deadline_names_what_it_waited_for_and_stops_everything(tmp_path: Path) -> None:
+    """--timeout shorter than the gateways' start: exit 1 with one error naming the phase it
+    was in, every child stopped and every port freed."""
+    folder = tmp_path / "demo"
+    proc = _demo(
+        "--timeout", "0.5", "--dir", str(folder), out=tmp_path / "out", err=tmp_path / "err"
+    )
+    code = proc.wait(timeout=180)
+    out = (tmp_path / "out").read_text()
+    assert code == 1, out[-3000:]
+    assert "--timeout 0.5 s passed while waiting for gateway evm to answer" in out
+    assert "Traceback" not in out + (tmp_path / "err").read_text()
+    assert _processes_under(folder) == {}
+    ports = _ports(folder) + _chain_ports(out)
+    assert len(ports) >= 6
     assert [p for p in ports if _listening(p)] == []

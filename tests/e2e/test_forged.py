@@ -44,6 +44,7 @@ async def as_peer_evm(cluster: DemoCluster) -> AsyncIterator[GrpcPeerLink]:
             client_key_pem=evm.key.read_bytes(),
             server_ca_pem=fisco.ca.read_bytes(),
             server_name="localhost",
+            server_sha256=fisco.fingerprint,
         ),
     )
     yield link
