@@ -341,6 +341,7 @@ def _links(config: GatewayConfig, tls: ServerTls) -> dict[str, GrpcPeerLink]:
                 client_key_pem=tls.key_pem,
                 server_ca_pem=ca,
                 server_name=peer.server_name or peer.host,
+                server_sha256=peer.cert_sha256,
             ),
         )
     return links

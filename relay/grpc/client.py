@@ -1,7 +1,15 @@
 """``GrpcPeerLink``: :class:`relay.links.PeerLink` over gRPC with mutual TLS.
 
-The channel presents this gateway's client certificate (pinned by the peer) and trusts only the
-peer's CA for the peer's expected server name. Every call has a deadline. Anything that keeps a
+The channel presents this gateway's client certificate (pinned by the peer) and accepts only
+the peer's pinned certificate. gRPC's Python API cannot pin (it verifies a chain to the given
+roots and the name, nothing more), so before the first call the link opens one TLS connection
+of its own with :mod:`ssl` (the peer's CA, its server name, this gateway's client certificate),
+compares the SHA-256 of the certificate the peer presents with the configured pin, and then
+gives gRPC that exact certificate as the channel's only root. gRPC (BoringSSL with partial
+chains) then accepts no other certificate on any later (re)connection, so there is no window
+between the check and the channel's own handshakes; a certificate that differs from the pin,
+even one from the same CA for the same name, is :class:`PeerPinMismatch`. Every call has a
+deadline. Anything that keeps a
 batch from being answered (unreachable, deadline, refusal, a peer answering out of order) is
 :class:`relay.links.LinkUnavailable`, so the pipeline retries later; the items are idempotent.
 
@@ -12,8 +20,14 @@ a local ``REJECTED`` verdict, so the answer is still one verdict per item, in or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import contextlib
+import os
+import ssl
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import grpc
@@ -30,12 +44,16 @@ from relay.grpc.convert import (
     verdicts_from_response,
 )
 from relay.links import AckItem, ForwardItem, LinkUnavailable, Verdict
+from relay.tls import fingerprint_der, write_key_file
 
 CALL_FRAMING_BYTES: Final = 64 * 1024
 """Room kept under the byte limit for per-item framing and the call's own overhead."""
 
 DEFAULT_TIMEOUT_S: Final = 60.0
 """A call's deadline: a full batch is verified by the peer before it answers."""
+
+PIN_CHECK_TIMEOUT_S: Final = 10.0
+"""The TLS connection that fetches and checks the peer's certificate."""
 
 _P = TypeVar("_P", relay_pb2.ForwardItem, relay_pb2.AckItem)
 
@@ -48,14 +66,28 @@ class PeerCallFailed(LinkUnavailable):
         self.code = code
 
 
+class PeerPinMismatch(LinkUnavailable):
+    """The peer presented a valid certificate that is not the one pinned for it."""
+
+    def __init__(self, message: str, *, peer: str, presented: str) -> None:
+        super().__init__(message, peer=peer)
+        self.presented = presented
+
+
 @dataclass(frozen=True, slots=True)
 class PeerTls:
     client_cert_pem: bytes
     client_key_pem: bytes
     server_ca_pem: bytes
-    """The peer's CA: the only root trusted for this channel."""
+    """The peer's CA: its certificate must chain to it."""
     server_name: str
     """The name the peer's certificate must carry (checked by TLS)."""
+    server_sha256: str
+    """The pin: SHA-256 of the peer certificate's DER bytes (hex; ``sha256:`` and colons ok)."""
+
+    @property
+    def pin(self) -> str:
+        return self.server_sha256.lower().removeprefix("sha256:").replace(":", "")
 
 
 class GrpcPeerLink:
@@ -79,12 +111,41 @@ class GrpcPeerLink:
         self._max_bytes = max_message_bytes
         self._channel: grpc.aio.Channel | None = None
         self._stub: relay_pb2_grpc.RelayServiceAsyncStub | None = None
+        self._connecting = asyncio.Lock()
 
-    def _connect(self) -> relay_pb2_grpc.RelayServiceAsyncStub:
-        if self._stub is not None:
-            return self._stub
+    async def _connect(self) -> relay_pb2_grpc.RelayServiceAsyncStub:
+        async with self._connecting:
+            if self._stub is not None:
+                return self._stub
+            pinned = await self._pinned_certificate()
+            return self._open(pinned)
+
+    async def _pinned_certificate(self) -> bytes:
+        """The peer's certificate (PEM) after checking it against the CA, name and pin."""
+        try:
+            der = await asyncio.wait_for(
+                _fetch_certificate(self.target, self._tls), PIN_CHECK_TIMEOUT_S
+            )
+        except (OSError, TimeoutError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else _tls_reason(exc)
+            raise PeerCallFailed(
+                f"cannot check the certificate of peer {self.name} at {self.target}: {reason}",
+                peer=self.name,
+                code=None,
+            ) from exc
+        presented = fingerprint_der(der)
+        if presented != self._tls.pin:
+            raise PeerPinMismatch(
+                f"peer {self.name} at {self.target} presented certificate sha256:{presented}, "
+                f"not the pinned sha256:{self._tls.pin} (certificate pin mismatch)",
+                peer=self.name,
+                presented=presented,
+            )
+        return ssl.DER_cert_to_PEM_cert(der).encode("ascii")
+
+    def _open(self, pinned_pem: bytes) -> relay_pb2_grpc.RelayServiceAsyncStub:
         credentials = grpc.ssl_channel_credentials(
-            root_certificates=self._tls.server_ca_pem,
+            root_certificates=pinned_pem,  # the pinned leaf only: see the module docstring
             private_key=self._tls.client_key_pem,
             certificate_chain=self._tls.client_cert_pem,
         )
@@ -107,7 +168,7 @@ class GrpcPeerLink:
             await channel.close(grace=None)
 
     async def forward(self, items: Sequence[ForwardItem]) -> Sequence[Verdict]:
-        stub = self._connect()
+        stub = await self._connect()
 
         async def send(batch: list[relay_pb2.ForwardItem]) -> Sequence[relay_pb2.Verdict]:
             response = await stub.Forward(
@@ -118,7 +179,7 @@ class GrpcPeerLink:
         return await self._exchange(items, forward_item_to_proto, send, "Forward")
 
     async def acknowledge(self, items: Sequence[AckItem]) -> Sequence[Verdict]:
-        stub = self._connect()
+        stub = await self._connect()
 
         async def send(batch: list[relay_pb2.AckItem]) -> Sequence[relay_pb2.Verdict]:
             response = await stub.Acknowledge(
@@ -180,3 +241,65 @@ class GrpcPeerLink:
         if current:
             chunks.append(current)
         return chunks
+
+
+async def _fetch_certificate(target: str, tls: PeerTls) -> bytes:
+    """The DER certificate the peer presents in a full mutual-TLS handshake, verified against
+    the peer's CA and server name (what gRPC checks too), presenting our client certificate."""
+    host, port = _host_port(target)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=tls.server_ca_pem.decode("ascii"))
+    context.set_alpn_protocols(["h2"])
+    with _key_file(tls.client_cert_pem + b"\n" + tls.client_key_pem) as path:
+        context.load_cert_chain(path)
+    reader, writer = await asyncio.open_connection(
+        host, port, ssl=context, server_hostname=tls.server_name
+    )
+    del reader
+    try:
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+    if not der:
+        raise ssl.SSLError("the peer presented no certificate")
+    return bytes(der)
+
+
+@contextlib.contextmanager
+def _key_file(pem: bytes) -> Iterator[str]:
+    """A path ``ssl`` can load the key from (it reads only files): an anonymous memory file on
+    Linux, else a 0600 file in a private temporary folder, removed at once."""
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is not None:
+        fd = memfd_create("gateway-client-key", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, pem)
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "client.pem"
+        write_key_file(path, pem)
+        yield str(path)
+
+
+def _host_port(target: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``dns:///host:port`` -> (host, port)."""
+    address = target.removeprefix("dns:///").removeprefix("ipv4:").removeprefix("ipv6:")
+    host, _, port = address.rpartition(":")
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError as exc:
+        raise OSError(f"not a host:port address: {target!r}") from exc
+
+
+def _tls_reason(exc: OSError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS verification failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed: {exc.reason or exc}"
+    return exc.strerror or str(exc)

@@ -217,20 +217,25 @@ class Running:
                 client_key_pem=self.material.peer[1],
                 server_ca_pem=self.material.ca[0],
                 server_name="localhost",
+                server_sha256=fingerprint(self.material.server[0]),
             ),
             **kwargs,
         )
 
 
-async def serve(material: Material, **kwargs: Any) -> Running:
+async def serve(
+    material: Material, *, server_pair: Pair | None = None, port: int | None = None, **kwargs: Any
+) -> Running:
+    """``server_pair`` replaces the server's certificate and key; ``port`` its mutual-TLS port."""
     handler = FakeHandler()
-    port, token_port = _free_port(), _free_port()
+    cert, key = server_pair or material.server
+    port, token_port = port or _free_port(), _free_port()
     server = await start_server(
         listen=f"127.0.0.1:{port}",
         token_listen=f"127.0.0.1:{token_port}",
         tls=ServerTls(
-            cert_pem=material.server[0],
-            key_pem=material.server[1],
+            cert_pem=cert,
+            key_pem=key,
             client_ca_pems=[material.ca[0], material.peer_ca[0]],
         ),
         auth=policy(material, kwargs.pop("limits", None)),

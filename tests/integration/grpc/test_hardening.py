@@ -14,7 +14,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from protos.interop.v1 import relay_pb2, relay_pb2_grpc
 from relay.grpc.auth import UNPARSABLE_REQUEST
+from relay.grpc.client import PeerPinMismatch
+from relay.links import LinkUnavailable, VerdictKind
+from relay.tls import fingerprint, issue_cert
 from tests.integration.grpc.env import Material, Running, serve
+from tests.integration.grpc.test_relay import fwd
 
 pytestmark = pytest.mark.integration
 
@@ -162,6 +166,57 @@ async def test_the_server_bounds_calls_in_flight(material: Material) -> None:
             assert len((await first).verdicts) == 1
     finally:
         await r.server.stop(None)
+
+
+# --- finding 2: outbound links accept only the pinned certificate -------------------------
+
+
+@pytest.fixture(scope="module")
+def impostor_pair(material: Material) -> tuple[bytes, bytes]:
+    """Same CA and names (localhost, 127.0.0.1) as gateway-b's: TLS alone would accept it."""
+    return issue_cert(*material.ca, "gateway-b")
+
+
+async def test_an_impostor_with_a_certificate_from_the_same_ca_is_refused(
+    material: Material, impostor_pair: tuple[bytes, bytes]
+) -> None:
+    impostor = await serve(material, server_pair=impostor_pair)
+    link = impostor.link()  # pinned to the real gateway-b certificate
+    try:
+        with pytest.raises(LinkUnavailable) as caught:
+            await link.forward([fwd(3)])
+    finally:
+        await link.close()
+        await impostor.server.stop(None)
+    assert isinstance(caught.value, PeerPinMismatch)
+    assert "pin mismatch" in str(caught.value)
+    assert caught.value.presented == fingerprint(impostor_pair[0])
+    assert impostor.handler.calls == []
+
+
+async def test_a_reconnection_to_an_impostor_is_refused_by_the_channel(
+    material: Material, impostor_pair: tuple[bytes, bytes]
+) -> None:
+    """The pin is checked once, then gRPC trusts only that certificate: when the peer's
+    address is taken over after the link connected, gRPC's own handshake refuses."""
+    real = await serve(material)
+    port = int(real.target.rpartition(":")[2])
+    link = real.link()
+    impostor: Running | None = None
+    try:
+        first = await link.forward([fwd(3)])
+        assert first[0].kind is VerdictKind.ACCEPTED
+        await real.server.stop(None)
+        impostor = await serve(material, server_pair=impostor_pair, port=port)
+        with pytest.raises(LinkUnavailable):
+            await link.forward([fwd(3)])
+    finally:
+        await link.close()
+        await real.server.stop(None)
+        if impostor is not None:
+            await impostor.server.stop(None)
+    assert impostor is not None
+    assert impostor.handler.calls == []
 
 
 def _good_item() -> relay_pb2.ForwardItem:

@@ -255,10 +255,12 @@ async def test_wrong_server_name_is_link_unavailable(running: Running) -> None:
         client_key_pem=running.material.peer[1],
         server_ca_pem=running.material.ca[0],
         server_name="gateway-c.example",
+        server_sha256=link._tls.server_sha256,
     )
     try:
-        with pytest.raises(LinkUnavailable):
+        with pytest.raises(LinkUnavailable) as caught:
             await link.forward([fwd(44)])
+        assert "TLS verification failed" in str(caught.value)
     finally:
         await link.close()
     assert running.handler.calls == []
