@@ -1,8 +1,8 @@
 """The default :class:`relay.store.Store`: SQLite in WAL mode under the gateway's data directory.
 
 All of the relay's SQL lives in this module. One connection, used from one worker thread at a
-time (calls are serialised by an asyncio lock and run on the store's own worker thread so that the
-event loop never waits on the disk). Every write is one ``BEGIN IMMEDIATE`` transaction.
+time (calls are queued and run in order on the store's own worker thread, so that the event loop
+never waits on the disk). Every write is one ``BEGIN IMMEDIATE`` transaction.
 """
 
 # ruff: noqa: S608 - the f-strings insert column lists and "?" placeholders only; values are bound
@@ -44,6 +44,7 @@ from verifier.messages import DeliveryStatus
 
 DB_NAME: Final = "relay.sqlite3"
 _T = TypeVar("_T")
+_Call = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -168,28 +169,85 @@ class SqliteStore:
         # Its own thread, not the loop's default executor: the lock is held while a call waits
         # for a thread, and verification (asyncio.to_thread) can occupy every default worker.
         self._executor: ThreadPoolExecutor | None = None
+        self._queue: list[_Call] = []
+        self._drainer: asyncio.Task[None] | None = None
 
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Queue ``fn`` and wait for its result. Calls still run one at a time and in order,
+        each in its own transaction, but the calls queued while the store thread is busy go to
+        it in one hand-off: one thread round trip and one event-loop wake-up per call made
+        every call wait on a busy loop twice, and that, not SQLite, bounded the relay."""
+        if self._conn is None:
+            raise StoreError("the store is not open")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((fn, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain(), name="sqlite-store")
+        value: _T = await future
+        return value
+
+    async def _drain(self) -> None:
+        async with self._lock:
+            try:
+                while self._queue:
+                    batch = [(fn, f) for fn, f in self._queue if not f.cancelled()]
+                    self._queue.clear()
+                    await self._run_batch(batch)
+            finally:
+                for _, f in self._queue:
+                    if not f.done():
+                        f.set_exception(StoreError("the store stopped serving calls"))
+                self._queue.clear()
+
+    async def _run_batch(self, batch: list[_Call]) -> None:
         conn = self._conn
         if conn is None:
-            raise StoreError("the store is not open")
-        async with self._lock:
-            work = asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
-            try:
-                return await asyncio.shield(work)
-            except sqlite3.Error as exc:
-                raise StoreError(f"store failure: {exc}") from exc
-            except asyncio.CancelledError:
-                # A thread cannot be interrupted: hold the lock until it is done, so that no
-                # other call (close() above all) uses the connection while it still runs.
-                while not work.done():
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.wait({work})
-                if not work.cancelled():
-                    work.exception()  # retrieved: the caller was cancelled, not failed
-                raise
+            for _, f in batch:
+                if not f.done():
+                    f.set_exception(StoreError("the store is not open"))
+            return
+
+        def run_all() -> list[tuple[bool, Any]]:
+            out: list[tuple[bool, Any]] = []
+            for fn, _ in batch:
+                try:
+                    out.append((True, fn(conn)))
+                except Exception as exc:
+                    out.append((False, exc))
+            return out
+
+        work = asyncio.get_running_loop().run_in_executor(self._executor, run_all)
+        try:
+            outcomes = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # A thread cannot be interrupted: hold the lock until it is done, so that no other
+            # call (close() above all) uses the connection while it still runs.
+            while not work.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({work})
+            outcomes = [] if work.cancelled() or work.exception() else work.result()
+            self._settle(batch, outcomes)
+            raise
+        self._settle(batch, outcomes)
+
+    @staticmethod
+    def _settle(batch: list[_Call], outcomes: list[tuple[bool, Any]]) -> None:
+        for (_, f), (ok, value) in zip(batch, outcomes, strict=False):
+            if f.done():
+                continue  # the caller was cancelled, not failed
+            if ok:
+                f.set_result(value)
+            elif isinstance(value, sqlite3.Error):
+                error = StoreError(f"store failure: {value}")
+                error.__cause__ = value
+                f.set_exception(error)
+            else:
+                f.set_exception(value)
+        for _, f in batch[len(outcomes) :]:
+            if not f.done():
+                f.set_exception(StoreError("the store call did not complete"))
 
     @staticmethod
     def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], _T]) -> _T:
