@@ -50,6 +50,8 @@ from verifier.messages import DeliveryResult, DeliveryStatus, Message
 log = structlog.get_logger(__name__)
 
 Key = tuple[bytes, Role]
+_PERSIST_CHUNK = 100
+"""Facts of one observed page persisted concurrently (bounds the store's queue)."""
 MAX_REFETCH: Final = 3
 """Other endpoints asked for a sent fact whose evidence failed, before it is rejected."""
 MAX_REMEMBERED_FACTS: Final = 10_000
@@ -565,14 +567,17 @@ class Pipeline(InboundHandler):
     async def _persist_page(
         self, chain: str, adapter: ChainAdapter, facts: Sequence[Fact]
     ) -> list[tuple[Stage, MessageRecord]]:
-        admitted: list[tuple[Stage, MessageRecord]] = []
-        for i, fact in enumerate(facts):
-            if i == 1:
+        # The first fact alone (a crash point sits after it), then the rest in concurrent
+        # chunks: one at a time, each waiting for its own store round trips, the observer was
+        # the relay's slowest stage. Facts of one page are of different messages (a fact needs
+        # the one before it on the other chain), so their order within a chunk does not matter.
+        found = [await self._persist_fact(chain, adapter, f) for f in facts[:1]]
+        for start in range(1, len(facts), _PERSIST_CHUNK):
+            if start == 1:
                 crash_point("mid_batch_persist")
-            found = await self._persist_fact(chain, adapter, fact)
-            if found is not None:
-                admitted.append(found)
-        return admitted
+            chunk = facts[start : start + _PERSIST_CHUNK]
+            found += await asyncio.gather(*(self._persist_fact(chain, adapter, f) for f in chunk))
+        return [f for f in found if f is not None]
 
     async def _persist_fact(
         self, chain: str, adapter: ChainAdapter, fact: Fact
