@@ -31,6 +31,7 @@ import logging
 import os
 import platform
 import pstats
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -40,7 +41,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, TypeVar, cast
 
 import structlog
 from eth_abi.abi import encode
@@ -76,6 +77,7 @@ deliveries; the relay, not the chain, should be the bound)."""
 RECEIVER_GAS, ACK_GAS, PAYLOAD_CAP = 300_000, 100_000, 4096
 SEND_GAS_PER_MESSAGE = 150_000
 FAILED_STATES = frozenset({State.REJECTED})
+_T = TypeVar("_T")
 
 
 # -- timing of the relay's dependencies ---------------------------------------------------------
@@ -119,6 +121,28 @@ class Timed:
 
         setattr(self, name, timed)  # later lookups skip __getattr__
         return timed
+
+
+class MeteredStore(SqliteStore):
+    """The SQLite store, also timing each call's work on the store thread (SQL and JSON), apart
+    from the time its caller waited for the store's lock and thread."""
+
+    def __init__(self, data_dir: Path, meter: Meter) -> None:
+        super().__init__(data_dir)
+        self._meter = meter
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        caller = sys._getframe(1).f_code.co_name  # the public method that called _run
+        meter = self._meter
+
+        def timed(conn: sqlite3.Connection) -> _T:
+            t0 = time.perf_counter()
+            try:
+                return fn(conn)
+            finally:
+                meter.add(f"store_thread.{caller}", time.perf_counter() - t0)
+
+        return await super()._run(timed)
 
 
 def _adapter_category(chain: str) -> Callable[[str], str]:
@@ -340,14 +364,16 @@ class RunResult:
     calls: dict[str, int]
     on_chain: dict[str, int]
     failures: list[str]
+    steps: list[tuple[str, float]]
+    """Each step of a message's path and its median duration in seconds."""
 
 
 def _build_node(
     a: BenchChain, b: BenchChain, data_dir: Path, settings: PipelineSettings, meter: Meter
-) -> tuple[GatewayNode, Store]:
+) -> tuple[GatewayNode, SqliteStore]:
     configs: dict[str, TrustConfig] = {a.name: a.trust, b.name: b.trust}
     trust = ConfiguredTrustStore(configs)
-    store = SqliteStore(data_dir)
+    store = MeteredStore(data_dir, meter)
     adapters = {
         c.name: cast(ChainAdapter, Timed(c.make_adapter(), meter, _adapter_category(c.name)))
         for c in (a, b)
@@ -414,7 +440,7 @@ async def _send_all(
     return sent
 
 
-async def _history(store: Store) -> list[HistoryEntry]:
+async def _history(store: SqliteStore) -> list[HistoryEntry]:
     out: list[HistoryEntry] = []
     seq = 0
     while True:
@@ -425,7 +451,7 @@ async def _history(store: Store) -> list[HistoryEntry]:
         seq = page[-1].seq
 
 
-async def _wait_acknowledged(store: Store, messages: int, limit: float) -> list[str]:
+async def _wait_acknowledged(store: SqliteStore, messages: int, limit: float) -> list[str]:
     """Poll the store until ``messages`` source rows are acknowledged; problems if not."""
     loop = asyncio.get_running_loop()
     end = loop.time() + limit
@@ -458,8 +484,9 @@ async def _wait_acknowledged(store: Store, messages: int, limit: float) -> list[
     ]
 
 
-async def run_once(kind: str, batch_size: int, args: argparse.Namespace) -> RunResult:
-    messages: int = args.messages
+async def run_once(
+    kind: str, batch_size: int, messages: int, args: argparse.Namespace
+) -> RunResult:
     per_tx: int = args.per_tx
     mine_interval: float = args.mine_interval
     limit: float = args.limit
@@ -501,6 +528,40 @@ async def run_once(kind: str, batch_size: int, args: argparse.Namespace) -> RunR
     )
 
 
+STEPS: Final = (
+    ("observed", Role.SOURCE, State.OBSERVED, "chain+observer"),
+    ("verified", Role.SOURCE, State.VERIFIED, "relay"),
+    ("accepted at dst", Role.DESTINATION, State.VERIFIED, "relay"),
+    ("forwarded", Role.SOURCE, State.FORWARDED, "relay"),
+    ("delivery submitted", Role.DESTINATION, State.DELIVERY_SUBMITTED, "relay+chain"),
+    ("delivered", Role.DESTINATION, State.DELIVERED, "chain+observer"),
+    ("result verified", Role.SOURCE, State.RESULT_VERIFIED, "relay"),
+    ("ack submitted", Role.SOURCE, State.ACK_SUBMITTED, "relay+chain"),
+    ("acknowledged", Role.SOURCE, State.ACKNOWLEDGED, "chain+observer"),
+)
+"""A message's path: each step's median duration shows where its latency goes ("chain+observer":
+mining, finality and the observer's poll and persistence; "relay+chain": batching, signing and
+the receipt wait)."""
+
+
+def _steps(sent_at: dict[bytes, float], history: list[HistoryEntry]) -> list[tuple[str, float]]:
+    at: dict[tuple[bytes, Role, State], float] = {}
+    for h in history:
+        if h.kind == "state":
+            at.setdefault((h.id, h.role, h.state), h.at)
+    out = []
+    for i, (label, role, state, where) in enumerate(STEPS):
+        deltas = []
+        for mid, t0 in sent_at.items():
+            before = t0 if i == 0 else at.get((mid, STEPS[i - 1][1], STEPS[i - 1][2]))
+            after = at.get((mid, role, state))
+            if before is not None and after is not None:
+                deltas.append(after - before)
+        if deltas:
+            out.append((f"{label} [{where}]", statistics.median(deltas)))
+    return out
+
+
 def _result(
     kind: str,
     batch_size: int,
@@ -529,6 +590,7 @@ def _result(
     start = min(sent.values())
     wall = (max(acked_at.values()) - start) if acked_at else 0.0
     return RunResult(
+        steps=_steps(send_of, history),
         route=kind,
         batch_size=batch_size,
         messages=messages,
@@ -571,28 +633,31 @@ def _machine() -> str:
 
 
 def _print_busy(r: RunResult) -> None:
-    groups: dict[str, float] = defaultdict(float)
-    for key, seconds in r.busy.items():
-        groups[key.split(".", 1)[0].split("[", 1)[0]] += seconds
-    total = sum(groups.values()) or 1.0
-    shares = ", ".join(f"{g} {s:.1f} s ({s / total:.0%})" for g, s in sorted(groups.items()))
-    print(f"  busy seconds (overlapping): {shares}")
+    def total(prefix: str) -> float:
+        return sum(v for k, v in r.busy.items() if k.startswith(prefix))
+
+    calls, thread = total("store."), total("store_thread.")
+    print(
+        f"  busy seconds (calls overlap): verification {total('verify.'):.1f}; store calls "
+        f"{calls:.1f}, of which SQL+JSON on the store thread {thread:.1f} and waiting for the "
+        f"store {calls - thread:.1f}; observation polls {total('observe['):.1f}; submissions "
+        f"{total('submit['):.1f}; other chain reads {total('read['):.1f}"
+    )
     top = sorted(r.busy.items(), key=lambda kv: -kv[1])[:8]
-    print("  top calls: " + ", ".join(f"{k} {s:.1f} s/{r.calls[k]}" for k, s in top))
+    print("  top calls (s/calls): " + ", ".join(f"{k} {s:.1f}/{r.calls[k]}" for k, s in top))
     chains = ", ".join(f"{c} {s:.1f} s" for c, s in r.chain_cpu.items())
     cores = os.cpu_count() or 1
-    print(
-        f"  CPU: relay process {r.relay_cpu:.1f} s ({r.relay_cpu / r.wall / cores:.0%} of "
-        f"{cores} cores over {r.wall:.1f} s), chains {chains}"
-        if r.wall
-        else f"  CPU: relay process {r.relay_cpu:.1f} s, chains {chains}"
-    )
+    share = f" ({r.relay_cpu / r.wall / cores:.0%} of {cores} cores)" if r.wall else ""
+    print(f"  CPU over {r.wall:.1f} s: relay process {r.relay_cpu:.1f} s{share}, chains {chains}")
+    path = ", ".join(f"{label} +{sec:.2f}" for label, sec in r.steps)
+    print(f"  median path from send (s): {path}")
 
 
 def report(results: Sequence[RunResult], args: argparse.Namespace) -> None:
     print(f"\nrelay benchmark on {_machine()}")
     print(
-        f"one GatewayNode, in-process link; {args.messages} messages per run sent by BatchSender "
+        f"one GatewayNode, in-process link; {args.messages} messages per batched run "
+        f"({args.unbatched_messages} with batch_size 1) sent by BatchSender "
         f"({args.per_tx} per transaction); Anvil --gas-limit {GAS_LIMIT:,} (default 30,000,000), "
         f"automine + a block every {args.mine_interval} s, confirmations 1; devnode 20 ms blocks, "
         f"seal_interval 0.1 s; relay poll_interval {args.poll_interval} s, batch_wait 0.5 s, "
@@ -619,6 +684,13 @@ def report(results: Sequence[RunResult], args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.relay", description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1000, help="messages per run")
+    parser.add_argument(
+        "--unbatched-messages",
+        type=int,
+        default=300,
+        help="messages in the batch_size 1 runs (default 300, so that a full run stays near "
+        "5 minutes: one delivery and one acknowledgement transaction per message)",
+    )
     parser.add_argument("--per-tx", type=int, default=25, help="messages per BatchSender tx")
     parser.add_argument(
         "--batch-sizes", default="50,1", help="relay batch_size per run (default 50,1)"
@@ -641,7 +713,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for kind in kinds:
         for size in sizes:
             print(f"{kind}, batch_size {size}: setting up", file=sys.stderr)
-            run = run_once(kind, size, args)
+            count = args.messages if size > 1 else args.unbatched_messages
+            run = run_once(kind, size, count, args)
             if profiler is not None:
                 results.append(profiler.runcall(asyncio.run, run))
             else:
