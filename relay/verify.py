@@ -99,7 +99,8 @@ class FactVerifier:
         self.trust = trust
         self.chains = dict(chains)
         self._verified: OrderedDict[tuple[str, str, str], VerifiedEvidence] = OrderedDict()
-        """FISCO bundles that verified, by (chain, bundle digest, trust digest): bounded."""
+        """Bundles that verified: FISCO by (chain, bundle digest, trust digest), EVM by (chain,
+        bundle digest, "evm:" + event name); bounded."""
 
     async def verify_message(
         self, message: Message, message_id: bytes, bundle: Mapping[str, Any]
@@ -179,7 +180,7 @@ class FactVerifier:
         document["chain_id"] = cfg.chain  # informational in the format: ours, not the sender's
         try:
             if isinstance(cfg, EvmTrustConfig):
-                evidence, root = await self._verify_evm(cfg, document, event)
+                evidence, root = await self._verify_evm(cfg, document, digest, event)
             else:
                 evidence, root = await self._verify_fisco(cfg, document, digest)
         except QuorumNotReached as exc:
@@ -202,7 +203,7 @@ class FactVerifier:
         return evidence, root
 
     async def _verify_evm(
-        self, cfg: EvmTrustConfig, document: dict[str, Any], event: dict[str, Any]
+        self, cfg: EvmTrustConfig, document: dict[str, Any], digest: str, event: dict[str, Any]
     ) -> tuple[VerifiedEvidence, TrustRoot]:
         # The bundle's own hashes first (requirement 16): a bundle that fails on its own never
         # costs endpoint calls. Its header hash stands in as the trust until the endpoints speak.
@@ -211,7 +212,16 @@ class FactVerifier:
         header = parse_evm_header(_object(document.get("block"), "block"))
         own_hash = "0x" + header.hash.hex()
         document["trust"] = {"block_hash": own_hash, "event": event}
-        evidence = await asyncio.to_thread(verify_bundle, document)
+        # What verify_bundle sees is a function of the bundle, the chain and the event, so a
+        # bundle verified before (a gateway serving both ends sees each one twice) is not
+        # verified again; the endpoints' agreement below is checked every time.
+        key = (cfg.chain, digest, "evm:" + str(event.get("name")))
+        evidence = self._verified.get(key)
+        if evidence is None:
+            evidence = await asyncio.to_thread(verify_bundle, document)
+            self._remember(key, evidence)
+        else:
+            self._verified.move_to_end(key)
         root = await self.trust.root_for(
             cfg.chain, height=evidence.block_number, block_hash=own_hash
         )
@@ -242,10 +252,13 @@ class FactVerifier:
         document["trust"] = trust
         # SM2/secp256k1 quorum checks are CPU heavy: off the event loop.
         evidence = await asyncio.to_thread(verify_bundle, document)
+        self._remember(key, evidence)
+        return evidence, root
+
+    def _remember(self, key: tuple[str, str, str], evidence: VerifiedEvidence) -> None:
         self._verified[key] = evidence
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
-        return evidence, root
 
 
 def _check_sent(cfg: TrustConfig, event: DecodedEvent, message: Message, message_id: bytes) -> None:

@@ -12,8 +12,10 @@ import pytest
 from eth_abi.abi import encode
 
 from adapters.evm.proofs import build_block_receipts
+from relay import verify as relay_verify
 from relay.trust import EvidenceRejected, EvmTrustConfig, FiscoTrustConfig, NotYetTrusted, TrustRoot
 from relay.verify import FactVerifier, evidence_digest
+from verifier.evidence import verify_bundle
 from verifier.evm.header import compute_block_hash
 from verifier.evm.receipt import encode_receipt, receipt_key
 from verifier.hashing import CryptoSuite, keccak256, sm3
@@ -290,6 +292,29 @@ async def test_not_yet_trusted_passes_through_as_retryable(
     with pytest.raises(NotYetTrusted) as caught:
         await verifier.verify_message(m, message_id(m, keccak256), bundle([sent_log(m)]))
     assert caught.value.endpoints == {"a": "x"}
+
+
+async def test_an_evm_bundle_verified_before_is_not_verified_again_but_its_root_is(
+    verifier: FactVerifier, trust: FakeTrust, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway serving both ends sees each bundle twice: the second time verify_bundle is
+    skipped, the trust store is still asked, and a hash it no longer vouches for is rejected."""
+    runs: list[object] = []
+
+    def counted(document: dict[str, Any]) -> object:
+        runs.append(document)
+        return verify_bundle(document)
+
+    monkeypatch.setattr(relay_verify, "verify_bundle", counted)
+    m = message()
+    b = bundle([sent_log(m)])
+    trust.vouch(CHAIN, b)
+    await verifier.verify_message(m, message_id(m, keccak256), b)
+    await verifier.verify_message(m, message_id(m, keccak256), copy.deepcopy(b))
+    assert (len(runs), len(trust.asked)) == (1, 2)
+    trust.hashes.clear()
+    await rejected(verifier.verify_message(m, message_id(m, keccak256), b), "header_trust")
+    assert (len(runs), len(trust.asked)) == (1, 3)
 
 
 async def test_the_callers_bundle_is_not_modified(verifier: FactVerifier, trust: FakeTrust) -> None:
