@@ -36,9 +36,13 @@ class Decision(StrEnum):
     automatic retry; the message shows as stuck until an operator acts."""
 
 
-def classify(exc: BaseException) -> Decision:
+def classify(exc: BaseException, *, own_chain: bool = False) -> Decision:
+    """``own_chain``: the evidence of a fact this gateway read from a chain it serves. Its
+    endpoints may lie or lag, but the fact itself cannot be forged by them into a verdict on
+    the message (requirement 13): a failed check is retried (other endpoints, a later try) and
+    shows as stuck, never a terminal rejection. A peer's bundle is a verdict on that attempt."""
     if isinstance(exc, EvidenceRejected):
-        return Decision.REJECT
+        return Decision.RETRY if own_chain else Decision.REJECT
     if isinstance(exc, NotYetTrusted):
         return Decision.RETRY
     if isinstance(exc, LinkUnavailable | StoreError | TimeoutError):
@@ -77,8 +81,10 @@ class RetryPolicy:
         base = min(self.maximum, self.initial * 2.0 ** min(max(attempt - 1, 0), MAX_EXPONENT))
         return base * (0.5 + self.rng.random() / 2)
 
-    def outcome(self, exc: BaseException, attempt: int, now: float) -> Outcome:
-        decision = classify(exc)
+    def outcome(
+        self, exc: BaseException, attempt: int, now: float, *, own_chain: bool = False
+    ) -> Outcome:
+        decision = classify(exc, own_chain=own_chain)
         at = now + self.delay(attempt) if decision is Decision.RETRY else NEVER
         return Outcome(decision, at, describe(exc))
 

@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from relay.store import (
+    ATTEMPTS_KEPT,
     TERMINAL,
     AuditHook,
     Bounds,
@@ -101,6 +102,12 @@ CREATE TABLE IF NOT EXISTS rejected (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rejected_id ON rejected (id);
+CREATE TABLE IF NOT EXISTS facts (
+    id BLOB NOT NULL,
+    hop TEXT NOT NULL,
+    locator TEXT NOT NULL,
+    PRIMARY KEY (id, hop)
+);
 CREATE TABLE IF NOT EXISTS cursors (
     chain TEXT PRIMARY KEY,
     cursor TEXT NOT NULL,
@@ -266,7 +273,10 @@ class SqliteStore:
         def connect() -> sqlite3.Connection:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            # FULL, not NORMAL: in WAL mode NORMAL can lose the last commits on power loss,
+            # and a lost "forwarded" or "submitted" would leave its message waiting on a step
+            # the gateway believes done.
+            conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=10000")
             conn.executescript(_SCHEMA)
             return conn
@@ -319,7 +329,7 @@ class SqliteStore:
                 cur = conn.execute(
                     "UPDATE messages SET state=?, attempts=0, last_error=?, next_try_at=?, "
                     "updated_at=?, state_since=?, result=COALESCE(?, result), "
-                    "ack_status=COALESCE(?, ack_status) "
+                    "ack_status=COALESCE(?, ack_status), message=COALESCE(?, message) "
                     f"WHERE id=? AND role=? AND state IN ({marks})",
                     (
                         str(t.to),
@@ -329,6 +339,7 @@ class SqliteStore:
                         t.at,
                         result_to_json(t.result) if t.result else None,
                         int(t.ack_status) if t.ack_status is not None else None,
+                        message_to_json(t.message) if t.replace_message and t.message else None,
                         t.id,
                         str(t.role),
                         *states,
@@ -347,6 +358,11 @@ class SqliteStore:
                     f"{verb} INTO evidence (id, hop, bundle, endpoint, at) VALUES (?,?,?,?,?)",
                     (t.id, str(hop), json.dumps(bundle, sort_keys=True), endpoint, t.at),
                 )
+                if t.fact is not None:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO facts (id, hop, locator) VALUES (?,?,?)",
+                        (t.id, str(hop), json.dumps(t.fact, sort_keys=True)),
+                    )
             error = truncate_error(t.error) if t.error else None
             hist = conn.execute(
                 "INSERT INTO history (id, role, state, at, kind, height, tx_hash, error, "
@@ -393,6 +409,14 @@ class SqliteStore:
                 "INSERT INTO history (id, role, state, at, kind, error, src_chain, dst_chain) "
                 "VALUES (?,?,?,?,'attempt',?,?,?)",
                 (id, str(role), str(state), at, text, src, dst),
+            )
+            # Only the newest attempts are kept (the row's ``attempts`` counts them all): a
+            # message retried for days must not grow the history by a row per try.
+            conn.execute(
+                "DELETE FROM history WHERE id=? AND role=? AND state=? AND kind='attempt' "
+                "AND seq NOT IN (SELECT seq FROM history WHERE id=? AND role=? AND state=? "
+                "AND kind='attempt' ORDER BY seq DESC LIMIT ?)",
+                (id, str(role), str(state), id, str(role), str(state), ATTEMPTS_KEPT),
             )
             return True
 
@@ -527,6 +551,27 @@ class SqliteStore:
             )
 
         return await self._run(read)
+
+    async def fact(self, id: bytes, hop: Hop) -> Mapping[str, Any] | None:
+        def read(conn: sqlite3.Connection) -> Mapping[str, Any] | None:
+            row = conn.execute(
+                "SELECT locator FROM facts WHERE id=? AND hop=?", (id, str(hop))
+            ).fetchone()
+            value: Mapping[str, Any] | None = json.loads(row[0]) if row is not None else None
+            return value
+
+        return await self._run(read)
+
+    async def save_fact(self, id: bytes, hop: Hop, locator: Mapping[str, Any]) -> None:
+        text = json.dumps(locator, sort_keys=True)
+
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO facts (id, hop, locator) VALUES (?,?,?)",
+                (id, str(hop), text),
+            )
+
+        await self._run(lambda conn: self._write(conn, apply))
 
     async def rejected(self, id: bytes) -> tuple[RejectedAttempt, ...]:
         def read(conn: sqlite3.Connection) -> tuple[RejectedAttempt, ...]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, Protocol
 
+from adapters.base import Evidence, Fact, FactKind
 from verifier.messages import DeliveryResult, DeliveryStatus, Message
 
 NEVER: Final = float("inf")
@@ -28,6 +29,10 @@ MAX_ERROR_CHARS: Final = 512
 """Errors are stored truncated: an endpoint's garbage must not grow the database."""
 REJECTED_PER_ID: Final = 5
 REJECTED_TOTAL: Final = 10_000
+ATTEMPTS_KEPT: Final = 5
+"""Failed-attempt history rows kept per id, role and state (the newest): a message retried
+every ``retry_max`` for days must not grow the history without bound. The row's ``attempts``
+counts them all."""
 """Requirement 19: rejected attempts are kept bounded, per id and in total (oldest dropped)."""
 
 
@@ -161,8 +166,14 @@ class Transition:
     evidence: tuple[Hop, Mapping[str, Any], str] | None = None
     """(hop, bundle, endpoint); kept once per (id, hop): a second copy is ignored..."""
     replace_evidence: bool = False
-    """...unless this is set: the source replaces its own observed bundle with the one that
-    verified after a refetch from another endpoint."""
+    """...unless this is set: a bundle that verified replaces whatever copy is kept (the
+    source's observed bundle after a refetch, an unverified result kept by an older version)."""
+    replace_message: bool = False
+    """Replace the row's message body with ``message``: a refetched body that verified against
+    the id replaces one a lying endpoint served with that id."""
+    fact: Mapping[str, Any] | None = None
+    """With ``evidence``: where the fact is on its own chain (:func:`fact_locator`), kept per
+    (id, hop) so that its evidence can be fetched again after a restart."""
     height: int | None = None
     tx_hash: str | None = None
     error: str | None = None
@@ -240,6 +251,15 @@ class Store(Protocol):
         ...
 
     async def evidence(self, id: bytes) -> tuple[EvidenceRecord, ...]: ...
+
+    async def fact(self, id: bytes, hop: Hop) -> Mapping[str, Any] | None:
+        """The locator kept with a transition's ``fact`` or by :meth:`save_fact`, or None."""
+        ...
+
+    async def save_fact(self, id: bytes, hop: Hop, locator: Mapping[str, Any]) -> None:
+        """Keep (replace) a fact's locator without a state change: an own-chain fact whose
+        evidence has not verified yet, to be fetched again later."""
+        ...
 
     async def rejected(self, id: bytes) -> tuple[RejectedAttempt, ...]: ...
 
@@ -329,6 +349,57 @@ def result_from_json(text: str) -> DeliveryResult:
         dst_gateway=_hex(d["dst_gateway"]),
         status=DeliveryStatus(int(d["status"])),
         result=_hex(d["result"]),
+    )
+
+
+def fact_locator(fact: Fact, *, with_bundle: bool = False) -> dict[str, Any]:
+    """Where an observed fact is. The body is kept with the row and a verified bundle in the
+    evidence table; ``with_bundle`` keeps an unverified one here (never as evidence), which a
+    FISCO refetch reads its seal transaction from."""
+    bundle = fact.evidence.bundle if with_bundle and fact.evidence is not None else None
+    return {
+        "bundle": bundle,
+        "result": result_to_json(fact.result) if fact.result is not None else None,
+        "kind": str(fact.kind),
+        "chain": fact.chain,
+        "height": fact.height,
+        "block_hash": fact.block_hash,
+        "tx_hash": fact.tx_hash,
+        "log_index": fact.log_index,
+        "endpoint": fact.endpoint,
+        "src_chain": fact.src_chain,
+        "result_hash": "0x" + fact.result_hash.hex() if fact.result_hash is not None else None,
+    }
+
+
+def fact_from_locator(
+    id: bytes,
+    locator: Mapping[str, Any],
+    *,
+    message: Message | None,
+    result: DeliveryResult | None,
+    evidence: Evidence | None,
+) -> Fact:
+    """The fact again from its locator, enough for ``ChainAdapter.refetch``; ``result`` (the
+    row's verified one) is preferred to the observed one the locator kept."""
+    rh = locator.get("result_hash")
+    kept = locator.get("result")
+    if result is None and isinstance(kept, str):
+        result = result_from_json(kept)
+    return Fact(
+        kind=FactKind(locator["kind"]),
+        chain=str(locator["chain"]),
+        height=int(locator["height"]),
+        block_hash=str(locator["block_hash"]),
+        tx_hash=str(locator["tx_hash"]),
+        log_index=int(locator["log_index"]),
+        id=id,
+        endpoint=str(locator["endpoint"]),
+        message=message,
+        result=result,
+        result_hash=_hex(rh) if isinstance(rh, str) else None,
+        src_chain=locator.get("src_chain"),
+        evidence=evidence,
     )
 
 

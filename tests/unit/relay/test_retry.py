@@ -46,6 +46,18 @@ def test_every_error_has_one_decision(exc: BaseException, decision: Decision) ->
     assert classify(exc) is decision
 
 
+def test_own_chain_evidence_failures_are_retried_never_rejections() -> None:
+    """Requirement 13: a check that fails on a fact read from a served chain (a lying or
+    lagging endpoint, check "height" included) is retried; a peer's bundle is rejected."""
+    for check in ("receipt_proof", "height", "message_id"):
+        exc = EvidenceRejected("x", check=check)
+        assert classify(exc, own_chain=True) is Decision.RETRY
+        assert classify(exc) is Decision.REJECT
+        outcome = RetryPolicy(1.0, 2.0).outcome(exc, 1, 100.0, own_chain=True)
+        assert outcome.next_try_at <= 101.0
+    assert classify(RejectedByChain("x", chain="a"), own_chain=True) is Decision.STOP
+
+
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
     """Each delay is 50-100 % of min(maximum, initial * 2^(attempt-1))."""
     policy = RetryPolicy(initial=0.5, maximum=8.0, rng=random.Random(7))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from relay.sqlite_store import SqliteStore
 from relay.store import (
+    ATTEMPTS_KEPT,
     NEVER,
     Bounds,
     Hop,
@@ -221,6 +223,66 @@ async def test_attempts_record_errors_and_delay_the_next_try(store: Store) -> No
     assert (rec.attempts, rec.last_error) == (0, None)
 
 
+async def test_attempt_history_keeps_the_newest_per_state(store: Store) -> None:
+    """A message retried for days keeps ATTEMPTS_KEPT attempt rows per state, the newest;
+    ``attempts`` counts every one, and other states' rows are untouched."""
+    await store.transition(insert(mid(1), msg(), state=State.VERIFIED))
+    for i in range(ATTEMPTS_KEPT * 4):
+        assert await store.record_attempt(
+            mid(1), Role.SOURCE, state=State.VERIFIED, error=f"e{i}", next_try_at=1, at=150 + i
+        )
+    await store.transition(insert(mid(1), msg(), role=Role.DESTINATION, state=State.VERIFIED))
+    await store.record_attempt(
+        mid(1), Role.DESTINATION, state=State.VERIFIED, error="d", next_try_at=1, at=300
+    )
+    rec = await store.get(mid(1), Role.SOURCE)
+    assert rec is not None
+    assert rec.attempts == ATTEMPTS_KEPT * 4
+    hist = await store.history(mid(1))
+    src = [h.error for h in hist if h.kind == "attempt" and h.role is Role.SOURCE]
+    assert src == [f"e{i}" for i in range(ATTEMPTS_KEPT * 3, ATTEMPTS_KEPT * 4)]
+    assert [h.error for h in hist if h.role is Role.DESTINATION and h.kind == "attempt"] == ["d"]
+    assert [h.kind for h in hist].count("state") == 2
+
+
+async def test_a_verified_refetch_replaces_body_evidence_and_locator(store: Store) -> None:
+    """replace_message and replace_evidence swap what a lying endpoint served for what
+    verified; the fact locator is kept with the transition or on its own."""
+    tampered, genuine = replace(msg(), payload=b"tampered"), msg()
+    locator = {"kind": "message_sent", "chain": "chain-a", "height": 3}
+    await store.transition(
+        insert(mid(1), tampered, evidence=(Hop.MESSAGE_SENT, {"v": 1}, "e1"), fact=locator)
+    )
+    assert await store.fact(mid(1), Hop.MESSAGE_SENT) == locator
+    assert await store.fact(mid(1), Hop.DELIVERY_RESULT) is None
+    again = {**locator, "endpoint": "e2"}
+    assert await store.transition(
+        move(
+            mid(1),
+            State.OBSERVED,
+            State.VERIFIED,
+            message=genuine,
+            replace_message=True,
+            evidence=(Hop.MESSAGE_SENT, {"v": 2}, "e2"),
+            replace_evidence=True,
+            fact=again,
+        )
+    )
+    rec = await store.get(mid(1), Role.SOURCE)
+    assert rec is not None
+    assert rec.message == genuine
+    [ev] = await store.evidence(mid(1))
+    assert (ev.bundle, ev.endpoint) == ({"v": 2}, "e2")
+    assert await store.fact(mid(1), Hop.MESSAGE_SENT) == again
+    # Without replace_message a transition's message (for logs) leaves the body alone.
+    assert await store.transition(move(mid(1), State.VERIFIED, State.FORWARDED, message=tampered))
+    rec = await store.get(mid(1), Role.SOURCE)
+    assert rec is not None
+    assert rec.message == genuine
+    await store.save_fact(mid(1), Hop.DELIVERY_RESULT, {"bundle": {"b": 1}})
+    assert await store.fact(mid(1), Hop.DELIVERY_RESULT) == {"bundle": {"b": 1}}
+
+
 async def test_due_work_is_ordered_bounded_and_waits_for_next_try(store: Store) -> None:
     """The outbound queue: rows of a stage whose next try has come, oldest first."""
     for n in range(5):
@@ -395,6 +457,18 @@ async def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
+
+
+async def test_commits_are_durable_on_power_loss(tmp_path: Path) -> None:
+    """synchronous=FULL: in WAL mode NORMAL may lose the last commits on power loss, and a
+    lost "forwarded" or "submitted" leaves a message waiting on a step believed done."""
+    store = SqliteStore(tmp_path)
+    await store.open()
+    try:
+        level = await store._run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
+        assert level == 2  # FULL
+    finally:
+        await store.close()
 
 
 async def test_a_cancelled_call_keeps_the_connection_until_its_work_is_done(
