@@ -4,6 +4,14 @@
 end the process with ``os._exit`` (no cleanup, no flush: what SIGKILL or a power cut leaves);
 ``before_submit:3`` waits for the third pass. The tests kill the gateway at each point, restart
 it, and check that every message is still delivered and acknowledged exactly once.
+
+Known limit: ``after_submit_before_receipt`` and ``after_receipt_before_persist`` (and
+``after_ack_submit_before_receipt``) fire at the same place, after ``ChainAdapter.deliver`` /
+``acknowledge`` returned: the adapters send the transaction and wait for its receipt inside one
+call, so there is no point between the two from the pipeline's side. Both crash with the
+transaction mined and nothing persisted, which is the harder case (a crash before the receipt
+leaves either that or a transaction never mined, which a restart resubmits the same way).
+Telling them apart needs an ``on_sent`` hook in the adapters' interface (``adapters/base.py``).
 """
 
 from __future__ import annotations
