@@ -57,7 +57,7 @@ from relay.grpc.auth import (
     TokenBinding,
 )
 from relay.grpc.client import GrpcPeerLink, PeerTls
-from relay.grpc.interop import ChainEntry, InteropService, StatusReader
+from relay.grpc.interop import ChainEntry, InteropService, StatusReader, VerifyLimits
 from relay.grpc.server import GatewayServer, ServerStartError, ServerTls, start_server
 from relay.node import GatewayNode
 from relay.pipeline import PipelineSettings
@@ -66,6 +66,10 @@ from relay.trust import BlockReader, ConfiguredTrustStore, trust_configs
 from relay.verify import FactVerifier
 
 log = structlog.get_logger(__name__)
+
+API_VERIFY_LIMITS: Final = VerifyLimits(max_concurrent=4, lookups_per_second=1.0, lookup_burst=20)
+"""VerifyEvidence: bundles verified at once (all developers; 2 cores), and per principal the
+EVM block-hash lookups for heights not checked lately (docs/api.md)."""
 
 START_PROBE_TIMEOUT_S: Final = 15.0
 STOP_GRACE_S: Final = 5.0
@@ -158,6 +162,7 @@ async def _run(
         verifier=verifier,
         chains=_chain_entries(config, parts),
         stuck_after=config.relay.stuck_after,
+        verify_limits=API_VERIFY_LIMITS,
     )
     await node.start()
     try:

@@ -28,6 +28,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from adapters.base import AdapterError, ChainStatus
 from protos.interop.v1 import common_pb2, interop_pb2, interop_pb2_grpc
+from relay.grpc.auth import current_principal
 from relay.grpc.convert import (
     ConversionError,
     bundle_from_json,
@@ -51,6 +52,7 @@ from relay.trust import (
     FiscoTrustConfig,
     NotYetTrusted,
     TrustConfig,
+    TrustRoot,
     TrustStore,
 )
 from relay.verify import FactVerifier
@@ -77,6 +79,31 @@ WATCH_BATCH: Final = 500
 SENT_MEMORY: Final = 10_000
 STATUS_TIMEOUT_S: Final = 5.0
 """A chain status read waits at most this long: ListChains must answer even if a chain hangs."""
+LOOKUP_MEMORY: Final = 4096
+"""(chain, height) pairs whose block hash this service had agreed recently: asking again costs
+no endpoint call (the trust store caches as many), so it is not charged to a budget."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyLimits:
+    """What ``VerifyEvidence`` may spend (relay-protocol requirement 19).
+
+    A self-consistent fake EVM block passes a bundle's own checks and then costs a round of
+    calls to every configured endpoint for its height, so both the bundles verified at once
+    (all callers together) and each caller's block-hash lookups not already agreed are bounded.
+    """
+
+    max_concurrent: int
+    """Bundles verified at once, all callers together; more are RESOURCE_EXHAUSTED at once."""
+    lookups_per_second: float
+    """Per principal: EVM block-hash lookups for heights not agreed recently, sustained..."""
+    lookup_burst: int
+    """...and at once after a quiet period."""
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent < 1 or self.lookup_burst < 1 or self.lookups_per_second <= 0:
+            raise ValueError("VerifyLimits: every limit must be positive")
+
 
 _STATE_TO_PROTO: Final = {
     State.OBSERVED: interop_pb2.MESSAGE_STATE_OBSERVED,
@@ -178,10 +205,15 @@ class InteropService(interop_pb2_grpc.InteropServiceServicer):
         verifier: FactVerifier,
         chains: Sequence[ChainEntry],
         stuck_after: float,
+        verify_limits: VerifyLimits,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         watch_poll: float = 0.2,
     ) -> None:
         self._sender = sender
+        self._verify_limits = verify_limits
+        self._verifying = 0
+        self._lookups = _LookupBudget(verify_limits, monotonic)
         self._store = store
         self._verifier = verifier
         self._chains = {c.name: c for c in chains}
@@ -413,6 +445,22 @@ class InteropService(interop_pb2_grpc.InteropServiceServicer):
     async def _verify(
         self, request: interop_pb2.VerifyEvidenceRequest
     ) -> interop_pb2.VerifyEvidenceResponse:
+        """Parsing and verifying both count against ``max_concurrent`` (a 16 MiB bundle costs
+        CPU before any check); the counter's test and increment share one step of the loop."""
+        if self._verifying >= self._verify_limits.max_concurrent:
+            raise ApiError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self._verifying} bundles are being verified (the limit); retry later",
+            )
+        self._verifying += 1
+        try:
+            return await self._verify_one(request)
+        finally:
+            self._verifying -= 1
+
+    async def _verify_one(
+        self, request: interop_pb2.VerifyEvidenceRequest
+    ) -> interop_pb2.VerifyEvidenceResponse:
         raw = request.bundle_json
         if not raw:
             raise _invalid("bundle_json is empty")
@@ -426,7 +474,11 @@ class InteropService(interop_pb2_grpc.InteropServiceServicer):
             )
         chain = request.chain or _named_chain(bundle)
         cfg = self._trust_config(chain)
-        return await check_bundle(cfg, self._verifier.trust, bundle)
+        trust = self._verifier.trust
+        if not isinstance(cfg, FiscoTrustConfig):  # FISCO roots are configuration: no calls
+            principal = current_principal.get()
+            trust = _BudgetedTrust(trust, self._lookups, principal.name if principal else "")
+        return await check_bundle(cfg, trust, bundle)
 
     def _trust_config(self, chain: str) -> TrustConfig:
         if not chain:
@@ -496,6 +548,58 @@ class InteropService(interop_pb2_grpc.InteropServiceServicer):
 
 # ---------------------------------------------------------------------------------------------
 # VerifyEvidence: a caller's bundle against this gateway's own trust root.
+
+
+class _LookupBudget:
+    """Per principal, a token bucket of EVM block-hash lookups for heights not agreed lately."""
+
+    def __init__(self, limits: VerifyLimits, clock: Callable[[], float]) -> None:
+        self._limits = limits
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._agreed: OrderedDict[tuple[str, int], None] = OrderedDict()
+
+    def charge(self, principal: str, chain: str, height: int) -> None:
+        """Take one lookup from ``principal``'s budget unless the height was agreed lately;
+        ApiError RESOURCE_EXHAUSTED when the budget is spent."""
+        if (chain, height) in self._agreed:
+            self._agreed.move_to_end((chain, height))
+            return
+        now, limits = self._clock(), self._limits
+        tokens, stamp = self._buckets.pop(principal, (float(limits.lookup_burst), now))
+        tokens = min(float(limits.lookup_burst), tokens + (now - stamp) * limits.lookups_per_second)
+        self._buckets[principal] = (tokens, now)
+        if len(self._buckets) > LOOKUP_MEMORY:  # principals are configured: a bound only
+            self._buckets.popitem(last=False)
+        if tokens < 1.0:
+            raise ApiError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"block-hash lookup budget spent ({limits.lookups_per_second:g}/s, burst "
+                f"{limits.lookup_burst}, for heights this gateway has not checked lately); "
+                "retry later",
+            )
+        self._buckets[principal] = (tokens - 1.0, now)
+
+    def agreed(self, chain: str, height: int) -> None:
+        self._agreed[(chain, height)] = None
+        self._agreed.move_to_end((chain, height))
+        if len(self._agreed) > LOOKUP_MEMORY:
+            self._agreed.popitem(last=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _BudgetedTrust:
+    """The trust store, with each lookup charged to the caller's :class:`_LookupBudget`."""
+
+    trust: TrustStore
+    budget: _LookupBudget
+    principal: str
+
+    async def root_for(self, chain: str, *, height: int, block_hash: str) -> TrustRoot:
+        self.budget.charge(self.principal, chain, height)
+        root = await self.trust.root_for(chain, height=height, block_hash=block_hash)
+        self.budget.agreed(chain, height)
+        return root
 
 
 async def check_bundle(

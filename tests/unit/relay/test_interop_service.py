@@ -17,17 +17,24 @@ import pytest
 
 from adapters.base import ChainStatus, ChainUnavailable, EndpointHealth, RejectedByChain, Submission
 from protos.interop.v1 import interop_pb2
-from relay.grpc.interop import ApiError, ChainEntry, InteropService, map_error
+from relay.grpc.auth import Principal, PrincipalKind, current_principal
+from relay.grpc.interop import ApiError, ChainEntry, InteropService, VerifyLimits, map_error
 from relay.node import InvalidRequest, SentMessage
 from relay.sqlite_store import SqliteStore
 from relay.store import Hop, Role, State, StoreError, Transition
-from relay.trust import ConfiguredTrustStore, EvmTrustConfig, NotYetTrusted
+from relay.trust import ConfiguredTrustStore, EvmTrustConfig, NotYetTrusted, TrustRoot
 from relay.verify import FactVerifier
+from verifier.evm.header import parse_header as parse_evm_header
 from verifier.messages import DeliveryResult, DeliveryStatus, Message
+from verifier.types import Family
 
 A, B = "chain-a", "chain-b"
 GATEWAY = b"\x0a" * 20
 T0 = 1_700_000_000.0
+LIMITS = VerifyLimits(max_concurrent=4, lookups_per_second=1.0, lookup_burst=20)
+EVM_EXAMPLE = (
+    Path(__file__).resolve().parents[3] / "docs" / "examples" / "evm-receipt-with-log.json"
+)
 
 
 class Aborted(Exception):
@@ -123,6 +130,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
             ChainEntry(A, "evm", True, reader),
         ],
         stuck_after=60.0,
+        verify_limits=LIMITS,
         clock=lambda: now[0],
         watch_poll=0.01,
     )
@@ -480,6 +488,97 @@ async def test_verify_evidence_refusals_and_verdicts(env: Env) -> None:
     verdict = await call(interop_pb2.VerifyEvidenceRequest(bundle_json=fisco), ctx())
     assert (verdict.valid, verdict.check, verdict.chain) == (False, "family", A)
     assert "fisco-bcos-3" in verdict.reason
+
+
+@dataclass
+class CountingTrust:
+    """Agrees on whatever hash the bundle has, counting lookups; can hold them (``gate``)."""
+
+    lookups: list[tuple[str, int]] = field(default_factory=list)
+    gate: asyncio.Event | None = None
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def root_for(self, chain: str, *, height: int, block_hash: str) -> TrustRoot:
+        self.lookups.append((chain, height))
+        self.entered.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        return TrustRoot(chain, Family.EVM, {"block_hash": block_hash})
+
+
+def fake_height(height: int) -> bytes:
+    """The example EVM bundle renumbered: its header hash changes with it and every check of
+    the bundle's own still holds (the receipt proof does not depend on the number), so only
+    the endpoints can tell it is fake: the reviewer's attack on VerifyEvidence."""
+    bundle = json.loads(EVM_EXAMPLE.read_text(encoding="utf-8"))
+    bundle["chain_id"] = A
+    bundle["block"]["number"] = hex(height)
+    bundle["block"]["hash"] = "0x" + parse_evm_header(bundle["block"]).hash.hex()
+    bundle["receipt"]["blockHash"] = bundle["block"]["hash"]
+    bundle["receipt"]["blockNumber"] = hex(height)
+    return json.dumps(bundle).encode()
+
+
+def budget_service(
+    env: Env, trust: CountingTrust, limits: VerifyLimits, clock: list[float]
+) -> InteropService:
+    cfg = env.service._verifier.chains[A]
+    return InteropService(
+        sender=env.sender,
+        store=env.store,
+        verifier=FactVerifier(trust, {A: cfg}),
+        chains=[],
+        stuck_after=60.0,
+        verify_limits=limits,
+        monotonic=lambda: clock[0],
+    )
+
+
+async def verify_as(service: InteropService, who: str, height: int) -> Any:
+    token = current_principal.set(Principal(PrincipalKind.DEVELOPER, who))
+    try:
+        request = interop_pb2.VerifyEvidenceRequest(bundle_json=fake_height(height))
+        return await service.VerifyEvidence(request, ctx())
+    finally:
+        current_principal.reset(token)
+
+
+async def test_verify_evidence_runs_a_bounded_number_at_once(env: Env) -> None:
+    trust = CountingTrust(gate=asyncio.Event())
+    service = budget_service(env, trust, VerifyLimits(1, 1.0, 100), [0.0])
+    first = asyncio.ensure_future(verify_as(service, "alice", 7000))
+    entered = asyncio.ensure_future(trust.entered.wait())
+    await asyncio.wait([first, entered], return_when=asyncio.FIRST_COMPLETED)
+    assert not first.done(), first.result()  # held in the trust store, not answered
+    error = await refused(verify_as(service, "bob", 7001))
+    assert error.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "being verified" in error.details
+    assert trust.lookups == [(A, 7000)]
+    assert trust.gate is not None
+    trust.gate.set()
+    verdict = await first
+    assert verdict.block_number == 7000
+    # The slot is free again.
+    assert (await verify_as(service, "bob", 7001)).block_number == 7001
+
+
+async def test_verify_evidence_charges_uncached_lookups_per_principal(env: Env) -> None:
+    trust = CountingTrust()
+    clock = [0.0]
+    service = budget_service(env, trust, VerifyLimits(4, 0.5, 2), clock)
+    for height in (7000, 7001):
+        assert (await verify_as(service, "mallory", height)).block_number == height
+    error = await refused(verify_as(service, "mallory", 7002))
+    assert error.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "lookup budget" in error.details
+    assert trust.lookups == [(A, 7000), (A, 7001)]  # the refused height cost no endpoint call
+    # A height agreed lately costs nothing; another principal has its own budget.
+    assert (await verify_as(service, "mallory", 7000)).block_number == 7000
+    assert (await verify_as(service, "alice", 7002)).block_number == 7002
+    clock[0] += 2.0  # 0.5 lookups/s: one more
+    assert (await verify_as(service, "mallory", 7003)).block_number == 7003
+    error = await refused(verify_as(service, "mallory", 7004))
+    assert error.code is grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 # -- ListChains / GetChainStatus -----------------------------------------------------------------
