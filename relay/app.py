@@ -52,6 +52,7 @@ from relay.config import (
 from relay.grpc.auth import (
     AuthPolicy,
     CertificateBinding,
+    Limits,
     Principal,
     PrincipalKind,
     TokenBinding,
@@ -67,9 +68,21 @@ from relay.verify import FactVerifier
 
 log = structlog.get_logger(__name__)
 
+# The gRPC layer's resource limits, in one place (configuration keys come later); docs/api.md
+# lists them. Each principal (a peer, a token, a pinned developer certificate) gets its own
+# slots and token bucket of its kind's size.
+PRINCIPAL_LIMITS: Final[Mapping[PrincipalKind, Limits]] = {
+    # A peer's calls carry batches of up to 500 items; the pipeline bounds their verification.
+    PrincipalKind.PEER: Limits(max_concurrent=32, rate_per_second=100.0, burst=200),
+    # Each open WatchMessages stream holds one of a developer's slots while it lasts.
+    PrincipalKind.DEVELOPER: Limits(max_concurrent=32, rate_per_second=100.0, burst=200),
+    PrincipalKind.AUDITOR: Limits(max_concurrent=8, rate_per_second=20.0, burst=50),
+}
+GRPC_MAX_CONCURRENT_RPCS: Final = 256
+"""Calls each of the two gRPC servers runs at once, all callers together."""
 API_VERIFY_LIMITS: Final = VerifyLimits(max_concurrent=4, lookups_per_second=1.0, lookup_burst=20)
 """VerifyEvidence: bundles verified at once (all developers; 2 cores), and per principal the
-EVM block-hash lookups for heights not checked lately (docs/api.md)."""
+EVM block-hash lookups for heights not checked lately."""
 
 START_PROBE_TIMEOUT_S: Final = 15.0
 STOP_GRACE_S: Final = 5.0
@@ -173,6 +186,7 @@ async def _run(
             auth=_policy(config),
             relay_handler=node.handler,
             interop_servicer=service,
+            max_concurrent_rpcs=GRPC_MAX_CONCURRENT_RPCS,
         )
     except ServerStartError as exc:
         await node.stop()
@@ -366,7 +380,9 @@ def _policy(config: GatewayConfig) -> AuthPolicy:
         for t in config.api.tokens
     ]
     cas = [p.read_bytes() for p in config.client_ca_files()]
-    return AuthPolicy(certificates=certificates, tokens=tokens, client_ca_pems=cas)
+    return AuthPolicy(
+        certificates=certificates, tokens=tokens, client_ca_pems=cas, limits=PRINCIPAL_LIMITS
+    )
 
 
 def _chain_entries(config: GatewayConfig, parts: _Parts) -> list[ChainEntry]:

@@ -100,11 +100,16 @@ class TokenBinding:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Per principal: calls in flight at once, and a token bucket of calls per second."""
+    """Per principal: calls in flight at once, and a token bucket of calls per second. No
+    defaults: the values live in one place, ``relay.app`` (documented in docs/api.md)."""
 
-    max_concurrent: int = 32
-    rate_per_second: float = 100.0
-    burst: int = 200
+    max_concurrent: int
+    rate_per_second: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent < 1 or self.rate_per_second <= 0 or self.burst < 1:
+            raise ValueError("Limits: every limit must be positive")
 
 
 def token_sha256(token: str) -> bytes:
@@ -147,7 +152,7 @@ class AuthPolicy:
         certificates: Iterable[CertificateBinding] = (),
         tokens: Iterable[TokenBinding] = (),
         client_ca_pems: Sequence[bytes] = (),
-        limits: Limits | None = None,
+        limits: Limits | Mapping[PrincipalKind, Limits],
         service_kinds: Mapping[str, frozenset[PrincipalKind]] = SERVICE_KINDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -170,7 +175,13 @@ class AuthPolicy:
                 )
             self._tokens.append((bytes(token.token_sha256), token.principal))
         self._cas = tuple(client_ca_pems)
-        self.limits = limits or Limits()
+        if isinstance(limits, Limits):
+            limits = dict.fromkeys(PrincipalKind, limits)
+        missing = [k.value for k in PrincipalKind if k not in limits]
+        if missing:
+            raise ValueError(f"no limits for principal kinds {missing}")
+        self.limits: Mapping[PrincipalKind, Limits] = dict(limits)
+        """Per principal kind; each principal has its own slots and bucket of these sizes."""
         self._service_kinds = dict(service_kinds)
         self._buckets: dict[Principal, _Bucket] = {}
         self._last_refusal_log = float("-inf")
@@ -268,24 +279,25 @@ class AuthPolicy:
 
     def acquire(self, principal: Principal) -> None:
         """Take one call slot and one rate token, or refuse with RESOURCE_EXHAUSTED."""
+        limits = self.limits[principal.kind]
         bucket = self._buckets.get(principal)
         if bucket is None:
-            bucket = self._buckets[principal] = _Bucket(self.limits.burst, self._clock())
+            bucket = self._buckets[principal] = _Bucket(limits.burst, self._clock())
         now = self._clock()
         bucket.tokens = min(
-            float(self.limits.burst),
-            bucket.tokens + (now - bucket.stamp) * self.limits.rate_per_second,
+            float(limits.burst),
+            bucket.tokens + (now - bucket.stamp) * limits.rate_per_second,
         )
         bucket.stamp = now
-        if bucket.in_flight >= self.limits.max_concurrent:
+        if bucket.in_flight >= limits.max_concurrent:
             raise AuthError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"too many calls in flight (limit {self.limits.max_concurrent})",
+                f"too many calls in flight (limit {limits.max_concurrent})",
             )
         if bucket.tokens < 1.0:
             raise AuthError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"rate limit of {self.limits.rate_per_second:g} calls/s exceeded",
+                f"rate limit of {limits.rate_per_second:g} calls/s exceeded",
             )
         bucket.tokens -= 1.0
         bucket.in_flight += 1

@@ -168,10 +168,6 @@ async def _maybe_in_thread(convert: Any, request: Any) -> list[Any]:
     return done
 
 
-DEFAULT_MAX_CONCURRENT_RPCS: Final = 256
-"""Calls one server (port) runs at once; gRPC answers RESOURCE_EXHAUSTED beyond, before
-reading anything. Each may hold a request of up to ``max_message_bytes`` in memory."""
-
 SMALL_REQUEST_BYTES: Final = 128 * 1024
 """The request limit of every method but :data:`LARGE_REQUEST_METHODS` (SendMessage's payload
 is at most 64 KiB on chain); checked before parsing."""
@@ -207,7 +203,7 @@ async def start_server(
     token_listen: str | None = None,
     max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
     max_message_bytes: int = MAX_GRPC_MESSAGE_BYTES,
-    max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS,
+    max_concurrent_rpcs: int,
 ) -> GatewayServer:
     """Build, bind and start the servers; stop them with ``await server.stop(grace)``.
 
@@ -221,6 +217,10 @@ async def start_server(
     ``authorization`` metadata before reading its body (``AuthInterceptor``). Health reports
     SERVING for the server ("") and each service it serves; reflection lists them, health and
     itself.
+
+    ``max_concurrent_rpcs`` bounds the calls each server runs at once; gRPC answers
+    RESOURCE_EXHAUSTED beyond, before reading anything (each call may hold a request of up to
+    ``max_message_bytes``).
     """
     if not tls.client_ca_pems:
         raise ServerStartError("at least one client CA is needed to verify client certificates")

@@ -77,6 +77,9 @@ def material() -> Material:
     )
 
 
+LIMITS = Limits(max_concurrent=32, rate_per_second=100.0, burst=200)
+
+
 def policy(material: Material, limits: Limits | None = None) -> AuthPolicy:
     return AuthPolicy(
         certificates=[
@@ -98,7 +101,7 @@ def policy(material: Material, limits: Limits | None = None) -> AuthPolicy:
             ),
         ],
         client_ca_pems=[material.ca[0], material.peer_ca[0]],
-        limits=limits,
+        limits=limits or LIMITS,
     )
 
 
@@ -241,6 +244,7 @@ async def serve(
         auth=policy(material, kwargs.pop("limits", None)),
         relay_handler=handler,
         interop_servicer=FakeInterop(),  # type: ignore[abstract]
+        max_concurrent_rpcs=kwargs.pop("max_concurrent_rpcs", 256),
         **kwargs,
     )
     return Running(server, f"127.0.0.1:{port}", f"127.0.0.1:{token_port}", handler, material)

@@ -31,6 +31,7 @@ PEER = Principal(PrincipalKind.PEER, "gateway-a")
 DEV = Principal(PrincipalKind.DEVELOPER, "bob")
 AUDITOR = Principal(PrincipalKind.AUDITOR, "carol")
 TOKEN = "s3cret-token"
+LIMITS = Limits(max_concurrent=32, rate_per_second=100.0, burst=200)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,7 @@ def peer_cert(ca: tuple[bytes, bytes]) -> bytes:
 
 def make_policy(ca: tuple[bytes, bytes], peer_cert: bytes, **kwargs: object) -> AuthPolicy:
     return AuthPolicy(
+        limits=LIMITS,
         certificates=[CertificateBinding(fingerprint(peer_cert), PEER)],
         tokens=[TokenBinding(token_sha256(TOKEN), DEV), TokenBinding(token_sha256("a"), AUDITOR)],
         client_ca_pems=[ca[0]],
@@ -108,7 +110,9 @@ def test_pinned_certificate_from_another_ca_is_refused(
 ) -> None:
     rogue = issue_cert(*make_ca("rogue"), "gateway-a")[0]
     policy = AuthPolicy(
-        certificates=[CertificateBinding(fingerprint(rogue), PEER)], client_ca_pems=[ca[0]]
+        limits=LIMITS,
+        certificates=[CertificateBinding(fingerprint(rogue), PEER)],
+        client_ca_pems=[ca[0]],
     )
     error = refusal(policy.authenticate, [], rogue)
     assert error.message == "client certificate not issued by a configured CA"
@@ -132,7 +136,9 @@ def test_expired_pinned_certificate_is_refused(ca: tuple[bytes, bytes]) -> None:
         .public_bytes(serialization.Encoding.PEM)
     )
     policy = AuthPolicy(
-        certificates=[CertificateBinding(fingerprint(expired), PEER)], client_ca_pems=[ca[0]]
+        limits=LIMITS,
+        certificates=[CertificateBinding(fingerprint(expired), PEER)],
+        client_ca_pems=[ca[0]],
     )
     error = refusal(policy.authenticate, [], expired)
     assert error.message == "client certificate expired or not yet valid"
@@ -147,20 +153,24 @@ def test_fingerprint_spellings_and_bad_configuration(peer_cert: bytes) -> None:
     fp = fingerprint(peer_cert)
     colons = ":".join(fp[i : i + 2] for i in range(0, 64, 2)).upper()
     for spelling in (fp.upper(), f"sha256:{fp}", colons):
-        policy = AuthPolicy(certificates=[CertificateBinding(spelling, PEER)])
+        policy = AuthPolicy(limits=LIMITS, certificates=[CertificateBinding(spelling, PEER)])
         assert policy.authenticate([], peer_cert) == PEER
     with pytest.raises(ValueError, match="not a SHA-256 fingerprint"):
-        AuthPolicy(certificates=[CertificateBinding("abc", PEER)])
+        AuthPolicy(limits=LIMITS, certificates=[CertificateBinding("abc", PEER)])
     with pytest.raises(ValueError, match="pinned twice"):
-        AuthPolicy(certificates=[CertificateBinding(fp, PEER), CertificateBinding(fp, DEV)])
+        AuthPolicy(
+            limits=LIMITS, certificates=[CertificateBinding(fp, PEER), CertificateBinding(fp, DEV)]
+        )
     with pytest.raises(ValueError, match="certificate only"):
-        AuthPolicy(tokens=[TokenBinding(token_sha256("t"), PEER)])
+        AuthPolicy(limits=LIMITS, tokens=[TokenBinding(token_sha256("t"), PEER)])
     with pytest.raises(ValueError, match="32 bytes"):
-        AuthPolicy(tokens=[TokenBinding(b"short", DEV)])
+        AuthPolicy(limits=LIMITS, tokens=[TokenBinding(b"short", DEV)])
 
 
 def test_each_kind_may_call_only_its_service() -> None:
-    policy = AuthPolicy()
+    policy = AuthPolicy(
+        limits=LIMITS,
+    )
     allowed = {
         PrincipalKind.PEER: RELAY_SERVICE,
         PrincipalKind.DEVELOPER: INTEROP_SERVICE,
@@ -217,6 +227,27 @@ def test_token_bucket_refills_with_time() -> None:
     assert refusal(policy.acquire, DEV).code is grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+def test_limits_are_per_principal_kind() -> None:
+    """Each kind's principals get that kind's sizes (relay.app passes them, one place)."""
+    policy = AuthPolicy(
+        limits={
+            PrincipalKind.PEER: Limits(max_concurrent=3, rate_per_second=1000, burst=1000),
+            PrincipalKind.DEVELOPER: Limits(max_concurrent=1, rate_per_second=1000, burst=1000),
+            PrincipalKind.AUDITOR: Limits(max_concurrent=1, rate_per_second=1000, burst=1000),
+        },
+        clock=FakeClock(),
+    )
+    policy.acquire(DEV)
+    assert "limit 1" in refusal(policy.acquire, DEV).message
+    for _ in range(3):
+        policy.acquire(PEER)
+    assert "limit 3" in refusal(policy.acquire, PEER).message
+    with pytest.raises(ValueError, match="auditor"):
+        AuthPolicy(limits={PrincipalKind.PEER: LIMITS, PrincipalKind.DEVELOPER: LIMITS})
+    with pytest.raises(ValueError, match="positive"):
+        Limits(max_concurrent=0, rate_per_second=1.0, burst=1)
+
+
 def test_service_of() -> None:
     assert service_of("/interop.v1.RelayService/Forward") == RELAY_SERVICE
     assert service_of("garbage") == ""
@@ -224,7 +255,7 @@ def test_service_of() -> None:
 
 def test_refusal_logging_is_bounded() -> None:
     clock = FakeClock()
-    policy = AuthPolicy(clock=clock)
+    policy = AuthPolicy(limits=LIMITS, clock=clock)
     assert policy.refusal_log_due() == 0
     assert policy.refusal_log_due() is None
     assert policy.refusal_log_due() is None
