@@ -808,8 +808,8 @@ class Pipeline(InboundHandler):
             by_dst.setdefault(rec.dst_chain, []).append(rec)
         for dst, recs in by_dst.items():
             items, ready = [], []
-            for rec in recs:
-                found = await self._bundle(rec.id, Hop.MESSAGE_SENT)
+            bundles = await asyncio.gather(*(self._bundle(r.id, Hop.MESSAGE_SENT) for r in recs))
+            for rec, found in zip(recs, bundles, strict=True):
                 if rec.message is None or found is None:
                     await st.release(rec.key)
                     continue
@@ -840,18 +840,22 @@ class Pipeline(InboundHandler):
         peer: str,
     ) -> None:
         by_id = {v.id: v for v in verdicts}
-        for rec in recs:
+
+        async def apply(rec: MessageRecord) -> None:
             v = by_id.get(rec.id)
             if v is not None and v.kind is VerdictKind.ACCEPTED:
                 await self._transition(
                     dataclasses.replace(self._move(rec, to), message=rec.message)
                 )
                 await st.release(rec.key)
-                continue
+                return
             # The peer's rejection is a verdict on this attempt (its trust root may lag ours):
             # retried with backoff, and visible as stuck if it persists.
             why = "no verdict" if v is None else f"{v.kind} by {peer}: [{v.check}] {v.reason}"
             await self._failed(st, rec, PeerVerdict(why, peer=peer))
+
+        # Concurrently: each row's store round trips would otherwise wait for the previous one.
+        await asyncio.gather(*(apply(rec) for rec in recs))
 
     # -- destination: inbound forward, deliver ------------------------------------------------
 
@@ -975,6 +979,17 @@ class Pipeline(InboundHandler):
         )
         await st.release(rec.key)
 
+    async def _all_submitted(
+        self, st: Stage, recs: list[MessageRecord], to: State, sub: Any
+    ) -> None:
+        """The first row alone (the crash point between rows fires before the second), then
+        the others concurrently."""
+        if recs:
+            await self._submitted(st, recs[0], to, sub, index=0)
+        await asyncio.gather(
+            *(self._submitted(st, rec, to, sub, index=i) for i, rec in enumerate(recs) if i)
+        )
+
     async def _submit_deliveries(
         self, st: Stage, adapter: ChainAdapter, recs: list[MessageRecord]
     ) -> None:
@@ -998,8 +1013,7 @@ class Pipeline(InboundHandler):
         crash_point("after_submit_before_receipt")
         crash_point("after_receipt_before_persist")
         log.info("delivery_submitted", chain=st.chain, size=len(recs), tx_hash=sub.tx_hash)
-        for i, rec in enumerate(recs):
-            await self._submitted(st, rec, State.DELIVERY_SUBMITTED, sub, index=i)
+        await self._all_submitted(st, recs, State.DELIVERY_SUBMITTED, sub)
 
     async def _recheck_delivery(self, st: Stage, batch: list[MessageRecord]) -> None:
         """A delivery whose result fact has not come: resubmit if the chain does not have it."""
@@ -1029,21 +1043,25 @@ class Pipeline(InboundHandler):
 
     async def _forward_results(self, st: Stage, batch: list[MessageRecord]) -> None:
         by_src: dict[str, list[tuple[MessageRecord, AckItem]]] = {}
-        for rec in batch:
+
+        async def verified(rec: MessageRecord) -> AckItem | None:
             found = await self._bundle(rec.id, Hop.DELIVERY_RESULT)
             if rec.message is None or rec.result is None or found is None:
                 await st.release(rec.key)
-                continue
+                return None
             try:
                 await self.verifier.verify_result(rec.message, rec.id, rec.result, found[0])
             except Exception as exc:
                 # Our own chain's evidence failed: retried (another endpoint, a later block),
                 # then stuck and visible; never forwarded unverified.
                 await self._failed(st, rec, exc)
-                continue
-            by_src.setdefault(rec.src_chain, []).append(
-                (rec, AckItem(rec.id, rec.result, found[0], found[1]))
-            )
+                return None
+            return AckItem(rec.id, rec.result, found[0], found[1])
+
+        items = await asyncio.gather(*(verified(rec) for rec in batch))
+        for rec, item in zip(batch, items, strict=True):
+            if item is not None:
+                by_src.setdefault(rec.src_chain, []).append((rec, item))
         for src, pairs in by_src.items():
             recs = [r for r, _ in pairs]
             link = self._link(src)
@@ -1152,8 +1170,7 @@ class Pipeline(InboundHandler):
             return
         crash_point("after_ack_submit_before_receipt")
         log.info("ack_submitted", chain=st.chain, size=len(recs), tx_hash=sub.tx_hash)
-        for i, rec in enumerate(recs):
-            await self._submitted(st, rec, State.ACK_SUBMITTED, sub, index=i)
+        await self._all_submitted(st, recs, State.ACK_SUBMITTED, sub)
 
     async def _recheck_ack(self, st: Stage, batch: list[MessageRecord]) -> None:
         assert st.chain is not None
