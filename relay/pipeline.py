@@ -36,7 +36,6 @@ from relay.links import AckItem, ForwardItem, InboundHandler, PeerLink, Verdict,
 from relay.local_link import LOCAL_PEER, LocalLink
 from relay.retry import Decision, RetryPolicy, StuckReporter, classify, describe
 from relay.store import (
-    NEVER,
     Hop,
     MessageRecord,
     RejectedAttempt,
@@ -44,6 +43,8 @@ from relay.store import (
     State,
     Store,
     Transition,
+    fact_from_locator,
+    fact_locator,
 )
 from verifier.messages import DeliveryResult, DeliveryStatus, Message
 
@@ -56,6 +57,10 @@ MAX_REFETCH: Final = 3
 """Other endpoints asked for a sent fact whose evidence failed, before it is rejected."""
 MAX_REMEMBERED_FACTS: Final = 10_000
 MAX_INBOUND_VERIFICATIONS: Final = 32
+REJECTED_WRITES_PER_PEER: Final = 50
+REJECTED_WINDOW: Final = 10.0
+"""Rejected attempts recorded per peer per window (requirement 19): each is a store write, and
+a peer's garbage must not hold the store's lock; the rest are counted in a log line."""
 
 
 class MessageVerifier(Protocol):
@@ -299,7 +304,14 @@ class Pipeline(InboundHandler):
         gRPC layer adds per-peer limits)."""
         self._facts: dict[bytes, Fact] = {}
         """Sent facts observed and not yet verified, kept so that a rejected one can be
-        refetched from other endpoints (bounded; lost on restart, then it is rejected)."""
+        refetched from other endpoints (bounded; after a restart the store's locator is used)."""
+        self._inflight: set[tuple[bytes, Role]] = set()
+        """Ids whose inbound Forward (destination) or Acknowledge (source) is being verified:
+        a copy arriving meanwhile is answered "retry" instead of verified again."""
+        self._rejected_window: dict[str, tuple[float, int]] = {}
+        self._force: set[Key] = set()
+        """Rows to submit without asking the chain first: its "already done" was not followed by
+        the fact within ``recheck_after`` (one endpoint may be lying; a repeat is a no-op)."""
         s = settings
 
         def stage(
@@ -325,7 +337,12 @@ class Pipeline(InboundHandler):
         self.verify_stage = stage(
             "verify", Role.SOURCE, {State.OBSERVED}, None, self._verify_sent, batched=False
         )
-        self.forward_stage = stage("forward", Role.SOURCE, {State.VERIFIED}, None, self._forward)
+        # FORWARDED rows come back after ``recheck_after`` without a result: a lost commit or
+        # a false "accepted" must not strand them (the destination answers a repeat from its
+        # store, and re-sends a result it already forwarded).
+        self.forward_stage = stage(
+            "forward", Role.SOURCE, {State.VERIFIED, State.FORWARDED}, None, self._forward
+        )
         self.result_stage = stage(
             "result_forward",
             Role.DESTINATION,
@@ -491,10 +508,13 @@ class Pipeline(InboundHandler):
             **kw,
         )
 
-    async def _failed(self, st: Stage, rec: MessageRecord, exc: BaseException) -> Decision:
-        """Record a failed attempt; retry it later (kept in the stage) or stop (released)."""
+    async def _failed(
+        self, st: Stage, rec: MessageRecord, exc: BaseException, *, own_chain: bool = False
+    ) -> Decision:
+        """Record a failed attempt; retry it later (kept in the stage) or stop (released).
+        ``own_chain``: a fact read from a chain this gateway serves (see ``classify``)."""
         attempt = rec.attempts + 1
-        outcome = self.policy.outcome(exc, attempt, self.clock())
+        outcome = self.policy.outcome(exc, attempt, self.clock(), own_chain=own_chain)
         current = await self.store.record_attempt(
             rec.id,
             rec.role,
@@ -599,6 +619,7 @@ class Pipeline(InboundHandler):
                 at=now,
                 message=m,
                 evidence=(Hop.MESSAGE_SENT, fact.evidence.bundle, fact.evidence.endpoint),
+                fact=fact_locator(fact),  # to fetch its evidence again, after a restart too
                 height=fact.height,
                 tx_hash=fact.tx_hash,
             )
@@ -610,53 +631,9 @@ class Pipeline(InboundHandler):
                     return self.verify_stage, rec
             return None
         if fact.kind is FactKind.DELIVERY_RESULT:
-            r = fact.result
-            if r is None or fact.evidence is None:
-                log.warning("fact_ignored", chain=chain, kind=str(fact.kind), reason="incomplete")
-                return None
-            rec = await self.store.get(fact.id, Role.DESTINATION)
-            if rec is None:
-                log.info("fact_ignored", chain=chain, message_id=_hex(fact.id), reason="unknown")
-                return None
-            to = State.EXPIRED if r.status is DeliveryStatus.EXPIRED else State.DELIVERED
-            t = self._move(
-                rec,
-                to,
-                expect={State.VERIFIED, State.DELIVERY_SUBMITTED},
-                result=r,
-                evidence=(Hop.DELIVERY_RESULT, fact.evidence.bundle, fact.evidence.endpoint),
-                height=fact.height,
-                tx_hash=fact.tx_hash,
-            )
-            if await self._transition(dataclasses.replace(t, message=rec.message)):
-                await self.deliver_stages[chain].release(rec.key)
-                await self.delivery_check_stages[chain].release(rec.key)
-                return self.result_stage, dataclasses.replace(
-                    rec, state=to, result=r, attempts=0, last_error=None
-                )
-            return None
+            return await self._persist_result(chain, adapter, fact)
         if fact.kind is FactKind.ACKNOWLEDGED:
-            rec = await self.store.get(fact.id, Role.SOURCE)
-            if rec is None:
-                log.info("fact_ignored", chain=chain, message_id=_hex(fact.id), reason="unknown")
-                return None
-            t = self._move(
-                rec,
-                State.ACKNOWLEDGED,
-                expect={  # any open state: another relayer may have completed the steps
-                    State.OBSERVED,
-                    State.VERIFIED,
-                    State.FORWARDED,
-                    State.RESULT_VERIFIED,
-                    State.ACK_SUBMITTED,
-                },
-                ack_status=fact.ack_status,
-                height=fact.height,
-                tx_hash=fact.tx_hash,
-            )
-            if await self._transition(dataclasses.replace(t, message=rec.message)):
-                await self.ack_stages[chain].release(rec.key)
-                await self.ack_check_stages[chain].release(rec.key)
+            await self._persist_ack(chain, adapter, fact)
             return None
         if fact.kind is FactKind.UNUSABLE_SEAL and fact.seal_number is not None:
             try:
@@ -676,6 +653,187 @@ class Pipeline(InboundHandler):
                 reason=fact.reason,
             )
         return None
+
+    async def _persist_result(
+        self, chain: str, adapter: ChainAdapter, fact: Fact
+    ) -> tuple[Stage, MessageRecord] | None:
+        """A delivery result on this (destination) chain moves the row only once its evidence
+        verified against the stored message: an endpoint's word alone must not end delivery."""
+        if fact.result is None or fact.evidence is None:
+            log.warning("fact_ignored", chain=chain, kind=str(fact.kind), reason="incomplete")
+            return None
+        rec = await self.store.get(fact.id, Role.DESTINATION)
+        if rec is None:
+            log.info("fact_ignored", chain=chain, message_id=_hex(fact.id), reason="unknown")
+            return None
+        if rec.dst_chain != chain or fact.result.id != fact.id or rec.message is None:
+            log.error(
+                "fact_ignored",
+                chain=chain,
+                message_id=_hex(fact.id),
+                reason=f"a result for a message to {rec.dst_chain} read from {chain}",
+            )
+            return None
+        if rec.state not in {State.VERIFIED, State.DELIVERY_SUBMITTED}:
+            return None
+        try:
+            fact = await self._verified_result(rec, adapter, fact)
+        except Exception as exc:
+            # Kept to fetch again later (the delivery check does), never as evidence: the row
+            # stays where it is, with the attempt and its reason visible.
+            await self.store.save_fact(
+                rec.id, Hop.DELIVERY_RESULT, fact_locator(fact, with_bundle=True)
+            )
+            outcome = self.policy.outcome(exc, rec.attempts + 1, self.clock(), own_chain=True)
+            await self.store.record_attempt(
+                rec.id,
+                rec.role,
+                state=rec.state,
+                error=f"result evidence: {outcome.reason}",
+                next_try_at=outcome.next_try_at,
+                at=self.clock(),
+            )
+            log.warning(
+                "result_unverified", chain=chain, message_id=_hex(rec.id), reason=outcome.reason
+            )
+            return None
+        return await self._result_verified(rec, chain, fact)
+
+    async def _verified_result(self, rec: MessageRecord, adapter: ChainAdapter, fact: Fact) -> Fact:
+        """``fact`` or the same fact from another endpoint, whichever verifies; else raises the
+        last failure."""
+        assert rec.message is not None
+        avoid: set[str] = set()
+        while True:
+            assert fact.result is not None
+            assert fact.evidence is not None
+            try:
+                await self.verifier.verify_result(
+                    rec.message, rec.id, fact.result, fact.evidence.bundle
+                )
+                return fact
+            except Exception as exc:
+                if classify(exc) is not Decision.REJECT:
+                    raise
+                await self._record_rejected(
+                    RejectedAttempt(
+                        rec.id,
+                        rec.role,
+                        Hop.DELIVERY_RESULT,
+                        str(getattr(exc, "check", "") or ""),
+                        describe(exc),
+                        LOCAL_PEER,
+                        self.clock(),
+                    )
+                )
+                avoid.add(fact.evidence.endpoint)
+                if len(avoid) > MAX_REFETCH:
+                    raise
+                try:
+                    again = await adapter.refetch(fact, avoid=frozenset(avoid))
+                except Exception as err:
+                    log.warning("refetch_failed", message_id=_hex(rec.id), reason=describe(err))
+                    raise exc from None
+                if (
+                    again.evidence is None
+                    or again.result is None
+                    or again.evidence.endpoint in avoid
+                    or again.id != rec.id
+                ):
+                    raise
+                fact = again
+
+    async def _result_verified(
+        self, rec: MessageRecord, chain: str, fact: Fact
+    ) -> tuple[Stage, MessageRecord] | None:
+        r, ev = fact.result, fact.evidence
+        assert r is not None
+        assert ev is not None
+        to = State.EXPIRED if r.status is DeliveryStatus.EXPIRED else State.DELIVERED
+        t = self._move(
+            rec,
+            to,
+            expect={State.VERIFIED, State.DELIVERY_SUBMITTED},
+            result=r,
+            # A verified bundle replaces any copy kept before (an older version kept them
+            # unverified, first come).
+            evidence=(Hop.DELIVERY_RESULT, ev.bundle, ev.endpoint),
+            replace_evidence=True,
+            height=fact.height,
+            tx_hash=fact.tx_hash,
+        )
+        if await self._transition(dataclasses.replace(t, message=rec.message)):
+            await self.deliver_stages[chain].release(rec.key)
+            await self.delivery_check_stages[chain].release(rec.key)
+            return self.result_stage, dataclasses.replace(
+                rec, state=to, result=r, attempts=0, last_error=None
+            )
+        return None
+
+    async def _persist_ack(self, chain: str, adapter: ChainAdapter, fact: Fact) -> None:
+        """An ``acknowledged`` fact (no evidence: read from this gateway's own chain, at
+        finality) closes the source row only when it agrees with what is proven.
+
+        With a verified result, the fact's status must equal it (else an alarm, state kept).
+        Without one (another relayer may have done the steps), the chain is asked whether the
+        id is acknowledged; if so the row closes as acknowledged with its status left unknown
+        (None), never with the fact's word for it (requirement 18: EXPIRED only on a proven
+        destination result); if not, the row stays open."""
+        rec = await self.store.get(fact.id, Role.SOURCE)
+        if rec is None:
+            log.info("fact_ignored", chain=chain, message_id=_hex(fact.id), reason="unknown")
+            return
+        if rec.src_chain != chain:
+            log.error(
+                "fact_ignored",
+                chain=chain,
+                message_id=_hex(fact.id),
+                reason=f"an acknowledgement of a message from {rec.src_chain} read from {chain}",
+            )
+            return
+        status: DeliveryStatus | None
+        if rec.result is not None:
+            if fact.ack_status is not rec.result.status:
+                log.error(
+                    "ack_status_mismatch",
+                    chain=chain,
+                    message_id=_hex(fact.id),
+                    observed=str(fact.ack_status),
+                    verified=str(rec.result.status),
+                )
+                return
+            status = rec.result.status
+            expect = {State.RESULT_VERIFIED, State.ACK_SUBMITTED}
+        else:
+            try:
+                acknowledged = await adapter.sent_state(fact.id) == 2
+            except Exception as exc:
+                if classify(exc) is Decision.RETRY:
+                    raise  # the observer backs off and reads the page again
+                acknowledged = False
+            if not acknowledged:
+                log.error(
+                    "fact_ignored",
+                    chain=chain,
+                    message_id=_hex(fact.id),
+                    reason="acknowledged fact not confirmed by the chain's state",
+                )
+                return
+            status = None
+            expect = {State.OBSERVED, State.VERIFIED, State.FORWARDED}
+        t = self._move(
+            rec,
+            State.ACKNOWLEDGED,
+            expect=expect,
+            ack_status=status,
+            height=fact.height,
+            tx_hash=fact.tx_hash,
+            error=None if status is not None else "acknowledged on chain; status not proven here",
+        )
+        if await self._transition(dataclasses.replace(t, message=rec.message)):
+            await self.ack_stages[chain].release(rec.key)
+            await self.ack_check_stages[chain].release(rec.key)
+            self._force.discard(rec.key)
 
     async def _seal(self, chain: str, adapter: ChainAdapter) -> None:
         """FISCO BCOS: make pending ids and results provable (the adapter paces; EVM: None)."""
@@ -706,34 +864,59 @@ class Pipeline(InboundHandler):
         if rec.message is None or found is None:
             await st.release(rec.key)
             return
+        message = rec.message
         bundle, endpoint = found
         replaced = False
         avoid: set[str] = set()
+        # On a retry the endpoint that failed may have caught up (a lagging "height"): it may
+        # be asked again once, after the others.
+        again_anywhere = rec.attempts > 0
+        fact: Fact | None = None
         while True:
             try:
-                await self.verifier.verify_message(rec.message, rec.id, bundle)
+                await self.verifier.verify_message(message, rec.id, bundle)
                 break
             except Exception as exc:
                 if classify(exc) is not Decision.REJECT:
-                    await self._failed(st, rec, exc)
+                    await self._failed(st, rec, exc, own_chain=True)
                     return
                 # Our own chain's fact (requirement 13): an endpoint may have served a bad
-                # block, receipt or proof. Ask the others before calling the message rejected.
+                # block, receipt, proof or body. Ask the others; without one that verifies,
+                # back off and show the message as stuck, never reject it for good.
+                await self._record_rejected(
+                    RejectedAttempt(
+                        rec.id,
+                        rec.role,
+                        Hop.MESSAGE_SENT,
+                        str(getattr(exc, "check", "") or ""),
+                        describe(exc),
+                        LOCAL_PEER,
+                        self.clock(),
+                    )
+                )
                 avoid.add(endpoint)
-                again = None
+                fact = None
                 if len(avoid) <= MAX_REFETCH:
-                    again = await self._refetch(rec, exc, frozenset(avoid))
-                if again is None:
-                    await self._reject(rec, exc, Hop.MESSAGE_SENT, LOCAL_PEER)
-                    self._facts.pop(rec.id, None)
-                    await st.release(rec.key)
+                    fact = await self._refetch(rec, frozenset(avoid))
+                if fact is None and again_anywhere:
+                    again_anywhere = False
+                    fact = await self._refetch(rec, frozenset())
+                if fact is None or fact.evidence is None or fact.message is None:
+                    await self._failed(st, rec, exc, own_chain=True)
                     return
-                bundle, endpoint, replaced = again.bundle, again.endpoint, True
+                bundle, endpoint = fact.evidence.bundle, fact.evidence.endpoint
+                message, replaced = fact.message, True
         crash_point("after_verify")
-        t = dataclasses.replace(self._move(rec, State.VERIFIED), message=rec.message)
+        t = dataclasses.replace(self._move(rec, State.VERIFIED), message=message)
         if replaced:
+            # The bundle and body that verified replace what the first endpoint served (its
+            # body may have been altered under the genuine id).
             t = dataclasses.replace(
-                t, evidence=(Hop.MESSAGE_SENT, bundle, endpoint), replace_evidence=True
+                t,
+                evidence=(Hop.MESSAGE_SENT, bundle, endpoint),
+                replace_evidence=True,
+                replace_message=message != rec.message,
+                fact=fact_locator(fact) if fact is not None else None,
             )
         verified = await self._transition(t)
         self._facts.pop(rec.id, None)
@@ -741,16 +924,37 @@ class Pipeline(InboundHandler):
             # Admitted downstream before leaving this stage: while the next stage is full this
             # one stays full too, so the bound holds across the hand-off and the observer stops.
             await self.forward_stage.admit(
-                dataclasses.replace(rec, state=State.VERIFIED, attempts=0, last_error=None)
+                dataclasses.replace(
+                    rec, state=State.VERIFIED, message=message, attempts=0, last_error=None
+                )
             )
         await st.release(rec.key)
 
-    async def _refetch(
-        self, rec: MessageRecord, exc: BaseException, avoid: frozenset[str]
-    ) -> Evidence | None:
-        """The same fact's evidence from an endpoint not in ``avoid``, or None (the fact is not
-        in memory after a restart, or no other endpoint serves it)."""
-        fact = self._facts.get(rec.id)
+    async def _known_fact(self, rec: MessageRecord, hop: Hop) -> Fact | None:
+        """The observed fact: from memory, else rebuilt from the store's locator (a restart)."""
+        fact = self._facts.get(rec.id) if hop is Hop.MESSAGE_SENT else None
+        if fact is not None:
+            return fact
+        locator = await self.store.fact(rec.id, hop)
+        if locator is None:
+            return None
+        bundle = locator.get("bundle")
+        if not isinstance(bundle, dict):
+            found = await self._bundle(rec.id, hop)
+            bundle = dict(found[0]) if found is not None else None
+        evidence = Evidence(bundle, str(locator.get("endpoint", ""))) if bundle else None
+        try:
+            return fact_from_locator(
+                rec.id, locator, message=rec.message, result=rec.result, evidence=evidence
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("fact_locator_unusable", message_id=_hex(rec.id), reason=describe(exc))
+            return None
+
+    async def _refetch(self, rec: MessageRecord, avoid: frozenset[str]) -> Fact | None:
+        """The same sent fact from an endpoint not in ``avoid``, or None (no locator, or no
+        other endpoint serves it)."""
+        fact = await self._known_fact(rec, Hop.MESSAGE_SENT)
         adapter = self.adapters.get(rec.src_chain)
         if fact is None or adapter is None:
             return None
@@ -761,7 +965,7 @@ class Pipeline(InboundHandler):
                 "refetch_failed", chain=rec.src_chain, message_id=_hex(rec.id), reason=describe(err)
             )
             return None
-        if again.evidence is None or again.evidence.endpoint in avoid:
+        if again.evidence is None or again.evidence.endpoint in avoid or again.id != rec.id:
             return None
         log.info(
             "refetched",
@@ -769,33 +973,26 @@ class Pipeline(InboundHandler):
             message_id=_hex(rec.id),
             endpoint=again.evidence.endpoint,
         )
-        # The bundle that failed is kept as a rejected attempt (bounded).
-        await self.store.record_rejected(
-            RejectedAttempt(
-                rec.id,
-                rec.role,
-                Hop.MESSAGE_SENT,
-                str(getattr(exc, "check", "")),
-                describe(exc),
-                LOCAL_PEER,
-                self.clock(),
-            )
-        )
-        self._facts[rec.id] = again
-        return again.evidence
+        if len(self._facts) < MAX_REMEMBERED_FACTS or rec.id in self._facts:
+            self._facts[rec.id] = again
+        return again
 
-    async def _reject(self, rec: MessageRecord, exc: BaseException, hop: Hop, peer: str) -> None:
-        reason = getattr(exc, "reason", None) or describe(exc)
-        check = str(getattr(exc, "check", "") or "")
-        await self.store.record_rejected(
-            RejectedAttempt(rec.id, rec.role, hop, check, str(reason), peer, self.clock())
-        )
-        await self._transition(
-            dataclasses.replace(
-                self._move(rec, State.REJECTED, error=f"[{check}] {reason}", next_try_at=NEVER),
-                message=rec.message,
-            )
-        )
+    async def _record_rejected(self, attempt: RejectedAttempt) -> None:
+        """A bounded record of a rejected attempt, at most ``REJECTED_WRITES_PER_PEER`` per
+        peer per window: each is a store write, and garbage must not occupy the store."""
+        now = self.clock()
+        start, count = self._rejected_window.get(attempt.peer, (now, 0))
+        if now - start >= REJECTED_WINDOW:
+            if count > REJECTED_WRITES_PER_PEER:
+                log.warning(
+                    "rejected_not_recorded",
+                    peer=attempt.peer,
+                    count=count - REJECTED_WRITES_PER_PEER,
+                )
+            start, count = now, 0
+        self._rejected_window[attempt.peer] = (start, count + 1)
+        if count < REJECTED_WRITES_PER_PEER:
+            await self.store.record_rejected(attempt)
 
     def _link(self, chain: str) -> PeerLink | None:
         if chain in self.adapters:
@@ -844,8 +1041,15 @@ class Pipeline(InboundHandler):
         async def apply(rec: MessageRecord) -> None:
             v = by_id.get(rec.id)
             if v is not None and v.kind is VerdictKind.ACCEPTED:
+                if rec.state is to:
+                    # A repeat (recheck) the peer accepted again: wait for its result again.
+                    await self._wait_longer(st, rec, f"{to}; waiting for the next step")
+                    return
                 await self._transition(
-                    dataclasses.replace(self._move(rec, to), message=rec.message)
+                    dataclasses.replace(
+                        self._move(rec, to, next_try_at=self.clock() + self.settings.recheck_after),
+                        message=rec.message,
+                    )
                 )
                 await st.release(rec.key)
                 return
@@ -865,7 +1069,13 @@ class Pipeline(InboundHandler):
         return chain in self.peer_chains.get(peer, frozenset())
 
     async def handle_forward(self, peer: str, items: Sequence[ForwardItem]) -> Sequence[Verdict]:
-        return list(await asyncio.gather(*(self._accept_forward(peer, i) for i in items)))
+        # One verification per id and batch (requirement 19): copies get the first's verdict.
+        first: dict[bytes, ForwardItem] = {}
+        for item in items:
+            first.setdefault(item.id, item)
+        done = await asyncio.gather(*(self._accept_forward(peer, i) for i in first.values()))
+        by_id = dict(zip(first, done, strict=True))
+        return [by_id[i.id] for i in items]
 
     async def _accept_forward(self, peer: str, item: ForwardItem) -> Verdict:
         m = item.message
@@ -880,14 +1090,20 @@ class Pipeline(InboundHandler):
         if (m.src_chain, m.dst_chain) not in self.routes:
             return Verdict(item.id, VerdictKind.REJECTED, "no such route", "route")
         # Store and duplicates first (requirement 19): a known id costs no verification.
-        if await self.store.get(item.id, Role.DESTINATION) is not None:
+        known = await self.store.get(item.id, Role.DESTINATION)
+        if known is not None:
+            await self._resend_result(known)
             return Verdict(item.id, VerdictKind.ACCEPTED, "already known")
+        key = (item.id, Role.DESTINATION)
+        if key in self._inflight:
+            return Verdict(item.id, VerdictKind.RETRY, "this id is being verified")
         st = self.deliver_stages[m.dst_chain]
         # A slot is reserved before verifying, so that concurrent forwards cannot together
         # persist more than the delivery stage admits (the bound holds for peers too).
         if not st.reserve():
             return Verdict(item.id, VerdictKind.RETRY, "delivery queue full")
         rec: MessageRecord | None = None
+        self._inflight.add(key)
         try:
             verdict = await self._verify_forward(peer, item)
             if verdict is not None:
@@ -905,11 +1121,26 @@ class Pipeline(InboundHandler):
             if await self._transition(t):
                 rec = await self.store.get(item.id, Role.DESTINATION)
         finally:
+            self._inflight.discard(key)
             st.unreserve()
         if rec is not None:
             st.try_admit(rec)  # no await since unreserve(): the slot is still free
         crash_point("after_accept_before_reply")
         return Verdict(item.id, VerdictKind.ACCEPTED)
+
+    async def _resend_result(self, rec: MessageRecord) -> None:
+        """A Forward for an id whose result was forwarded a while ago: the source is still
+        waiting (it lost the Acknowledge, or a commit), so the result goes back again."""
+        if (
+            rec.state is not State.RESULT_FORWARDED
+            or rec.result is None
+            or self.clock() - rec.state_since < self.settings.recheck_after
+        ):
+            return
+        to = State.EXPIRED if rec.result.status is DeliveryStatus.EXPIRED else State.DELIVERED
+        t = self._move(rec, to, error="the source asked again: forwarding the result again")
+        if await self._transition(dataclasses.replace(t, message=rec.message)):
+            self.result_stage.try_admit(dataclasses.replace(rec, state=to, attempts=0))
 
     async def _verify_forward(self, peer: str, item: ForwardItem) -> Verdict | None:
         """None when the message verifies; else the verdict to answer (and the bounded record
@@ -922,7 +1153,7 @@ class Pipeline(InboundHandler):
             reason = str(getattr(exc, "reason", None) or describe(exc))
             if decision is Decision.REJECT:
                 check = str(getattr(exc, "check", "") or "")
-                await self.store.record_rejected(
+                await self._record_rejected(
                     RejectedAttempt(
                         item.id,
                         Role.DESTINATION,
@@ -949,7 +1180,7 @@ class Pipeline(InboundHandler):
         adapter = self.adapters[st.chain]
         send: list[MessageRecord] = []
         for rec in batch:
-            if rec.key in st.uncertain:
+            if rec.key in st.uncertain and rec.key not in self._force:
                 try:
                     status = await adapter.delivery_status(rec.id)
                 except Exception:
@@ -957,6 +1188,7 @@ class Pipeline(InboundHandler):
                 if status is not None:
                     await self._submitted(st, rec, State.DELIVERY_SUBMITTED, None)
                     continue
+            self._force.discard(rec.key)
             send.append(rec)
         await self._submit_deliveries(st, adapter, send)
 
@@ -1016,17 +1248,64 @@ class Pipeline(InboundHandler):
         await self._all_submitted(st, recs, State.DELIVERY_SUBMITTED, sub)
 
     async def _recheck_delivery(self, st: Stage, batch: list[MessageRecord]) -> None:
-        """A delivery whose result fact has not come: resubmit if the chain does not have it."""
+        """A delivery whose result fact has not come: verify a result fact kept unverified
+        (fetched again), else resubmit if the chain does not have it, or if it claimed to have
+        it a whole ``recheck_after`` ago without the fact appearing (one endpoint's "already
+        delivered" must not strand the message; the contract makes a repeat a no-op)."""
         assert st.chain is not None
+        adapter = self.adapters[st.chain]
         for rec in batch:
-            status = await self.adapters[st.chain].delivery_status(rec.id)
-            if status is None:
+            kept = await self._known_fact(rec, Hop.DELIVERY_RESULT)
+            if kept is not None and kept.result is not None and kept.evidence is not None:
+                await self._recheck_result(st, rec, adapter, kept)
+                continue
+            status = await adapter.delivery_status(rec.id)
+            if status is None or rec.attempts > 0:
+                if status is not None:
+                    self._force.add(rec.key)
                 await self._transition(
                     dataclasses.replace(self._move(rec, State.VERIFIED), message=rec.message)
                 )
                 await st.release(rec.key)
             else:
                 await self._wait_longer(st, rec, "delivered; waiting for the final result fact")
+
+    async def _recheck_result(
+        self, st: Stage, rec: MessageRecord, adapter: ChainAdapter, kept: Fact
+    ) -> None:
+        """A result fact whose evidence failed: fetched again from any endpoint and verified."""
+        assert st.chain is not None
+        try:
+            # The kept bundle again (a trust root may have caught up), then the other endpoints.
+            fact = await self._verified_result(rec, adapter, kept)
+        except Exception as exc:
+            try:
+                # Then any endpoint, its own included (it may have caught up or been fixed).
+                again = await adapter.refetch(kept, avoid=frozenset())
+                if again.result is None or again.evidence is None or again.id != rec.id:
+                    raise exc from None
+                fact = await self._verified_result(rec, adapter, again)
+            except Exception:
+                if await self._not_delivered(adapter, rec):
+                    # The kept fact may be an invention: the chain does not have the delivery,
+                    # so it is submitted again (a no-op if it does after all).
+                    await self._transition(
+                        dataclasses.replace(self._move(rec, State.VERIFIED), message=rec.message)
+                    )
+                    await st.release(rec.key)
+                    return
+                await self._failed(st, rec, exc, own_chain=True)  # the evidence's reason
+                return
+        found = await self._result_verified(rec, st.chain, fact)
+        await st.release(rec.key)
+        if found is not None:
+            await found[0].admit(found[1])
+
+    async def _not_delivered(self, adapter: ChainAdapter, rec: MessageRecord) -> bool:
+        try:
+            return await adapter.delivery_status(rec.id) is None
+        except Exception:
+            return False
 
     async def _wait_longer(self, st: Stage, rec: MessageRecord, why: str) -> None:
         await self.store.record_attempt(
@@ -1049,13 +1328,8 @@ class Pipeline(InboundHandler):
             if rec.message is None or rec.result is None or found is None:
                 await st.release(rec.key)
                 return None
-            try:
-                await self.verifier.verify_result(rec.message, rec.id, rec.result, found[0])
-            except Exception as exc:
-                # Our own chain's evidence failed: retried (another endpoint, a later block),
-                # then stuck and visible; never forwarded unverified.
-                await self._failed(st, rec, exc)
-                return None
+            # The result and its bundle were verified before the row could reach this stage
+            # (``_persist_result``), and the source verifies them again with its own roots.
             return AckItem(rec.id, rec.result, found[0], found[1])
 
         items = await asyncio.gather(*(verified(rec) for rec in batch))
@@ -1081,7 +1355,22 @@ class Pipeline(InboundHandler):
     # -- source: inbound acknowledge, acknowledge on chain ------------------------------------
 
     async def handle_acknowledge(self, peer: str, items: Sequence[AckItem]) -> Sequence[Verdict]:
-        return list(await asyncio.gather(*(self._accept_ack(peer, i) for i in items)))
+        first: dict[bytes, AckItem] = {}
+        for item in items:
+            first.setdefault(item.id, item)
+        done = await asyncio.gather(*(self._accept_ack_once(peer, i) for i in first.values()))
+        by_id = dict(zip(first, done, strict=True))
+        return [by_id[i.id] for i in items]
+
+    async def _accept_ack_once(self, peer: str, item: AckItem) -> Verdict:
+        key = (item.id, Role.SOURCE)
+        if key in self._inflight:
+            return Verdict(item.id, VerdictKind.RETRY, "this id is being verified")
+        self._inflight.add(key)
+        try:
+            return await self._accept_ack(peer, item)
+        finally:
+            self._inflight.discard(key)
 
     async def _accept_ack(self, peer: str, item: AckItem) -> Verdict:
         rec = await self.store.get(item.id, Role.SOURCE)
@@ -1108,7 +1397,7 @@ class Pipeline(InboundHandler):
             reason = str(getattr(exc, "reason", None) or describe(exc))
             if decision is Decision.REJECT:
                 check = str(getattr(exc, "check", "") or "")
-                await self.store.record_rejected(
+                await self._record_rejected(
                     RejectedAttempt(
                         item.id, Role.SOURCE, Hop.DELIVERY_RESULT, check, reason, peer, self.clock()
                     )
@@ -1138,7 +1427,7 @@ class Pipeline(InboundHandler):
         adapter = self.adapters[st.chain]
         send: list[MessageRecord] = []
         for rec in batch:
-            if rec.key in st.uncertain:
+            if rec.key in st.uncertain and rec.key not in self._force:
                 try:
                     state = await adapter.sent_state(rec.id)
                 except Exception:
@@ -1146,6 +1435,7 @@ class Pipeline(InboundHandler):
                 if state == 2:
                     await self._submitted(st, rec, State.ACK_SUBMITTED, None)
                     continue
+            self._force.discard(rec.key)
             send.append(rec)
         await self._submit_acks(st, adapter, send)
 
@@ -1175,7 +1465,12 @@ class Pipeline(InboundHandler):
     async def _recheck_ack(self, st: Stage, batch: list[MessageRecord]) -> None:
         assert st.chain is not None
         for rec in batch:
-            if await self.adapters[st.chain].sent_state(rec.id) == 1:
+            state = await self.adapters[st.chain].sent_state(rec.id)
+            # "Acknowledged" without the fact for a whole recheck_after: submit anyway (see
+            # _recheck_delivery).
+            if state == 1 or rec.attempts > 0:
+                if state != 1:
+                    self._force.add(rec.key)
                 await self._transition(
                     dataclasses.replace(self._move(rec, State.RESULT_VERIFIED), message=rec.message)
                 )

@@ -36,7 +36,7 @@ from relay.links import AckItem, ForwardItem, VerdictKind
 from relay.node import GatewayNode, InvalidRequest
 from relay.pipeline import PipelineSettings
 from relay.sqlite_store import SqliteStore
-from relay.store import MessageFilter, Role, State
+from relay.store import NEVER, MessageFilter, Role, State
 from relay.trust import EvidenceRejected, NotYetTrusted
 from verifier.messages import DeliveryResult, DeliveryStatus, Message
 
@@ -61,6 +61,8 @@ class FakeChain:
         self.peers: dict[str, FakeChain] = {}
         self.time = 1_000
         self.honest_elsewhere = False
+        self.genuine_bodies: dict[bytes, Message] = {}
+        """Bodies another endpoint serves for ids whose first endpoint altered them."""
         self.requeued: list[int] = []
 
     def initial_cursor(self, height: int = 0) -> str:
@@ -79,7 +81,12 @@ class FakeChain:
         if not self.honest_elsewhere or fact.evidence is None:
             raise ChainUnavailable("no other endpoint", chain=self.chain)
         bundle = {**fact.evidence.bundle, "bad": False}
-        return replace(fact, evidence=Evidence(bundle, "fake://other"), endpoint="fake://other")
+        return replace(
+            fact,
+            message=self.genuine_bodies.get(fact.id, fact.message),
+            evidence=Evidence(bundle, "fake://other"),
+            endpoint="fake://other",
+        )
 
     async def status(self) -> ChainStatus:
         return ChainStatus(self.chain, len(self.log), len(self.log), self.time)
@@ -209,9 +216,15 @@ async def _make_env(tmp_path: Path) -> AsyncIterator[MakeEnv]:
     stops it at the end."""
     nodes: list[GatewayNode] = []
 
-    async def make(settings: PipelineSettings = FAST, **kw: Any) -> Env:
-        a, b = FakeChain(A), FakeChain(B)
-        verifier = FakeVerifier()
+    async def make(
+        settings: PipelineSettings = FAST,
+        *,
+        chain_factory: Callable[[str], FakeChain] = FakeChain,
+        verifier_factory: Callable[[], FakeVerifier] = FakeVerifier,
+        **kw: Any,
+    ) -> Env:
+        a, b = chain_factory(A), chain_factory(B)
+        verifier = verifier_factory()
         node = GatewayNode(
             store=SqliteStore(tmp_path / f"n{len(nodes)}"),
             adapters={A: a, B: b},
@@ -370,18 +383,27 @@ async def test_a_bad_forward_does_not_poison_the_good_one(make_env: MakeEnv) -> 
     assert verifier.calls == calls, "a duplicate is answered from the store"
 
 
-async def test_rejected_source_evidence_is_terminal_and_never_forwarded(
+async def test_own_chain_evidence_that_fails_is_retried_as_stuck_and_never_forwarded(
     make_env: MakeEnv,
 ) -> None:
-    """A sent fact whose evidence fails locally ends rejected with the verifier's reason."""
+    """A sent fact whose evidence fails locally, with no other endpoint to ask, is never
+    forwarded and never rejected for good (requirement 13: an endpoint of our own chain may
+    lie): it stays observed, retried with the verifier's reason, visible as stuck."""
     node, a, b, _ = await make_env()
     bad, _ = await a.send_message(B, b"\x02" * 20, b"x", 5000, bad=True)
     good, _ = await a.send_message(B, b"\x02" * 20, b"y", 5000)
     await node.start()
     await eventually(lambda: all_in(node, [good], Role.SOURCE, State.ACKNOWLEDGED), "good")
+
+    async def retried() -> bool:
+        rec = await node.store.get(bad, Role.SOURCE)
+        return rec is not None and rec.attempts >= 2
+
+    await eventually(retried, "retried")
     rec = await node.store.get(bad, Role.SOURCE)
     assert rec is not None
-    assert rec.state is State.REJECTED
+    assert rec.state is State.OBSERVED
+    assert rec.next_try_at != NEVER
     assert rec.last_error is not None
     assert "receipt_proof" in rec.last_error
     assert bad not in b.delivered
