@@ -13,9 +13,8 @@ configured here too, it was issued by one of them and is within its validity per
 - Services are authorised by principal kind (:data:`SERVICE_KINDS`); the health and reflection
   services answer without credentials so that probes and ``grpcurl`` work.
 
-What the metadata alone decides (a bearer token, or no credentials on the token port) is
-decided in ``AuthInterceptor.intercept_service``, before gRPC reads the request body: an
-anonymous caller cannot make the gateway receive and parse megabytes. A body that does not
+Every check runs before gRPC reads the request body (``AuthInterceptor``): an anonymous or
+unpinned caller cannot make the gateway receive and parse megabytes. A body that does not
 parse is ``INVALID_ARGUMENT`` with a fixed message, never the parser's exception.
 
 Refusals are ``UNAUTHENTICATED`` (no credentials, or credentials nobody configured),
@@ -364,8 +363,8 @@ class AuthInterceptor(_ServerInterceptor):
     port without ``authorization``, and any call with a bearer token (the token decides, see
     :meth:`AuthPolicy.authenticate`) that is unknown or not allowed this service. Otherwise
     (mutual-TLS port, no token) the client certificate decides, which only
-    ``context.auth_context()`` gives, inside a wrapper of the handler's behaviour; the TLS
-    handshake has by then already required a certificate issued by a configured CA.
+    ``context.auth_context()`` gives, inside a wrapper of the handler's behaviour; the wrapper
+    is request-streaming too (see :func:`_wrap`), so that check also precedes the body.
 
     ``request_limits`` bounds each method's request body before it is parsed (grpc has only a
     per-server receive limit, which must fit the largest method): methods not named get
@@ -531,13 +530,17 @@ def _wrap(
     handler: grpc.RpcMethodHandler[Any, Any], guard: _Guard
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """The same handler whose behaviour first passes ``guard`` and holds its slot throughout,
-    and whose requests are bounded and parsed without ever raising into gRPC."""
+    and whose requests are bounded and parsed without ever raising into gRPC.
+
+    Every handler becomes request-streaming: gRPC then runs the behaviour before receiving
+    anything, so the guard (client certificate included) decides before the body is read; a
+    unary request is then taken as the stream's first message. The client cannot tell."""
     kwargs = {
         "request_deserializer": guard.deserializer(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(
+        return grpc.stream_unary_rpc_method_handler(
             _single(handler.unary_unary, guard, streaming=False), **kwargs
         )
     if handler.stream_unary is not None:
@@ -545,7 +548,7 @@ def _wrap(
             _single(handler.stream_unary, guard, streaming=True), **kwargs
         )
     if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(
+        return grpc.stream_stream_rpc_method_handler(
             _stream(handler.unary_stream, guard, streaming=False), **kwargs
         )
     if handler.stream_stream is not None:
@@ -575,12 +578,19 @@ async def _fail(exc: Exception, context: grpc.aio.ServicerContext[Any, Any], met
 
 
 async def _request(
-    guard: _Guard, request: Any, context: grpc.aio.ServicerContext[Any, Any], *, streaming: bool
+    guard: _Guard, requests: Any, context: grpc.aio.ServicerContext[Any, Any], *, streaming: bool
 ) -> Any:
+    """What the original behaviour takes: the checked stream, or its one (first) message."""
     if streaming:
-        return guard.checked_stream(request, context)
+        return guard.checked_stream(requests, context)
+    request = await anext(aiter(requests), _NO_REQUEST)
+    if request is _NO_REQUEST:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the call carried no request")
     await guard.check_request(request, context)
     return request
+
+
+_NO_REQUEST: Final = object()
 
 
 def _single(behaviour: _Behaviour, guard: _Guard, *, streaming: bool) -> _Behaviour:

@@ -88,6 +88,22 @@ async def test_a_known_token_for_the_wrong_service_is_refused_before_the_body_is
     assert small.handler.calls == []
 
 
+async def test_an_unpinned_certificate_is_refused_before_the_body_is_read(small: Running) -> None:
+    """The mutual-TLS port without a token: the certificate decides, also before the body."""
+    big = b"\xff" * (4 * SMALL_LIMIT)
+    async with small.channel(small.material.stranger) as channel:
+        error = await raw_call(channel, FORWARD, big)
+        assert error.code() is grpc.StatusCode.UNAUTHENTICATED, error.details()
+        assert "not configured" in (error.details() or "")
+    async with small.channel(small.material.developer) as channel:
+        error = await raw_call(channel, FORWARD, big)
+        assert error.code() is grpc.StatusCode.PERMISSION_DENIED, error.details()
+    async with small.channel(small.material.peer) as channel:
+        error = await raw_call(channel, LIST_CHAINS, big)
+        assert error.code() is grpc.StatusCode.PERMISSION_DENIED, error.details()
+    assert small.handler.calls == []
+
+
 async def test_garbage_without_credentials_leaks_no_parser_error(running: Running) -> None:
     """The reviewer's proof: this answered UNKNOWN with ``DecodeError: Error parsing ...``."""
     async with running.channel() as channel:
