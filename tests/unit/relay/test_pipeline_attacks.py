@@ -498,6 +498,55 @@ async def test_duplicate_items_in_a_forward_batch_are_verified_once(make_env: Ma
     assert recorded == REJECTED_WRITES_PER_PEER
 
 
+class GatedVerifier(FakeVerifier):
+    """Verification waits until the test opens the gate (an expensive check in progress)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.started = 0
+
+    async def verify_message(
+        self, message: Message, message_id: bytes, bundle: Mapping[str, Any]
+    ) -> None:
+        self.started += 1
+        await self.gate.wait()
+        await super().verify_message(message, message_id, bundle)
+
+
+async def test_an_id_being_verified_is_not_verified_again_by_a_concurrent_forward(
+    make_env: MakeEnv,
+) -> None:
+    """M3: copies of an item in concurrent batches wait ("retry") while the first copy is
+    verified, then the id is answered from the store; one verification in all."""
+    node, a, _, verifier = await make_env(
+        peer_chains={"peer-a": [A]}, verifier_factory=GatedVerifier
+    )
+    assert isinstance(verifier, GatedVerifier)
+    await node.store.open()
+    mid, _ = await a.send_message(B, RECEIVER, b"x", 5000)
+    fact = a.log[-1]
+    assert fact.message is not None
+    assert fact.evidence is not None
+    item = ForwardItem(mid, fact.message, fact.evidence.bundle)
+    first = asyncio.create_task(node.handler.handle_forward("peer-a", [item]))
+
+    async def verifying() -> bool:
+        return verifier.started == 1
+
+    await eventually(verifying, "the first copy being verified")
+    copies = await asyncio.gather(
+        *(node.handler.handle_forward("peer-a", [item]) for _ in range(20))
+    )
+    assert {v.kind for [v] in copies} == {VerdictKind.RETRY}
+    verifier.gate.set()
+    [v] = await first
+    assert v.kind is VerdictKind.ACCEPTED
+    [v] = await node.handler.handle_forward("peer-a", [item])
+    assert (v.kind, v.reason) == (VerdictKind.ACCEPTED, "already known")
+    assert (verifier.started, verifier.calls) == (1, 1)
+
+
 async def test_a_false_already_delivered_does_not_strand_the_message(make_env: MakeEnv) -> None:
     """L1: after a failed submission the chain's endpoint claims the id delivered when it is
     not; after recheck_after without the result fact the delivery is submitted anyway."""
