@@ -54,7 +54,8 @@ Key = tuple[bytes, Role]
 _PERSIST_CHUNK = 100
 """Facts of one observed page persisted concurrently (bounds the store's queue)."""
 MAX_REFETCH: Final = 3
-"""Other endpoints asked for a sent fact whose evidence failed, before it is rejected."""
+"""Other endpoints asked, per attempt, for an own-chain fact whose evidence failed; then the
+attempt backs off (retried, shown as stuck), never a rejection of the message."""
 MAX_REMEMBERED_FACTS: Final = 10_000
 MAX_INBOUND_VERIFICATIONS: Final = 32
 REJECTED_WRITES_PER_PEER: Final = 50
@@ -120,7 +121,9 @@ class PipelineSettings:
     poll_interval: float = 1.0
     recheck_after: float = 30.0
     """A submitted delivery or acknowledgement whose fact has not been observed after this long
-    is checked on chain and resubmitted if the chain does not have it."""
+    is checked on chain and resubmitted if the chain does not have it (or, a second time, even
+    if it claims to: a repeat is a no-op on chain); a forwarded message without a result after
+    this long is forwarded again."""
     drain_timeout: float = 30.0
 
     @classmethod
