@@ -19,6 +19,7 @@ from relay.grpc.auth import (
     AuthPolicy,
     CertificateBinding,
     Limits,
+    PortKind,
     Principal,
     PrincipalKind,
     TokenBinding,
@@ -246,6 +247,23 @@ def test_limits_are_per_principal_kind() -> None:
         AuthPolicy(limits={PrincipalKind.PEER: LIMITS, PrincipalKind.DEVELOPER: LIMITS})
     with pytest.raises(ValueError, match="positive"):
         Limits(max_concurrent=0, rate_per_second=1.0, burst=1)
+
+
+def test_early_authentication_decides_what_the_metadata_can(
+    ca: tuple[bytes, bytes], peer_cert: bytes
+) -> None:
+    """Before the body: a token decides on either port; no token is a refusal on the token
+    port and "ask the certificate" (None) on the mutual-TLS port."""
+    policy = make_policy(ca, peer_cert)
+    token = [("authorization", f"Bearer {TOKEN}")]
+    for port in PortKind:
+        assert policy.authenticate_early(token, port) == DEV
+        wrong = [("authorization", "Bearer nope")]
+        assert refusal(policy.authenticate_early, wrong, port).message == "unknown bearer token"
+    assert policy.authenticate_early([("x-other", "1")], PortKind.MUTUAL_TLS) is None
+    error = refusal(policy.authenticate_early, [], PortKind.TOKEN)
+    assert error.code is grpc.StatusCode.UNAUTHENTICATED
+    assert "no credentials" in error.message
 
 
 def test_service_of() -> None:
