@@ -365,6 +365,8 @@ class RunResult:
     on_chain: dict[str, int]
     failures: list[str]
     steps: list[tuple[str, float]]
+    load: tuple[float, float] = (0.0, 0.0)
+    """The machine's 1-minute load average before and after the run (others' work counts)."""
     """Each step of a message's path and its median duration in seconds."""
 
 
@@ -499,6 +501,7 @@ async def run_once(
     mine_interval: float = args.mine_interval
     limit: float = args.limit
     poll_interval: float = args.poll_interval
+    load_before = os.getloadavg()[0]
     async with route(kind) as (a, b):
         sender = await a.driver.deploy("BatchSender", [a.gateway])
         receiver = await b.driver.deploy("BenchReceiver")
@@ -531,9 +534,11 @@ async def run_once(
             "acks recorded by BatchSender": await a.read_uint(sender, "acks()"),
             "calls into BenchReceiver": await b.read_uint(receiver, "calls()"),
         }
-    return _result(
+    result = _result(
         kind, batch_size, messages, sent, history, relay_cpu, chain_cpu, meter, on_chain, failures
     )
+    result.load = (load_before, os.getloadavg()[0])
+    return result
 
 
 STEPS: Final = (
@@ -656,7 +661,10 @@ def _print_busy(r: RunResult) -> None:
     chains = ", ".join(f"{c} {s:.1f} s" for c, s in r.chain_cpu.items())
     cores = os.cpu_count() or 1
     share = f" ({r.relay_cpu / r.wall / cores:.0%} of {cores} cores)" if r.wall else ""
-    print(f"  CPU over {r.wall:.1f} s: relay process {r.relay_cpu:.1f} s{share}, chains {chains}")
+    print(
+        f"  CPU over {r.wall:.1f} s: relay process {r.relay_cpu:.1f} s{share}, chains {chains}; "
+        f"load average {r.load[0]:.1f} before, {r.load[1]:.1f} after"
+    )
     path = ", ".join(f"{label} +{sec:.2f}" for label, sec in r.steps)
     print(f"  median path from send (s): {path}")
 
