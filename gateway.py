@@ -16,6 +16,7 @@ from typing import Any
 
 from cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from cli import api as api_cmd
+from cli import audit as audit_cmd
 from cli import config as config_cmd
 from cli import demo as demo_cmd
 from cli import deploy as deploy_cmd
@@ -35,6 +36,7 @@ COMMAND_GROUPS: tuple[Callable[[Any], None], ...] = (
     deploy_cmd.register,  # deploy
     run_cmd.register,  # run
     api_cmd.register,  # send, status, watch, messages
+    audit_cmd.register,  # audit verify
 )
 """In the order ``gateway --help`` lists them."""
 
