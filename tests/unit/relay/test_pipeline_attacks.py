@@ -89,8 +89,13 @@ class LyingChain(FakeChain):
         self.drop_deliveries = 0
         """deliverMessages transactions that are never mined (the call still returns)."""
         self.ack_lie: DeliveryStatus | None = None
+        self.claim_acked: set[bytes] = set()
+        self.fail_acks = 0
 
     async def acknowledge(self, results: Sequence[DeliveryResult]) -> Submission:
+        if self.fail_acks > 0:
+            self.fail_acks -= 1
+            raise ChainUnavailable("timeout", chain=self.chain)
         start = len(self.log)
         sub = await super().acknowledge(results)
         if self.ack_lie is not None:
@@ -126,6 +131,9 @@ class LyingChain(FakeChain):
             raise ChainUnavailable("no other endpoint", chain=self.chain)
         assert genuine.evidence is not None
         return replace(genuine, evidence=Evidence(genuine.evidence.bundle, "fake://other"))
+
+    async def sent_state(self, message_id: bytes) -> int:
+        return 2 if message_id in self.claim_acked else await super().sent_state(message_id)
 
     async def delivery_status(self, message_id: bytes) -> DeliveryStatus | None:
         if message_id in self.claim_delivered:
@@ -560,3 +568,17 @@ async def test_a_false_already_delivered_does_not_strand_the_message(make_env: M
     await node.start()
     await eventually(lambda: all_in(node, [mid], Role.SOURCE, State.ACKNOWLEDGED), "acked")
     assert mid in b.delivered
+
+
+async def test_a_false_already_acknowledged_does_not_strand_the_message(make_env: MakeEnv) -> None:
+    """L1: after a failed acknowledgeResults the source chain's endpoint claims the id
+    acknowledged when it is not; after recheck_after without the fact it is submitted anyway."""
+    settings = replace(FAST, recheck_after=0.1)
+    node, a, _, _ = await make_env(settings, chain_factory=LyingChain)
+    assert isinstance(a, LyingChain)
+    mid, _ = await a.send_message(B, RECEIVER, b"x", 5000)
+    a.claim_acked.add(mid)
+    a.fail_acks = 1
+    await node.start()
+    await eventually(lambda: all_in(node, [mid], Role.SOURCE, State.ACKNOWLEDGED), "acked")
+    assert a.acked == {mid: DeliveryStatus.SUCCESS}
