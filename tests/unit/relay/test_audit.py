@@ -4,7 +4,9 @@ bundles of ``docs/examples``; tampering edits the exported lines as an attacker 
 
 from __future__ import annotations
 
+import base64
 import copy
+import itertools
 import json
 import sqlite3
 import stat
@@ -116,12 +118,26 @@ def build_export(
     for n, bundle in enumerate(_bundles(), start=1):
         i = n.to_bytes(32, "big")
         relied = _relied(bundle, trust_override)
-        w.step(i, src, State.OBSERVED, None, message=_msg(n),
-               evidence=(Hop.MESSAGE_SENT, bundle, "rpc-1"), height=40 + n, tx_hash=f"0x{n:064x}")  # fmt: skip
+        w.step(
+            i,
+            src,
+            State.OBSERVED,
+            None,
+            message=_msg(n),
+            evidence=(Hop.MESSAGE_SENT, bundle, "rpc-1"),
+            height=40 + n,
+            tx_hash=f"0x{n:064x}",
+        )
         w.step(i, src, State.VERIFIED, frozenset({State.OBSERVED}), relied=relied)
         w.step(i, src, State.FORWARDED, frozenset({State.VERIFIED}))
-        w.step(i, src, State.RESULT_VERIFIED, frozenset({State.VERIFIED, State.FORWARDED}),
-               evidence=(Hop.DELIVERY_RESULT, bundle, "gw-b:rpc-2"), relied=relied)  # fmt: skip
+        w.step(
+            i,
+            src,
+            State.RESULT_VERIFIED,
+            frozenset({State.VERIFIED, State.FORWARDED}),
+            evidence=(Hop.DELIVERY_RESULT, bundle, "gw-b:rpc-2"),
+            relied=relied,
+        )
         w.step(i, src, State.ACK_SUBMITTED, frozenset({State.RESULT_VERIFIED}), tx_hash="0xab")
         w.step(i, src, State.ACKNOWLEDGED, frozenset({State.ACK_SUBMITTED}), height=90)
     bad = _bundles()[0]
@@ -130,8 +146,13 @@ def build_export(
     w.step(
         j, src, State.OBSERVED, None, message=_msg(99), evidence=(Hop.MESSAGE_SENT, bad, "rpc-1")
     )
-    w.step(j, src, State.REJECTED, frozenset({State.OBSERVED}),
-           error="[receipt_status] the receipt failed (status 0)")  # fmt: skip
+    w.step(
+        j,
+        src,
+        State.REJECTED,
+        frozenset({State.OBSERVED}),
+        error="[receipt_status] the receipt failed (status 0)",
+    )
     conn.execute("BEGIN IMMEDIATE")
     log.append_rejected(
         conn,
@@ -193,7 +214,8 @@ def test_a_good_export_verifies_with_every_bundle_reverified(
     assert (report.last_checkpoint_seq, report.unsigned_tail) == (20, 1)
     assert report.kinds["acknowledged"] == 3
     assert report.kinds["attempt_rejected"] == 1
-    assert report.first_time is not None and report.first_time.endswith("Z")
+    assert report.first_time is not None
+    assert report.first_time.endswith("Z")
 
 
 def test_records_chain_from_genesis_and_hash_their_canonical_body(
@@ -203,7 +225,7 @@ def test_records_chain_from_genesis_and_hash_their_canonical_body(
     _, lines = export
     records = [record_from_json(o) for o in _objs(lines) if o["type"] == "audit-record"]
     assert records[0].prev_hash == GENESIS_HASH
-    for prev, r in zip(records, records[1:], strict=False):
+    for prev, r in itertools.pairwise(records):
         assert r.prev_hash == prev.hash
         assert r.seq == prev.seq + 1
     for r in records:
@@ -257,11 +279,31 @@ def _mutate(name: str, value: Any) -> Any:
 
 RECORD_FIELDS = sorted(
     {
-        "type", "v", "seq", "time", "gateway", "kind", "message_id", "role", "src_chain",
-        "dst_chain", "state", "height", "tx_hash", "hop", "endpoint", "peer", "evidence_digest",
-        "trust_digest", "trust", "check", "reason", "prev_hash", "hash",
+        "type",
+        "v",
+        "seq",
+        "time",
+        "gateway",
+        "kind",
+        "message_id",
+        "role",
+        "src_chain",
+        "dst_chain",
+        "state",
+        "height",
+        "tx_hash",
+        "hop",
+        "endpoint",
+        "peer",
+        "evidence_digest",
+        "trust_digest",
+        "trust",
+        "check",
+        "reason",
+        "prev_hash",
+        "hash",
     }
-)  # fmt: skip
+)
 
 
 @pytest.mark.parametrize("name", RECORD_FIELDS)
@@ -469,8 +511,16 @@ async def test_records_commit_and_roll_back_with_the_store_s_state(tmp_path: Pat
     await store.open()
     i = (1).to_bytes(32, "big")
     bundle = _bundles()[0]
-    observe = Transition(i, Role.SOURCE, State.OBSERVED, None, 10.0, message=_msg(1),
-                         evidence=(Hop.MESSAGE_SENT, bundle, "rpc-1"), height=5)  # fmt: skip
+    observe = Transition(
+        i,
+        Role.SOURCE,
+        State.OBSERVED,
+        None,
+        10.0,
+        message=_msg(1),
+        evidence=(Hop.MESSAGE_SENT, bundle, "rpc-1"),
+        height=5,
+    )
     verify = Transition(i, Role.SOURCE, State.VERIFIED, frozenset({State.OBSERVED}), 11.0)
     assert await store.transition(observe)
     assert not await store.transition(observe)  # a duplicate: no change, no record
@@ -479,7 +529,8 @@ async def test_records_commit_and_roll_back_with_the_store_s_state(tmp_path: Pat
         await store.transition(verify)
     fail["on"] = False
     rec = await store.get(i, Role.SOURCE)
-    assert rec is not None and rec.state is State.OBSERVED
+    assert rec is not None
+    assert rec.state is State.OBSERVED
     await store.close()
 
     log2 = AuditLog(GATEWAY, key, CheckpointPolicy(every_records=2, every_seconds=10_000))
@@ -536,14 +587,14 @@ def test_a_time_checkpoint_is_made_by_the_timer_call(tmp_path: Path) -> None:
     w.step(b"\x01" * 32, Role.SOURCE, State.OBSERVED, None, message=_msg(1))
     assert log.checkpoint_if_due(conn, w.at + 10) is None
     cp = log.checkpoint_if_due(conn, w.at + 31)
-    assert cp is not None and cp.seq == 1 and cp.verify(key.public_key)
+    assert cp is not None
+    assert cp.seq == 1
+    assert cp.verify(key.public_key)
     assert log.checkpoint_if_due(conn, w.at + 100) is None
 
 
 def test_the_key_is_saved_0600_and_its_public_part_parses_in_every_form(tmp_path: Path) -> None:
     """PEM private key 0600, PEM public key; hex, base64 and PEM all name the same key."""
-    import base64
-
     key = AuditKey.generate()
     key.save(tmp_path / "audit.key", tmp_path / "audit.pub")
     assert stat.S_IMODE((tmp_path / "audit.key").stat().st_mode) == 0o600
@@ -576,7 +627,7 @@ KINDS: list[tuple[Role, State, frozenset[State] | None, AuditKind]] = [
         State.RESULT_VERIFIED,
         frozenset({State.VERIFIED, State.FORWARDED}),
         AuditKind.RESULT_VERIFIED,
-    ),  # fmt: skip
+    ),
     (_S, State.ACK_SUBMITTED, frozenset({State.RESULT_VERIFIED}), AuditKind.ACK_SUBMITTED),
     (_S, State.RESULT_VERIFIED, frozenset({State.ACK_SUBMITTED}), AuditKind.ACK_REQUEUED),
     (_S, State.ACKNOWLEDGED, frozenset({State.FORWARDED}), AuditKind.ACKNOWLEDGED),
