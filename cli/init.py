@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from relay.audit import AuditKey
 from relay.config import (
     ConfigError,
     ConfigProblem,
@@ -57,6 +58,8 @@ class InitResult:
     san: tuple[str, ...]
     remaining: tuple[ConfigProblem, ...]
     """What ``gateway config validate`` still reports on the new file (empty: ready)."""
+    audit_public_key: str = ""
+    """The Ed25519 audit key's public part (hex): auditors verify exports with it."""
 
 
 def register(sub: Any) -> None:
@@ -154,6 +157,8 @@ def init_gateway(
     write_key_file(directory / "ca.key", ca_key)
     write_cert_file(directory / "gateway.crt", cert)
     write_key_file(directory / "gateway.key", key)
+    audit_key = AuditKey.generate()  # signs audit checkpoints (docs/audit.md)
+    audit_key.save(directory / "audit.key", directory / "audit.pub")
     token = secrets.token_urlsafe(32)
     config = directory / "gateway.toml"
     text = render_config(
@@ -178,6 +183,7 @@ def init_gateway(
         gateway_fingerprint=fingerprint(cert),
         san=(*dns, *ips),
         remaining=remaining,
+        audit_public_key=audit_key.public_hex,
     )
 
 
@@ -348,12 +354,15 @@ def _print_result(result: InitResult) -> None:
         ("ca.key", "the CA key (0600): it can issue certificates; keep it offline"),
         ("gateway.crt", f"this gateway's certificate, for {', '.join(result.san)}"),
         ("gateway.key", "its key (0600)"),
+        ("audit.key", "the Ed25519 key that signs audit checkpoints (0600)"),
+        ("audit.pub", "its public key: give it to auditors (gateway audit verify --key)"),
         ("data/", "the message store (0700)"),
         ("gateway.toml", "the configuration (commented)"),
     ]
     for file, what in rows:
         out.write(f"  {file:<13} {what}\n")
     out.write(f"certificate fingerprint (peers pin it): {result.gateway_fingerprint}\n")
+    out.write(f"audit public key (auditors verify with it): {result.audit_public_key}\n")
     out.write(
         f"developer API token, shown only now (gateway.toml keeps its SHA-256):\n  {result.token}\n"
     )

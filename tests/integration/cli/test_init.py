@@ -15,6 +15,7 @@ import pytest
 from cryptography import x509
 
 import gateway
+from relay.audit import AuditKey, parse_public_key
 from relay.config import ConfigError, load_config, require_runnable
 from relay.tls import fingerprint, is_issued_by, key_matches_cert
 
@@ -49,9 +50,24 @@ def test_init_creates_the_folder_as_a_user_would(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     names = {p.name for p in target.iterdir()}
-    assert names == {"ca.crt", "ca.key", "gateway.crt", "gateway.key", "data", "gateway.toml"}
+    assert names == {
+        "ca.crt",
+        "ca.key",
+        "gateway.crt",
+        "gateway.key",
+        "audit.key",
+        "audit.pub",
+        "data",
+        "gateway.toml",
+    }
     assert _mode(target / "ca.key") == 0o600
     assert _mode(target / "gateway.key") == 0o600
+    assert _mode(target / "audit.key") == 0o600
+    audit_hex = AuditKey.load(target / "audit.key").public_hex
+    assert f"audit public key (auditors verify with it): {audit_hex}" in proc.stdout
+    assert (
+        parse_public_key((target / "audit.pub").read_text()).public_bytes_raw().hex() == audit_hex
+    )
     assert _mode(target / "ca.crt") == 0o644
     assert _mode(target / "data") == 0o700
     cert = (target / "gateway.crt").read_bytes()
