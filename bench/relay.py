@@ -5,7 +5,9 @@ Not a timed test: it prints figures with the machine and settings and exits non-
 a message is not acknowledged (or is rejected). One ``GatewayNode`` serves both chains of the
 route in this process (the in-process link, no network hop) with the real ``FactVerifier``,
 the SQLite store and the real adapters; the chains are separate processes: two Anvils, or
-Anvil and the FISCO devnode (``gateway devnet fisco``). Messages go from the first chain to
+Anvil and the FISCO devnode (``gateway devnet fisco``). The ``anvil-anvil-grpc`` run puts two
+gateways in this process instead, one per chain, each with its own store, CA, certificate and
+gRPC server on 127.0.0.1, linked by ``GrpcPeerLink`` over mutual TLS: the gRPC hop's cost. Messages go from the first chain to
 the second; the load comes from ``BatchSender`` (contracts/bench), which calls the gateway's
 ``sendMessage`` many times per transaction, so the sender is not the bottleneck. Anvil runs
 with a raised block gas limit (``--gas-limit``, printed), automine, and a block mined every
@@ -31,6 +33,7 @@ import logging
 import os
 import platform
 import pstats
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -53,10 +56,14 @@ from adapters.fisco.adapter import FiscoAdapter
 from adapters.fisco.settings import FiscoEndpoint, FiscoSettings
 from devnet.anvil import Anvil, start_anvil
 from devnet.fisco.node import DevNode
+from relay.grpc.auth import AuthPolicy, CertificateBinding, Limits, Principal, PrincipalKind
+from relay.grpc.client import GrpcPeerLink, PeerTls
+from relay.grpc.server import GatewayServer, ServerTls, start_server
 from relay.node import GatewayNode
 from relay.pipeline import MessageVerifier, PipelineSettings
 from relay.sqlite_store import SqliteStore
 from relay.store import HistoryEntry, Role, State, Store
+from relay.tls import fingerprint, issue_cert, make_ca
 from relay.trust import ConfiguredTrustStore, EvmTrustConfig, FiscoTrustConfig, TrustConfig
 from relay.verify import FactVerifier
 from tests.integration.adapters.env_evm import AnvilDriver
@@ -324,7 +331,7 @@ async def route(kind: str) -> AsyncIterator[tuple[BenchChain, BenchChain]]:
     chains: list[BenchChain] = []
     try:
         chains.append(await _anvil_chain("bench-a", 31337, 1))
-        if kind == "anvil-anvil":
+        if kind.startswith("anvil-anvil"):
             chains.append(await _anvil_chain("bench-b", 31338, 1))
         else:
             chains.append(await _fisco_chain("bench-fisco"))
@@ -393,6 +400,79 @@ def _build_node(
         settings=settings,
     )
     return node, store
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _grpc_nodes(
+    a: BenchChain, b: BenchChain, data_dir: Path, settings: PipelineSettings, meter: Meter
+) -> tuple[list[GatewayNode], list[SqliteStore], list[GatewayServer]]:
+    """Two gateways, one per chain, each with its own CA, certificate, store and gRPC server on
+    127.0.0.1, linked by GrpcPeerLink over mutual TLS with pinned certificates (as two hosts
+    would be, less the network). The first store is the source's."""
+    pki = {}
+    for c in (a, b):
+        ca = make_ca(f"gateway-{c.name} CA")
+        pki[c.name] = (ca, issue_cert(*ca, f"gateway-{c.name}"), _free_port())
+    configs: dict[str, TrustConfig] = {a.name: a.trust, b.name: b.trust}
+    nodes: list[GatewayNode] = []
+    stores: list[SqliteStore] = []
+    servers: list[GatewayServer] = []
+    for me, other in ((a, b), (b, a)):
+        _, cert, port = pki[me.name]
+        other_ca, other_cert, other_port = pki[other.name]
+        peer = f"gateway-{other.name}"
+        link = GrpcPeerLink(
+            peer,
+            f"127.0.0.1:{other_port}",
+            PeerTls(
+                client_cert_pem=cert[0],
+                client_key_pem=cert[1],
+                server_ca_pem=other_ca[0],
+                server_name="localhost",
+                server_sha256=fingerprint(other_cert[0]),
+            ),
+        )
+        trust = ConfiguredTrustStore(configs)
+        store = MeteredStore(data_dir / me.name, meter)
+        adapter = Timed(me.make_adapter(), meter, _adapter_category(me.name))
+        verifier = Timed(FactVerifier(trust, configs), meter, lambda _: "verify")
+        node = GatewayNode(
+            store=cast(Store, Timed(store, meter, lambda _: "store")),
+            adapters={me.name: cast(ChainAdapter, adapter)},
+            verifier=cast(MessageVerifier, verifier),
+            closers=[trust.close, link.close],
+            routes=[(a.name, b.name), (b.name, a.name)],
+            links={other.name: link},
+            peer_chains={peer: [other.name]},
+            settings=settings,
+            start_heights={me.name: me.head},
+        )
+        policy = AuthPolicy(
+            certificates=[
+                CertificateBinding(fingerprint(other_cert[0]), Principal(PrincipalKind.PEER, peer))
+            ],
+            client_ca_pems=[other_ca[0]],
+            limits=Limits(max_concurrent=64, rate_per_second=10_000.0, burst=10_000),
+        )
+        servers.append(
+            await start_server(
+                listen=f"127.0.0.1:{port}",
+                tls=ServerTls(cert_pem=cert[0], key_pem=cert[1], client_ca_pems=[other_ca[0]]),
+                auth=policy,
+                relay_handler=node.handler,
+                interop_servicer=None,
+                max_concurrent_rpcs=256,
+            )
+        )
+        nodes.append(node)
+        stores.append(store)
+    return nodes, stores, servers
 
 
 async def _mine(chains: Sequence[BenchChain], interval: float) -> None:
@@ -514,19 +594,27 @@ async def run_once(
         )
         meter = Meter()
         with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
-            node, store = _build_node(a, b, Path(tmp), settings, meter)
+            if kind.endswith("-grpc"):
+                nodes, stores, servers = await _grpc_nodes(a, b, Path(tmp), settings, meter)
+            else:
+                node, store = _build_node(a, b, Path(tmp), settings, meter)
+                nodes, stores, servers = [node], [store], []
             miner = asyncio.create_task(_mine((a, b), mine_interval))
             try:
-                await node.start()
+                for node in nodes:
+                    await node.start()
                 cpu0 = time.process_time()
                 chain_cpu0 = {c.name: _cpu_seconds(c.pid) for c in (a, b)}
                 sent = await _send_all(a, b, sender, receiver, messages, per_tx)
-                failures = await _wait_acknowledged(store, messages, limit)
+                failures = await _wait_acknowledged(stores[0], messages, limit)
                 relay_cpu = time.process_time() - cpu0
                 chain_cpu = {c.name: _cpu_seconds(c.pid) - chain_cpu0[c.name] for c in (a, b)}
-                history = await _history(store)
+                history = [h for st in stores for h in await _history(st)]
             finally:
-                await node.stop()
+                for server in servers:
+                    await server.stop(None)
+                for node in nodes:
+                    await node.stop()
                 miner.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await miner
@@ -672,7 +760,10 @@ def _print_busy(r: RunResult) -> None:
 def report(results: Sequence[RunResult], args: argparse.Namespace) -> None:
     print(f"\nrelay benchmark on {_machine()}")
     print(
-        f"one GatewayNode, in-process link; {args.messages} messages per batched run "
+        "routes: one GatewayNode serving both chains (in-process link); *-grpc: two "
+        "GatewayNodes in this process, one per chain, each with its own store and gRPC server, "
+        "linked by GrpcPeerLink over loopback mutual TLS (relay CPU is both nodes'). "
+        f"{args.messages} messages per batched run "
         f"({args.unbatched_messages} with batch_size 1) sent by BatchSender "
         f"({args.per_tx} per transaction); Anvil --gas-limit {GAS_LIMIT:,} (default 30,000,000), "
         f"automine + a block every {args.mine_interval} s, confirmations 1; devnode 20 ms blocks, "
@@ -712,7 +803,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--batch-sizes", default="50,1", help="relay batch_size per run (default 50,1)"
     )
     parser.add_argument(
-        "--only", choices=["anvil-anvil", "anvil-devnode"], help="run one route only"
+        "--only",
+        choices=["anvil-anvil", "anvil-devnode", "anvil-anvil-grpc"],
+        help="run one route only",
+    )
+    parser.add_argument(
+        "--no-grpc", action="store_true", help="skip the two-gateway gRPC run (Anvil-Anvil)"
     )
     parser.add_argument("--mine-interval", type=float, default=0.05, help="seconds per block")
     parser.add_argument(
@@ -723,11 +819,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     kinds = [args.only] if args.only else ["anvil-anvil", "anvil-devnode"]
+    if not args.only and not args.no_grpc:
+        kinds.append("anvil-anvil-grpc")
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     profiler = cProfile.Profile() if args.profile else None
     results = []
     for kind in kinds:
-        for size in sizes:
+        # The gRPC hop's cost shows with batching on; its batch_size 1 run adds little.
+        for size in sizes[:1] if kind.endswith("-grpc") and not args.only else sizes:
             print(f"{kind}, batch_size {size}: setting up", file=sys.stderr)
             count = args.messages if size > 1 else args.unbatched_messages
             run = run_once(kind, size, count, args)
