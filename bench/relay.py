@@ -7,11 +7,12 @@ route in this process (the in-process link, no network hop) with the real ``Fact
 the SQLite store and the real adapters; the chains are separate processes: two Anvils, or
 Anvil and the FISCO devnode (``gateway devnet fisco``). The ``anvil-anvil-grpc`` run puts two
 gateways in this process instead, one per chain, each with its own store, CA, certificate and
-gRPC server on 127.0.0.1, linked by ``GrpcPeerLink`` over mutual TLS: the gRPC hop's cost. Messages go from the first chain to
-the second; the load comes from ``BatchSender`` (contracts/bench), which calls the gateway's
-``sendMessage`` many times per transaction, so the sender is not the bottleneck. Anvil runs
-with a raised block gas limit (``--gas-limit``, printed), automine, and a block mined every
-``--mine-interval`` seconds so that facts reach finality (confirmations = 1).
+gRPC server on 127.0.0.1, linked by ``GrpcPeerLink`` over mutual TLS: the gRPC hop's cost.
+Messages go from the first chain to the second; the load comes from ``BatchSender``
+(contracts/bench), which calls the gateway's ``sendMessage`` many times per transaction, so the
+sender is not the bottleneck. Anvil runs with a raised block gas limit (``--gas-limit``,
+printed), automine, and a block mined every ``--mine-interval`` seconds so that facts reach
+finality (confirmations = 1).
 
 Where the time goes is measured two ways. *Busy seconds*: every call into the verifier, the
 store and each adapter is timed (wall time from call to return; calls overlap, so the sum may
