@@ -560,6 +560,8 @@ class ExportEnd:
     seq: int
     head_hash: str
     records: int
+    checkpoints: int
+    """How many checkpoint lines the export holds: a removed one is detected."""
     time: str
     signature: str = ""
 
@@ -572,6 +574,7 @@ class ExportEnd:
             "seq": self.seq,
             "head_hash": self.head_hash,
             "records": self.records,
+            "checkpoints": self.checkpoints,
             "time": self.time,
         }
 
@@ -601,7 +604,14 @@ def sign_checkpoint(
 
 
 def sign_export_end(
-    key: AuditKey, *, gateway: str, from_seq: int, head: AuditRecord | None, records: int, at: float
+    key: AuditKey,
+    *,
+    gateway: str,
+    from_seq: int,
+    head: AuditRecord | None,
+    records: int,
+    checkpoints: int,
+    at: float,
 ) -> ExportEnd:
     end = ExportEnd(
         gateway,
@@ -609,6 +619,7 @@ def sign_export_end(
         head.seq if head is not None else from_seq - 1,
         head.hash if head is not None else GENESIS_HASH,
         records,
+        checkpoints,
         format_time(at),
     )
     return ExportEnd(**{**_end_fields(end), "signature": key.sign(end.message()).hex()})
@@ -861,7 +872,7 @@ def write_export(
     cps = {cp.seq: cp for cp in checkpoints}
     seen: set[tuple[str, str]] = set()
     head: AuditRecord | None = None
-    count = 0
+    count = signed = 0
     for r in records:
         for digest, kind, lookup in (
             (r.evidence_digest, "evidence", bundles),
@@ -878,7 +889,16 @@ def write_export(
         head, count = r, count + 1
         if r.seq in cps:
             yield canonical_json(cps[r.seq].to_json()).decode()
-    end = sign_export_end(key, gateway=gateway, from_seq=from_seq, head=head, records=count, at=now)
+            signed += 1
+    end = sign_export_end(
+        key,
+        gateway=gateway,
+        from_seq=from_seq,
+        head=head,
+        records=count,
+        checkpoints=signed,
+        at=now,
+    )
     yield canonical_json(end.to_json()).decode()
 
 
@@ -899,6 +919,7 @@ class Problem(StrEnum):
     GATEWAY = "gateway"
     CHECKPOINT_SIGNATURE = "checkpoint_signature"
     CHECKPOINT_HEAD = "checkpoint_head"
+    CHECKPOINT_MISSING = "checkpoint_missing"
     EVIDENCE_MISSING = "evidence_missing"
     EVIDENCE_DIGEST = "evidence_digest"
     EVIDENCE_INVALID = "evidence_invalid"
@@ -1075,6 +1096,13 @@ def _walk(
             f"exported at head seq {end.seq} ({end.head_hash}) from seq {end.from_seq}, the "
             f"file ends at seq {head_seq} ({head_hash}): records were cut off or changed",
         )
+    if end.checkpoints != report.checkpoints:
+        raise _Bad(
+            None,
+            Problem.CHECKPOINT_MISSING,
+            f"the export-end states {end.checkpoints} checkpoints, the file has "
+            f"{report.checkpoints}: a checkpoint line was removed or added",
+        )
     report.bundles_verified = len(verified)
     report.bundles_digest_only = len(digest_only - {d for d, _ in verified})
     report.last_checkpoint_seq = last_cp.seq if last_cp is not None else None
@@ -1182,6 +1210,7 @@ def _export_end(obj: Mapping[str, Any], n: int, expected: int) -> ExportEnd:
             seq=int(obj["seq"]),
             head_hash=str(obj["head_hash"]),
             records=int(obj["records"]),
+            checkpoints=int(obj["checkpoints"]),
             time=str(obj["time"]),
             signature=str(obj["signature"]),
         )

@@ -425,6 +425,16 @@ def test_a_forged_checkpoint_signature_is_named(export: tuple[AuditKey, list[str
     _bad(_verify(key, _dump(moved)), Problem.CHECKPOINT_SIGNATURE, 8)
 
 
+def test_a_removed_checkpoint_line_is_named(export: tuple[AuditKey, list[str]]) -> None:
+    """Dropping the checkpoint at 8 leaves the records intact but the export-end's signed
+    count of checkpoints no longer matches."""
+    key, lines = export
+    objs = [o for o in _objs(lines) if not (o["type"] == "checkpoint" and o["seq"] == 8)]
+    report = _verify(key, _dump(objs))
+    _bad(report, Problem.CHECKPOINT_MISSING, None)
+    assert "states 5 checkpoints, the file has 4" in report.detail
+
+
 def test_a_forged_export_end_or_another_key_is_named(export: tuple[AuditKey, list[str]]) -> None:
     """The export-end signed by another key; an export checked with the wrong key."""
     key, lines = export
