@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from relay.store import HistoryEntry, Hop, RejectedAttempt, Role, State, Transition
-from relay.verify import evidence_digest
 from verifier.errors import VerificationError
 from verifier.evidence import verify_bundle
 
@@ -94,6 +93,16 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def evidence_digest(obj: Mapping[str, Any]) -> str:
+    """sha256 hex of a bundle or trust object: canonical JSON with raw UTF-8 (``jq -cS``).
+
+    The same encoding as ``relay.verify.evidence_digest``, kept here so that the offline
+    check does not import the relay's network stack (a test pins the two together).
+    """
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def format_time(at: float) -> str:
     """RFC 3339, UTC, microseconds: a string, since JSON floats differ between tools."""
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -128,6 +137,13 @@ def _plain(value: Any) -> Any:
 
 # ---------------------------------------------------------------------------------------------
 # Records
+
+
+class ChainHead(NamedTuple):
+    """The last record's seq and hash: all the next record needs to chain."""
+
+    seq: int
+    hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +354,7 @@ def record_from_transition(
     entry: HistoryEntry,
     *,
     gateway: str,
-    prev: AuditRecord | None,
+    prev: AuditRecord | ChainHead | None,
     relied: Reliance | None = None,
 ) -> AuditRecord:
     """The record of one state change, chained after ``prev`` (None: the first record).
@@ -396,7 +412,7 @@ def record_from_rejected(
     src_chain: str,
     dst_chain: str,
     state: State,
-    prev: AuditRecord | None,
+    prev: AuditRecord | ChainHead | None,
     evidence: str | None = None,
 ) -> AuditRecord:
     """A rejected attempt (no state change): a peer's forward or result, or an own-chain
@@ -423,7 +439,7 @@ def record_from_rejected(
     )
 
 
-def _chain(r: AuditRecord, prev: AuditRecord | None) -> AuditRecord:
+def _chain(r: AuditRecord, prev: AuditRecord | ChainHead | None) -> AuditRecord:
     seq = 1 if prev is None else prev.seq + 1
     prev_hash = GENESIS_HASH if prev is None else prev.hash
     unhashed = AuditRecord(**{**_fields(r), "seq": seq, "prev_hash": prev_hash, "hash": ""})
@@ -687,9 +703,11 @@ class AuditLog:
             conn.execute(stmt)
 
     @staticmethod
-    def head(conn: sqlite3.Connection) -> AuditRecord | None:
-        row = conn.execute("SELECT record FROM audit_records ORDER BY seq DESC LIMIT 1").fetchone()
-        return record_from_json(json.loads(row[0])) if row is not None else None
+    def head(conn: sqlite3.Connection) -> ChainHead | None:
+        row = conn.execute(
+            "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return ChainHead(int(row[0]), str(row[1])) if row is not None else None
 
     def hook(self, conn: Any, t: Transition, entry: HistoryEntry) -> None:
         """:data:`relay.store.AuditHook`: the record of ``t``, in the store's transaction.
@@ -763,13 +781,17 @@ class AuditLog:
                 "INSERT OR IGNORE INTO audit_trust (digest, trust) VALUES (?,?)",
                 (relied.trust_digest, json.dumps(relied.trust, sort_keys=True)),
             )
-        self.checkpoint_if_due(conn, at)
+        self._checkpoint_if_due(conn, ChainHead(record.seq, record.hash), at)
         return record
 
     def checkpoint_if_due(self, conn: sqlite3.Connection, now: float) -> Checkpoint | None:
         """Also for a timer: a checkpoint when the policy says so."""
         self.ensure_schema(conn)
-        head = self.head(conn)
+        return self._checkpoint_if_due(conn, self.head(conn), now)
+
+    def _checkpoint_if_due(
+        self, conn: sqlite3.Connection, head: ChainHead | None, now: float
+    ) -> Checkpoint | None:
         last = conn.execute(
             "SELECT seq, at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
         ).fetchone()

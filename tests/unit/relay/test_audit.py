@@ -33,6 +33,9 @@ from relay.audit import (
     sha256_hex,
     verify_export,
 )
+from relay.audit import (
+    evidence_digest as audit_digest,
+)
 from relay.sqlite_store import SqliteStore
 from relay.store import HistoryEntry, Hop, RejectedAttempt, Role, State, Transition
 from relay.verify import evidence_digest
@@ -662,6 +665,15 @@ def test_a_transition_the_pipeline_never_makes_has_no_kind() -> None:
     """A destination row never becomes ``rejected``: no silent catch-all kind."""
     with pytest.raises(ValueError, match="no audit kind"):
         kind_of(Transition(b"\0" * 32, Role.DESTINATION, State.REJECTED, None, 0.0))
+
+
+def test_the_audit_digest_is_the_relay_s_evidence_digest() -> None:
+    """relay.audit keeps its own copy (no network imports offline): both give one digest."""
+    for bundle in _bundles():
+        assert audit_digest(bundle) == evidence_digest(bundle)
+        assert audit_digest(bundle["trust"]) == evidence_digest(bundle["trust"])
+    odd = {"reason": "caf\u00e9 \u2026", "n": [1, None]}
+    assert audit_digest(odd) == evidence_digest(odd)
 
 
 def test_documented_kinds_cover_the_enum() -> None:
