@@ -489,6 +489,26 @@ def test_a_bundle_that_does_not_verify_under_its_recorded_trust_is_named(
     assert "header_trust" in report.detail or "sealers" in report.detail
 
 
+def test_an_export_from_a_later_seq_verifies_and_still_names_tampering(tmp_path: Path) -> None:
+    """``from_seq`` 10: records 10..21 and the checkpoints after them; the first link is
+    taken as given, everything after it is checked; a deleted record 10 is named."""
+    key, _ = build_export(tmp_path)
+    conn = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    lines = list(AuditLog(GATEWAY, key).export_lines(conn, now=1_800_000_000.0, from_seq=10))
+    conn.close()
+    report = _verify(key, lines)
+    assert report.ok, report.detail
+    assert (report.first_seq, report.last_seq, report.records, report.checkpoints) == (
+        10,
+        21,
+        12,
+        3,
+    )
+    objs = _objs(lines)
+    del objs[_record_index(objs, 10)]
+    _bad(_verify(key, _dump(objs)), Problem.SEQ, 10)
+
+
 @pytest.mark.parametrize(
     "text",
     [
