@@ -60,6 +60,8 @@ class InitResult:
     """What ``gateway config validate`` still reports on the new file (empty: ready)."""
     audit_public_key: str = ""
     """The Ed25519 audit key's public part (hex): auditors verify exports with it."""
+    auditor_token: str = field(default="", repr=False)
+    """The auditor's API token (AuditService only); shown once, never written."""
 
 
 def register(sub: Any) -> None:
@@ -160,11 +162,13 @@ def init_gateway(
     audit_key = AuditKey.generate()  # signs audit checkpoints (docs/audit.md)
     audit_key.save(directory / "audit.key", directory / "audit.pub")
     token = secrets.token_urlsafe(32)
+    auditor_token = secrets.token_urlsafe(32)
     config = directory / "gateway.toml"
     text = render_config(
         name=name,
         listen=listen,
         token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+        auditor_sha256=hashlib.sha256(auditor_token.encode()).hexdigest(),
         gateway_fingerprint=fingerprint(cert),
         chains=chains,
         chains_source=chains_from,
@@ -184,6 +188,7 @@ def init_gateway(
         san=(*dns, *ips),
         remaining=remaining,
         audit_public_key=audit_key.public_hex,
+        auditor_token=auditor_token,
     )
 
 
@@ -235,6 +240,7 @@ def render_config(
     token_sha256: str,
     gateway_fingerprint: str,
     chains: str | None,
+    auditor_sha256: str | None = None,
     chains_source: Path | None = None,
 ) -> str:
     """The commented gateway.toml; ``chains`` is TOML text, or None for commented examples."""
@@ -250,6 +256,11 @@ def render_config(
         listen=listen,
         api_listen=token_listen(listen),
         token_sha256=token_sha256,
+        auditor_line=(
+            f'    {{ name = "auditor", sha256 = "{auditor_sha256}", role = "auditor" }},\n'
+            if auditor_sha256
+            else ""
+        ),
         fingerprint=gateway_fingerprint,
         chains=chain_text,
     )
@@ -292,9 +303,16 @@ listen = "{api_listen}"
 # "developer" (send, status, watch) or "auditor" (read-only). gateway init printed the token.
 tokens = [
     {{ name = "developer", sha256 = "{token_sha256}", role = "developer" }},
-]
+{auditor_line}]
 # Client certificates instead of tokens, pinned by the SHA-256 of their DER bytes:
 # client_certs = [{{ name = "ci", sha256 = "<64 hex>", role = "auditor" }}]
+
+[audit]
+# The audit trail (docs/audit.md): every relay decision, hash-chained, with checkpoints signed
+# by this Ed25519 key. Auditors verify with audit.pub (gateway audit verify --key audit.pub).
+key = "audit.key"             # mode 0600
+# checkpoint_every = 1000     # a signed checkpoint after this many records...
+# checkpoint_seconds = 60.0   # ...or this long after the last one, if records were added
 
 # [relay]                     # the defaults:
 # batch_size = 50             # messages per deliverMessages / acknowledgeResults
@@ -319,6 +337,7 @@ tokens = [
 # cert_sha256 = "<the fingerprint `gateway init` printed on gw-b>"   # or cert = "peers/gw-b.crt"
 # ca = "peers/gw-b-ca.crt"   # gw-b's ca.crt: the CA that issued its certificate
 # chains = ["fisco-b"]        # the remote chains it serves
+# audit_key = "<64 hex: gw-b's audit public key>"   # verifies gw-b's part of `audit trace`
 """
 
 _CHAIN_EXAMPLES: Final = """\
@@ -366,6 +385,11 @@ def _print_result(result: InitResult) -> None:
     out.write(
         f"developer API token, shown only now (gateway.toml keeps its SHA-256):\n  {result.token}\n"
     )
+    if result.auditor_token:
+        out.write(
+            "auditor API token (AuditService only: gateway audit ...), shown only now:\n"
+            f"  {result.auditor_token}\n"
+        )
     out.write("next steps:\n")
     if result.remaining:
         out.write(f"  1. edit {result.config}; gateway config validate still reports:\n")

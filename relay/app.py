@@ -21,6 +21,7 @@ import fcntl
 import os
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from adapters.evm.rpc import EvmEndpoint
 from adapters.fisco.adapter import FiscoAdapter
 from adapters.fisco.rpc import FiscoRpcClient
 from adapters.fisco.settings import FiscoEndpoint
+from relay.audit import AuditKey, AuditKeyError, AuditLog, CheckpointPolicy, parse_public_key
 from relay.config import (
     ConfigError,
     ConfigProblem,
@@ -49,7 +51,10 @@ from relay.config import (
     GatewayConfig,
     require_runnable,
 )
+from relay.grpc.audit_service import AuditServicer, PeerAudit
 from relay.grpc.auth import (
+    AUDIT_SERVICE,
+    SERVICE_KINDS,
     AuthPolicy,
     CertificateBinding,
     Limits,
@@ -153,8 +158,10 @@ async def _run(
     trust = ConfiguredTrustStore(configs, readers=evm_readers)
     verifier = FactVerifier(trust, configs)
     links = _links(config, tls)
+    audit_log = _audit_log(config)
+    store = SqliteStore(identity.data_dir, audit_log=audit_log)
     node = GatewayNode(
-        store=SqliteStore(identity.data_dir),
+        store=store,
         adapters=parts.adapters,
         verifier=verifier,
         routes=[(r.source, r.destination) for r in config.routes],
@@ -177,7 +184,30 @@ async def _run(
         stuck_after=config.relay.stuck_after,
         verify_limits=API_VERIFY_LIMITS,
     )
+    auditor = (
+        AuditServicer(
+            store,
+            gateway=identity.name,
+            key=audit_log.key,
+            peers=[
+                PeerAudit(
+                    p.name,
+                    p.chains,
+                    parse_public_key(p.audit_key) if p.audit_key else None,
+                    links[p.name].channel,
+                )
+                for p in config.peers.values()
+            ],
+        )
+        if audit_log is not None
+        else None
+    )
     await node.start()
+    timer = (
+        asyncio.create_task(_checkpoint_timer(store, config.audit.checkpoint_seconds))
+        if audit_log is not None
+        else None
+    )
     try:
         server = await start_server(
             listen=identity.listen,
@@ -187,11 +217,55 @@ async def _run(
             relay_handler=node.handler,
             interop_servicer=service,
             max_concurrent_rpcs=GRPC_MAX_CONCURRENT_RPCS,
+            audit_servicer=auditor,
         )
     except ServerStartError as exc:
+        await _stop_timer(timer)
         await node.stop()
         raise StartError(str(exc)) from None
-    await _serve(config, node=node, server=server, service=service, ready=ready, stop=stop)
+    try:
+        await _serve(config, node=node, server=server, service=service, ready=ready, stop=stop)
+    finally:
+        if auditor is not None:
+            auditor.close()
+        await _stop_timer(timer)
+
+
+def _audit_log(config: GatewayConfig) -> AuditLog | None:
+    """The audit trail's writer, or None when ``[audit]`` is not configured (logged)."""
+    assert config.gateway is not None
+    settings = config.audit
+    if settings.key is None:
+        log.warning("audit_disabled", reason="no [audit] key configured")
+        return None
+    try:
+        key = AuditKey.load(settings.key)
+    except AuditKeyError as exc:
+        raise ConfigError([ConfigProblem("audit.key", str(exc))], source=str(config.path)) from None
+    policy = CheckpointPolicy(settings.checkpoint_every, settings.checkpoint_seconds)
+    log.info("audit_enabled", public_key=key.public_hex, checkpoint_every=policy.every_records)
+    return AuditLog(config.gateway.name, key, policy)
+
+
+async def _checkpoint_timer(store: SqliteStore, seconds: float) -> None:
+    """Time-based checkpoints; count-based ones are signed in the record's own transaction."""
+    interval = min(max(seconds / 4, 0.05), 5.0)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            cp = await store.audit_checkpoint_due(time.time())
+        except Exception as exc:  # the store is closing or failing: try again next tick
+            log.warning("audit_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
+            continue
+        if cp is not None:
+            log.info("audit_checkpoint", seq=cp.seq)
+
+
+async def _stop_timer(timer: asyncio.Task[None] | None) -> None:
+    if timer is not None:
+        timer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await timer
 
 
 async def _serve(
@@ -381,7 +455,15 @@ def _policy(config: GatewayConfig) -> AuthPolicy:
     ]
     cas = [p.read_bytes() for p in config.client_ca_files()]
     return AuthPolicy(
-        certificates=certificates, tokens=tokens, client_ca_pems=cas, limits=PRINCIPAL_LIMITS
+        certificates=certificates,
+        tokens=tokens,
+        client_ca_pems=cas,
+        limits=PRINCIPAL_LIMITS,
+        # Peers reach AuditService for TraceMessage alone; the servicer refuses them the rest.
+        service_kinds={
+            **SERVICE_KINDS,
+            AUDIT_SERVICE: frozenset({PrincipalKind.AUDITOR, PrincipalKind.PEER}),
+        },
     )
 
 

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 from adapters.evm.settings import EvmSettings
 from adapters.fisco.settings import FiscoEndpoint, FiscoSettings
 from adapters.keys import Curve, EnvKeySource, KeySource, KeySourceError, KeystoreSource, load_key
+from relay.audit import AuditKey, AuditKeyError
 from relay.local_link import LOCAL_PEER
 from relay.tls import (
     TlsMaterialError,
@@ -380,6 +381,10 @@ class PeerConfig:
     """The CA certificate that issued the peer's certificate: TLS checks the chain against it
     (gRPC cannot verify a certificate without a root), the fingerprint then pins the peer.
     Always set in a loaded configuration."""
+    audit_key: str | None = None
+    """The peer's Ed25519 audit public key (64 lowercase hex): ``gateway audit trace`` checks
+    the peer's records against its signed checkpoint with it. None: the peer's part of a
+    trace is shown as unverified."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +407,18 @@ class RelaySettings:
     stuck_after: float = 120.0
     max_blocks: int = 1000
     poll_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """``[audit]``: the audit trail (docs/audit.md). Without ``key`` no trail is written."""
+
+    key: Path | None = None
+    """The Ed25519 private key (PEM, 0600) that signs checkpoints; ``gateway init`` makes it."""
+    checkpoint_every: int = 1000
+    """A signed checkpoint after this many records..."""
+    checkpoint_seconds: float = 60.0
+    """...or this many seconds after the last one, when records were added since."""
 
 
 ApiRole = Literal["developer", "auditor"]
@@ -459,6 +476,7 @@ class GatewayConfig:
     routes: tuple[Route, ...] = ()
     relay: RelaySettings = field(default_factory=RelaySettings)
     api: ApiConfig = field(default_factory=ApiConfig)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
     @property
     def served_chains(self) -> tuple[str, ...]:
@@ -529,6 +547,7 @@ def parse_config(raw: bytes | str, path: Path) -> GatewayConfig:
         routes=routes,
         relay=results["relay"],
         api=results["api"],
+        audit=results["audit"],
     )
 
 
@@ -1045,6 +1064,8 @@ def _env_name(t: _Table, key: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # [gateway], [peers], routes, [relay], [api]
 
+_HEX64: Final = re.compile(r"[0-9a-f]{64}")
+
 _HOSTNAME: Final = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
@@ -1196,6 +1217,11 @@ def _parse_peer(name: str, t: _Table) -> PeerConfig | None:
             t.ctx.add(f"{t.at('chains')}[{index}]", f"must be a chain name, not {_describe(chain)}")
         elif chains.index(chain) != index:
             t.ctx.add(f"{t.at('chains')}[{index}]", f"repeats {chain!r}")
+    audit_key = t.get("audit_key", str, "the peer's audit public key (64 hex digits)")
+    if audit_key is not None:
+        audit_key = audit_key.lower().removeprefix("0x")
+        if not _HEX64.fullmatch(audit_key):
+            t.ctx.add(t.at("audit_key"), "must be 64 hex digits (the peer's audit.pub, raw)")
     server_name = t.get("server_name", str, "a DNS name or IP address")
     if server_name is not None and not (_is_ip(server_name) or _HOSTNAME.fullmatch(server_name)):
         t.ctx.add(t.at("server_name"), f"not a DNS name or IP address: {server_name!r}")
@@ -1218,6 +1244,7 @@ def _parse_peer(name: str, t: _Table) -> PeerConfig | None:
         server_name=server_name,
         cert=fingerprint[1],
         ca=ca,
+        audit_key=audit_key,
     )
 
 
@@ -1410,6 +1437,29 @@ def _seconds(t: _Table, key: str, *, allow_zero: bool = False) -> float | None:
     return value
 
 
+def _parse_audit(top: _Table, key: str, ctx: _Context) -> AuditSettings:
+    t = top.table(key, "a table ([audit])")
+    defaults = AuditSettings()
+    if t is None:
+        return defaults
+    before = len(ctx.problems)
+    path = t.path_value("key", required=True)
+    every = t.integer("checkpoint_every", 1, 10_000_000)
+    seconds = _seconds(t, "checkpoint_seconds")
+    t.finish()
+    if path is not None and len(ctx.problems) == before:
+        # Loaded here so that a wrong file is a configuration problem with its path.
+        try:
+            AuditKey.load(path)
+        except AuditKeyError as exc:
+            ctx.add(t.at("key"), str(exc))
+    return AuditSettings(
+        key=path,
+        checkpoint_every=every if every is not None else defaults.checkpoint_every,
+        checkpoint_seconds=seconds if seconds is not None else defaults.checkpoint_seconds,
+    )
+
+
 def _parse_api(top: _Table, key: str, _ctx: _Context) -> ApiConfig:
     t = top.table(key, "a table ([api])")
     if t is None:
@@ -1489,6 +1539,7 @@ _SECTIONS: Final[dict[str, Callable[[_Table, str, _Context], Any]]] = {
     "routes": _parse_routes,
     "relay": _parse_relay,
     "api": _parse_api,
+    "audit": _parse_audit,
 }
 
 

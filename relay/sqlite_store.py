@@ -18,9 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from relay.audit import AuditLog, AuditRecord, Checkpoint, record_from_json
 from relay.store import (
     ATTEMPTS_KEPT,
     TERMINAL,
+    AuditFilter,
     AuditHook,
     Bounds,
     EvidenceRecord,
@@ -115,6 +117,11 @@ CREATE TABLE IF NOT EXISTS cursors (
 );
 """
 
+_AUDIT_INDEXES: Final = """
+CREATE INDEX IF NOT EXISTS audit_records_message
+    ON audit_records (json_extract(record, '$.message_id'));
+"""
+
 _COLUMNS: Final = (
     "row, id, role, state, src_chain, dst_chain, message, result, ack_status, attempts, "
     "last_error, next_try_at, created_at, updated_at, state_since"
@@ -157,6 +164,11 @@ def _history(r: tuple[Any, ...]) -> HistoryEntry:
     )
 
 
+def _checkpoint(text: str) -> Checkpoint:
+    d = json.loads(text)
+    return Checkpoint(**{k: v for k, v in d.items() if k not in {"type", "v"}})
+
+
 def _in(values: frozenset[State]) -> tuple[str, list[str]]:
     ordered = sorted(values)
     return ",".join("?" * len(ordered)), [str(v) for v in ordered]
@@ -166,10 +178,18 @@ class SqliteStore:
     """``SqliteStore(data_dir)``; call :meth:`open` before use and :meth:`close` at the end."""
 
     def __init__(
-        self, data_dir: Path, *, audit: AuditHook | None = None, bounds: Bounds | None = None
+        self,
+        data_dir: Path,
+        *,
+        audit: AuditHook | None = None,
+        bounds: Bounds | None = None,
+        audit_log: AuditLog | None = None,
     ) -> None:
+        """``audit_log`` writes an audit record in the transaction of every state change and
+        rejected attempt (``audit`` is a bare hook, for tests of the hook's place alone)."""
         self.path = Path(data_dir) / DB_NAME
-        self._audit = audit
+        self.audit_log = audit_log
+        self._audit = audit if audit is not None else (audit_log.hook if audit_log else None)
         self._bounds = bounds or Bounds()
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
@@ -279,6 +299,8 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=10000")
             conn.executescript(_SCHEMA)
+            AuditLog.ensure_schema(conn)
+            conn.executescript(_AUDIT_INDEXES)
             return conn
 
         if self._executor is None:
@@ -424,8 +446,18 @@ class SqliteStore:
 
     async def record_rejected(self, attempt: RejectedAttempt) -> None:
         per_id, total = self._bounds.rejected_per_id, self._bounds.rejected_total
+        log = self.audit_log
 
         def apply(conn: sqlite3.Connection) -> None:
+            if log is not None:
+                # The audit record keeps every rejection (the table below is pruned); the row,
+                # when this gateway has one for the id and role, gives chains and state.
+                row = conn.execute(
+                    "SELECT src_chain, dst_chain, state FROM messages WHERE id=? AND role=?",
+                    (attempt.id, str(attempt.role)),
+                ).fetchone()
+                src, dst, state = row if row is not None else ("", "", str(State.REJECTED))
+                log.append_rejected(conn, attempt, src_chain=src, dst_chain=dst, state=State(state))
             conn.execute(
                 "INSERT INTO rejected (id, role, hop, check_name, reason, peer, at) "
                 "VALUES (?,?,?,?,?,?,?)",
@@ -460,6 +492,115 @@ class SqliteStore:
             )
 
         await self._run(lambda conn: self._write(conn, apply))
+
+    async def audit_checkpoint_due(self, now: float) -> Checkpoint | None:
+        """The timer's checkpoint: signed and stored when the policy says one is due."""
+        log = self.audit_log
+        if log is None:
+            return None
+        return await self._run(
+            lambda conn: self._write(conn, lambda c: log.checkpoint_if_due(c, now))
+        )
+
+    # -- audit reads (rows are only ever inserted: no UPDATE or DELETE of them exists) ----------
+
+    async def audit_records(
+        self, flt: AuditFilter, *, after: int = 0, limit: int = 100
+    ) -> tuple[tuple[AuditRecord, ...], int | None]:
+        """Records matching ``flt`` with seq above ``after``, in seq order, and the seq to
+        pass as ``after`` for the next page (None: this was the last)."""
+        where = ["seq > ?"]
+        args: list[Any] = [after]
+        for field_name, value in (
+            ("message_id", flt.message_id),
+            ("kind", flt.kind),
+            ("state", flt.state),
+            ("role", flt.role),
+        ):
+            if value is not None:
+                where.append(f"json_extract(record, '$.{field_name}') = ?")
+                args.append(value)
+        if flt.chain is not None:
+            where.append(
+                "(json_extract(record, '$.src_chain') = ? "
+                "OR json_extract(record, '$.dst_chain') = ?)"
+            )
+            args += [flt.chain, flt.chain]
+        if flt.since is not None:
+            where.append("json_extract(record, '$.time') >= ?")
+            args.append(flt.since)
+        if flt.until is not None:
+            where.append("json_extract(record, '$.time') < ?")
+            args.append(flt.until)
+        limit = max(1, limit)
+
+        def read(conn: sqlite3.Connection) -> tuple[tuple[AuditRecord, ...], int | None]:
+            rows = conn.execute(
+                f"SELECT record FROM audit_records WHERE {' AND '.join(where)} "
+                "ORDER BY seq LIMIT ?",
+                (*args, limit + 1),
+            ).fetchall()
+            items = tuple(record_from_json(json.loads(r[0])) for r in rows[:limit])
+            more = len(rows) > limit and items
+            return items, items[-1].seq if more else None
+
+        return await self._run(read)
+
+    async def audit_lines(self, first: int, last: int) -> tuple[str, ...]:
+        """The canonical lines of records ``first..last`` (a chain segment), in seq order."""
+
+        def read(conn: sqlite3.Connection) -> tuple[str, ...]:
+            rows = conn.execute(
+                "SELECT record FROM audit_records WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                (first, last),
+            ).fetchall()
+            return tuple(str(r[0]) for r in rows)
+
+        return await self._run(read)
+
+    async def audit_checkpoint(self, seq: int = 0) -> Checkpoint | None:
+        """The first checkpoint at or after ``seq``; 0: the newest. None when there is none."""
+
+        def read(conn: sqlite3.Connection) -> Checkpoint | None:
+            if seq <= 0:
+                row = conn.execute(
+                    "SELECT checkpoint FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT checkpoint FROM audit_checkpoints WHERE seq >= ? ORDER BY seq LIMIT 1",
+                    (seq,),
+                ).fetchone()
+            return _checkpoint(row[0]) if row is not None else None
+
+        return await self._run(read)
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        """The last record's seq and hash."""
+
+        def read(conn: sqlite3.Connection) -> tuple[int, str] | None:
+            row = conn.execute(
+                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            return (int(row[0]), str(row[1])) if row is not None else None
+
+        return await self._run(read)
+
+    async def audit_export(self, now: float, *, from_seq: int = 1) -> list[str]:
+        """The export's lines (``relay.audit.write_export``), read in one snapshot."""
+        log = self.audit_log
+        if log is None:
+            raise StoreError("the store keeps no audit trail")
+
+        def read(conn: sqlite3.Connection) -> list[str]:
+            # One read transaction: records, checkpoints and bundles from one snapshot.
+            conn.execute("BEGIN")
+            try:
+                return list(log.export_lines(conn, now=now, from_seq=from_seq))
+            finally:
+                conn.execute("COMMIT")
+
+        return await self._run(read)
 
     # -- reads --------------------------------------------------------------------------------
 

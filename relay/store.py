@@ -180,6 +180,10 @@ class Transition:
     """A reason recorded with the change (e.g. the verifier's on ``rejected``)."""
     next_try_at: float = 0.0
     """When the new state's stage may pick the row up (0: at once)."""
+    audit: Any = None
+    """What a verification relied on (``relay.audit.Reliance``: the bundle's digest and the
+    trust it was verified under), for the audit record written in the same transaction; typed
+    loosely because ``relay.audit`` builds on this module."""
 
 
 AuditHook = Callable[[Any, Transition, HistoryEntry], None]
@@ -196,6 +200,24 @@ class MessageFilter:
     since: float | None = None
     until: float | None = None
     """``created_at`` range, inclusive since, exclusive until."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Audit record filters, combined with AND (None: any). Times are the records' own RFC 3339
+    UTC strings (``relay.audit.format_time``), which order as text."""
+
+    message_id: str | None = None
+    """0x-prefixed lowercase hex, as records hold it."""
+    chain: str | None = None
+    """The source or the destination chain."""
+    kind: str | None = None
+    state: str | None = None
+    role: str | None = None
+    since: str | None = None
+    """Inclusive."""
+    until: str | None = None
+    """Exclusive."""
 
 
 @dataclass(frozen=True, slots=True)

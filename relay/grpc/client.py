@@ -162,6 +162,13 @@ class GrpcPeerLink:
         self._stub = relay_pb2_grpc.RelayServiceStub(self._channel)
         return self._stub
 
+    async def channel(self) -> grpc.aio.Channel:
+        """The pinned mutual-TLS channel to the peer, for its other services (AuditService's
+        TraceMessage); opened on first use like the relay calls'."""
+        await self._connect()
+        assert self._channel is not None
+        return self._channel
+
     async def close(self) -> None:
         if self._channel is not None:
             channel, self._channel, self._stub = self._channel, None, None

@@ -22,8 +22,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # stubs lack it
 from grpc_reflection.v1alpha import reflection
 
-from protos.interop.v1 import interop_pb2_grpc, relay_pb2, relay_pb2_grpc
+from protos.interop.v1 import audit_pb2_grpc, interop_pb2_grpc, relay_pb2, relay_pb2_grpc
 from relay.grpc.auth import (
+    AUDIT_SERVICE,
     HEALTH_SERVICE,
     INTEROP_SERVICE,
     RELAY_SERVICE,
@@ -204,6 +205,7 @@ async def start_server(
     max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
     max_message_bytes: int = MAX_GRPC_MESSAGE_BYTES,
     max_concurrent_rpcs: int,
+    audit_servicer: audit_pb2_grpc.AuditServiceServicer | None = None,
 ) -> GatewayServer:
     """Build, bind and start the servers; stop them with ``await server.stop(grace)``.
 
@@ -217,6 +219,9 @@ async def start_server(
     ``authorization`` metadata before reading its body (``AuthInterceptor``). Health reports
     SERVING for the server ("") and each service it serves; reflection lists them, health and
     itself.
+
+    ``audit_servicer`` (AuditService) is served on both ports: auditors use either, peers call
+    its TraceMessage over mutual TLS.
 
     ``max_concurrent_rpcs`` bounds the calls each server runs at once; gRPC answers
     RESOURCE_EXHAUSTED beyond, before reading anything (each call may hold a request of up to
@@ -232,13 +237,23 @@ async def start_server(
     limits = dict.fromkeys(LARGE_REQUEST_METHODS, max_message_bytes)
     common = _Common(auth, limits, min(SMALL_REQUEST_BYTES, max_message_bytes), max_message_bytes)
     mutual, mutual_services = await _build(
-        common, PortKind.MUTUAL_TLS, relay, interop_servicer, max_concurrent_rpcs
+        common,
+        PortKind.MUTUAL_TLS,
+        relay,
+        interop_servicer,
+        max_concurrent_rpcs,
+        audit=audit_servicer,
     )
     built = [(mutual, listen, True)]
     services = {listen: mutual_services}
     if token_listen is not None:
         token, token_services = await _build(
-            common, PortKind.TOKEN, None, interop_servicer, max_concurrent_rpcs
+            common,
+            PortKind.TOKEN,
+            None,
+            interop_servicer,
+            max_concurrent_rpcs,
+            audit=audit_servicer,
         )
         built.append((token, token_listen, False))
         services[token_listen] = token_services
@@ -273,6 +288,8 @@ async def _build(
     relay: RelayServicer | None,
     interop: interop_pb2_grpc.InteropServiceServicer | None,
     max_concurrent_rpcs: int,
+    *,
+    audit: audit_pb2_grpc.AuditServiceServicer | None = None,
 ) -> tuple[grpc.aio.Server, list[str]]:
     interceptor = AuthInterceptor(
         common.auth,
@@ -304,6 +321,9 @@ async def _build(
     if interop is not None:
         interop_pb2_grpc.add_InteropServiceServicer_to_server(interop, server)
         services.append(INTEROP_SERVICE)
+    if audit is not None:
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(audit, server)
+        services.append(AUDIT_SERVICE)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ["", *services]:
