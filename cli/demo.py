@@ -239,6 +239,11 @@ def _print_access(cluster: DemoCluster, console: Console) -> None:
             f"    gateway send --from {handle.chain} --to {other.chain} --receiver {notary} "
             f"--payload-hex {'ab' * 32}",
             "    gateway watch",
+            "  as an auditor:",
+            f"    export GATEWAY_AUDIT_TOKEN={handle.auditor_token}",
+            "    gateway audit query; gateway audit trace <ID>",
+            f"    gateway audit export --out {name}-audit.jsonl && gateway audit verify "
+            f"{name}-audit.jsonl --key {handle.directory / 'audit.pub'}",
             "  with grpcurl:",
             f"    {grpcurl} {handle.api_listen} interop.v1.InteropService/ListChains",
             f"    {grpcurl} -d '{{\"page_size\": 5}}' {handle.api_listen} "

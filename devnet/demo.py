@@ -91,6 +91,10 @@ class GatewayHandle:
     token: str = field(repr=False)
     fingerprint: str
     child: Child | None = None
+    auditor_token: str = field(default="", repr=False)
+    """The auditor's API token (AuditService: gateway audit query/trace/export)."""
+    audit_key: str = ""
+    """The gateway's audit public key (hex): its peer pins it, auditors verify exports with it."""
 
     @property
     def config(self) -> Path:
@@ -269,7 +273,15 @@ class DemoCluster:
             listen, api_listen = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
             result = init_gateway(directory, name=name, listen=listen)
             self.gateways[name] = GatewayHandle(
-                name, chain, directory, listen, api_listen, result.token, result.gateway_fingerprint
+                name,
+                chain,
+                directory,
+                listen,
+                api_listen,
+                result.token,
+                result.gateway_fingerprint,
+                auditor_token=result.auditor_token,
+                audit_key=result.audit_public_key,
             )
         for name, handle in self.gateways.items():
             peer = self.gateways[EVM_GATEWAY if name == FISCO_GATEWAY else FISCO_GATEWAY]
@@ -385,6 +397,7 @@ def _peer_toml(peer: GatewayHandle, pin: str) -> str:
         f'cert_sha256 = "{pin}"\n'
         f'ca = "peers/{peer.name}-ca.crt"\n'
         f'chains = ["{peer.chain}"]\n'
+        + (f'audit_key = "{peer.audit_key}"\n' if peer.audit_key else "")
     )
 
 
