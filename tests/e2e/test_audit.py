@@ -1,0 +1,163 @@
+"""End to end: the audit trail of two `gateway run` processes (the demo's cluster). A message
+sent each way has one audit record per state change on each gateway (compared with the
+developer API's timeline); `gateway audit trace` shows its whole path across both gateways,
+each part verified; `gateway audit export` then `gateway audit verify` succeeds on each
+gateway's export, and a tampered copy fails naming the first bad record."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devnet.demo import EVM_CHAIN, FISCO_CHAIN, DemoCluster, GatewayHandle
+from devnet.demo_flow import Api
+from protos.interop.v1 import interop_pb2
+from tests.e2e.conftest import wait_finished
+
+pytestmark = pytest.mark.integration
+
+GATEWAY = str(Path(sys.executable).parent / "gateway")
+STATE_NAMES = {
+    v: k.removeprefix("MESSAGE_STATE_").lower() for k, v in interop_pb2.MessageState.items()
+}
+SOURCE_KINDS = [
+    "fact_observed",
+    "evidence_verified",
+    "forwarded",
+    "result_verified",
+    "ack_submitted",
+    "acknowledged",
+]
+DESTINATION_KINDS = ["accepted_from_peer", "delivery_submitted", "delivered", "result_forwarded"]
+
+
+def _audit(handle: GatewayHandle, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GATEWAY_AUDIT_TOKEN": handle.auditor_token}
+    env.pop("GATEWAY_TOKEN", None)
+    return subprocess.run(
+        [
+            GATEWAY,
+            "audit",
+            *args,
+            "--gateway",
+            handle.api_listen,
+            "--ca",
+            str(handle.ca),
+            "--server-name",
+            "localhost",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def _query(handle: GatewayHandle, mid: bytes) -> list[dict[str, Any]]:
+    done = _audit(handle, "query", "--message", "0x" + mid.hex(), "--json", "--limit", "1000")
+    assert done.returncode == 0, done.stderr
+    records: list[dict[str, Any]] = json.loads(done.stdout)
+    return records
+
+
+async def _send_both_ways(cluster: DemoCluster, apis: dict[str, Api]) -> list[bytes]:
+    ids = []
+    for name, other in (("evm", "fisco"), ("fisco", "evm")):
+        src, dst = cluster.gateways[name].chain, cluster.gateways[other].chain
+        notary = cluster.contracts[dst].notary
+        mid = await apis[name].send(src, dst, notary, os.urandom(32), 3600)
+        await wait_finished(apis[name], [mid], alive=cluster.check_alive)
+        ids.append(mid)
+    return ids
+
+
+@pytest.mark.timeout(400)
+async def test_every_state_change_has_its_record_and_trace_and_export_verify(
+    cluster: DemoCluster, apis: dict[str, Api], tmp_path: Path
+) -> None:
+    ids = await _send_both_ways(cluster, apis)
+    # The closing records are written with the last state change; the destination closes
+    # when the source accepted its result, so give the last transition a moment to land.
+    for mid, (src_name, dst_name) in zip(ids, (("evm", "fisco"), ("fisco", "evm")), strict=True):
+        src, dst = cluster.gateways[src_name], cluster.gateways[dst_name]
+        for _ in range(60):
+            dst_records = _query(dst, mid)
+            if any(r["kind"] == "result_forwarded" for r in dst_records):
+                break
+            await asyncio.sleep(0.5)
+        src_records = _query(src, mid)
+        src_states = [r for r in src_records if r["kind"] != "attempt_rejected"]
+        assert [r["kind"] for r in src_states] == SOURCE_KINDS, src_records
+        dst_states = [r for r in dst_records if r["kind"] != "attempt_rejected"]
+        assert [r["kind"] for r in dst_states] == DESTINATION_KINDS, dst_records
+        # One record per state change in the gateway's own history, in the same order.
+        for api, records, role in (
+            (apis[src_name], src_states, "source"),
+            (apis[dst_name], dst_states, "destination"),
+        ):
+            rows = await api.list(
+                role=interop_pb2.ROLE_SOURCE if role == "source" else interop_pb2.ROLE_DESTINATION
+            )
+            assert any(bytes(r.id) == mid for r in rows)
+            status = await api.get(mid)
+            timeline = [STATE_NAMES[e.state] for e in status.timeline if e.kind == "state"]
+            if status.role == (
+                interop_pb2.ROLE_SOURCE if role == "source" else interop_pb2.ROLE_DESTINATION
+            ):
+                assert [r["state"] for r in records] == timeline
+        assert src_states[0]["evidence_digest"]
+        assert dst_states[0]["peer"] == src.name
+
+        trace = _audit(src, "trace", "0x" + mid.hex(), "--json")
+        assert trace.returncode == 0, trace.stdout + trace.stderr
+        parts = json.loads(trace.stdout)["parts"]
+        assert [(p["gateway"], p["local"], p["verified"]) for p in parts] == [
+            (src.name, True, True),
+            (dst.name, False, True),
+        ]
+        assert [r["kind"] for r in parts[1]["records"] if r["kind"] != "attempt_rejected"] == (
+            DESTINATION_KINDS
+        )
+        shown = _audit(src, "trace", "0x" + mid.hex())
+        assert shown.returncode == 0
+        assert shown.stdout.count("VERIFIED against the checkpoint") == 2
+
+    for name, handle in cluster.gateways.items():
+        out = tmp_path / f"{name}.jsonl"
+        exported = _audit(handle, "export", "--out", str(out))
+        assert exported.returncode == 0, exported.stderr
+        pub = str(handle.directory / "audit.pub")
+        ok = subprocess.run(
+            [GATEWAY, "audit", "verify", str(out), "--key", pub, "--json"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        report = json.loads(ok.stdout)
+        assert report["valid"]
+        assert report["records"] >= 10
+        lines = out.read_text().splitlines()
+        positions = [i for i, line in enumerate(lines) if '"type":"audit-record"' in line]
+        victim = positions[len(positions) // 2]
+        seq = json.loads(lines[victim])["seq"]
+        lines[victim] = lines[victim].replace('"role":"', '"role":"x', 1)
+        bad = tmp_path / f"{name}-tampered.jsonl"
+        bad.write_text("\n".join(lines) + "\n")
+        failed = subprocess.run(
+            [GATEWAY, "audit", "verify", str(bad), "--key", pub],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert f"INVALID seq {seq} " in failed.stdout
+    assert {EVM_CHAIN, FISCO_CHAIN} == {h.chain for h in cluster.gateways.values()}
