@@ -1,10 +1,12 @@
 """AuditService: the auditor's read-only view of this gateway's audit trail (docs/api.md).
 
 Auditors may call every method; a peer gateway may call ``TraceMessage`` only (it asks for this
-gateway's part of one message's life, with its own mutual-TLS identity) and gets this gateway's
-part alone, so that two gateways tracing never call each other in a loop. Everything else is
-refused before any read. The trail itself is written by the store (``relay/sqlite_store.py``),
-in the transaction of each state change; this module only reads it.
+gateway's part of one message's life, with its own mutual-TLS identity), for messages to or from
+a chain it serves, and gets this gateway's part alone, so that two gateways tracing never call
+each other in a loop. The part's chain segment shows the peer the records between the
+message's first record and the checkpoint, other messages' included (what links them to it).
+Everything else is refused before any read. The trail itself is written by the store
+(``relay/sqlite_store.py``), in the transaction of each state change; this module only reads it.
 
 A trace's peer part is verified here before it is returned: its chain segment must hash and
 link, hold the message's records, and end at a checkpoint signed by the peer's audit key as
@@ -181,6 +183,11 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         if len(request.id) != 32:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "id must be 32 bytes")
         own = await self._own_part(request.id)
+        if principal.kind is PrincipalKind.PEER:
+            # A peer traces only messages of the chains it serves: its own traffic here.
+            served = next((set(p.chains) for p in self._peers if p.name == principal.name), set())
+            if not any({r.src_chain, r.dst_chain} & served for r in own.records):
+                await _abort(context, grpc.StatusCode.NOT_FOUND, "no record of it for this peer")
         parts = [own]
         if principal.kind is PrincipalKind.AUDITOR:
             chains = {c for r in own.records for c in (r.src_chain, r.dst_chain)}

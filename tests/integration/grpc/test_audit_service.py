@@ -142,6 +142,10 @@ async def _stop(g: Gateway) -> None:
     await g.store.close()
 
 
+async def _no_channel() -> grpc.aio.Channel:
+    raise AssertionError("gateway-b never traces on gateway-a in these tests")
+
+
 @pytest_asyncio.fixture(name="pair")
 async def _pair(material: Material, tmp_path: Path) -> AsyncIterator[Pair]:
     key_a, key_b = AuditKey.generate(), AuditKey.generate()
@@ -152,7 +156,7 @@ async def _pair(material: Material, tmp_path: Path) -> AsyncIterator[Pair]:
         cert=material.server,
         peer_cert=material.peer[0],
         peer_name="gateway-a",
-        peers=[],
+        peers=[PeerAudit("gateway-a", ("chain-a",), None, _no_channel)],
         key=key_b,
     )
     link = GrpcPeerLink(
@@ -322,6 +326,21 @@ async def test_a_peer_may_trace_only_and_gets_the_local_part_alone(pair: Pair) -
         export = stub.ExportRecords(audit_pb2.ExportRecordsRequest(), timeout=TIMEOUT)
         assert await _code(export.read()) is grpc.StatusCode.PERMISSION_DENIED
         trace = await stub.TraceMessage(audit_pb2.TraceMessageRequest(id=ID), timeout=TIMEOUT)
+        other = (5).to_bytes(32, "big")
+        await pair.b.store.transition(
+            Transition(
+                other,
+                Role.DESTINATION,
+                State.VERIFIED,
+                None,
+                104.0,
+                message=Message(
+                    "chain-c", b"\x01" * 20, "chain-b", 1, b"\x02" * 20, b"\x03" * 20, b"", 9
+                ),
+            )
+        )
+        foreign = stub.TraceMessage(audit_pb2.TraceMessageRequest(id=other), timeout=TIMEOUT)
+        assert await _code(foreign) is grpc.StatusCode.NOT_FOUND  # not a chain gateway-a serves
     [part] = trace.parts
     assert (part.gateway, part.local, part.verified) == ("gateway-b", True, True)
     assert [r.kind for r in part.records] == [
