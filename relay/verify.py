@@ -324,10 +324,9 @@ def _check_bytes32(value: object, what: str) -> None:
         raise EvidenceRejected(f"the {what} is not 32 bytes", check="format")
 
 
-def _check_envelope(cfg: TrustConfig, bundle: object) -> str:
-    """The bundle's family and crypto are the configured chain's (requirement 2); its digest."""
-    if not isinstance(bundle, Mapping):
-        raise EvidenceRejected("an evidence bundle is a JSON object", check="bundle_format")
+def check_family(cfg: TrustConfig, bundle: Mapping[str, Any]) -> None:
+    """The bundle's family and crypto are the configured chain's (requirement 2): whatever the
+    bundle claims, it is verified as the chain this gateway has configured, or not at all."""
     family, crypto = bundle.get("family"), bundle.get("crypto")
     if family != cfg.family.value:
         raise EvidenceRejected(
@@ -339,6 +338,13 @@ def _check_envelope(cfg: TrustConfig, bundle: object) -> str:
             f"the bundle's crypto is {crypto!r}, {cfg.chain} uses {cfg.crypto.value!r}",
             check="crypto",
         )
+
+
+def _check_envelope(cfg: TrustConfig, bundle: object) -> str:
+    """:func:`check_family`, and the bundle names a log; its digest."""
+    if not isinstance(bundle, Mapping):
+        raise EvidenceRejected("an evidence bundle is a JSON object", check="bundle_format")
+    check_family(cfg, bundle)
     log_index = bundle.get("log_index")
     if not isinstance(log_index, int) or isinstance(log_index, bool):
         raise EvidenceRejected("the bundle names no log (log_index)", check="log_index")

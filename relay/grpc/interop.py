@@ -55,7 +55,7 @@ from relay.trust import (
     TrustRoot,
     TrustStore,
 )
-from relay.verify import FactVerifier
+from relay.verify import FactVerifier, check_family
 from verifier.errors import VerificationError
 from verifier.events import DecodedEvent, decode_event, parse_event_abi
 from verifier.evidence import verify_bundle
@@ -649,17 +649,7 @@ async def check_bundle(
 async def _verify_with_root(
     cfg: TrustConfig, trust: TrustStore, bundle: Mapping[str, Any]
 ) -> VerifiedEvidence:
-    family, crypto = bundle.get("family"), bundle.get("crypto")
-    if family != cfg.family.value:
-        raise EvidenceRejected(
-            f"the bundle's family is {family!r}, {cfg.chain} is {cfg.family.value!r}",
-            check="family",
-        )
-    if crypto != cfg.crypto.value:
-        raise EvidenceRejected(
-            f"the bundle's crypto is {crypto!r}, {cfg.chain} uses {cfg.crypto.value!r}",
-            check="crypto",
-        )
+    check_family(cfg, bundle)
     document = dict(bundle)
     document["chain_id"] = cfg.chain
     if isinstance(cfg, FiscoTrustConfig):
