@@ -7,6 +7,7 @@ in what ``gateway init`` writes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ import pytest_asyncio
 
 from relay.audit import AuditKey, AuditLog, CheckpointPolicy, verify_export
 from relay.config import ConfigError, load_config
+from relay.crash import EXIT_CODE
 from relay.grpc.audit_service import AuditServicer
 from relay.grpc.auth import (
     AuthPolicy,
@@ -35,6 +37,8 @@ from relay.grpc.server import GatewayServer, ServerTls, start_server
 from relay.sqlite_store import DB_NAME, SqliteStore
 from relay.store import Hop, RejectedAttempt, Role, State, Transition
 from relay.tls import issue_cert, make_ca, write_cert_file
+from tests.integration.relay.pipeline_env import Chains, describe, two_chains
+from tests.integration.relay.test_pipeline_crash import closed, spawn
 from verifier.messages import Message
 
 pytestmark = pytest.mark.integration
@@ -123,6 +127,94 @@ async def test_a_sigkilled_writer_continues_the_chain_without_gap_or_fork(tmp_pa
     assert [(r["message_id"][2:], r["state"]) for r in records] == [(i, s) for i, s in history]
     assert records[-1]["message_id"] == "0x" + (10_000_004).to_bytes(32, "big").hex()
     assert report.records == len(history)
+
+
+# ---------------------------------------------------------------------------------------------
+# A relay node (Anvil and the devnode) killed at a crash point, then restarted
+
+
+@pytest.fixture(name="chains", scope="module")
+async def _chains() -> AsyncIterator[Chains]:
+    async with two_chains() as chains:
+        yield chains
+
+
+def _history_vs_records(folder: Path, lines: list[str]) -> None:
+    """One record per state change, in the same order: state and record committed together."""
+    conn = sqlite3.connect(folder / DB_NAME)
+    try:
+        history = conn.execute(
+            "SELECT lower(hex(id)), role, state FROM history WHERE kind='state' ORDER BY seq"
+        ).fetchall()
+    finally:
+        conn.close()
+    records = [json.loads(line) for line in lines if '"type":"audit-record"' in line]
+    states = [(r["message_id"][2:], r["role"], r["state"]) for r in records]
+    assert [s for s, r in zip(states, records, strict=True) if r["kind"] != "attempt_rejected"] == [
+        (i, role, state) for i, role, state in history
+    ]
+
+
+@pytest.mark.parametrize("point", ["after_verify", "mid_batch_persist"])
+async def test_a_node_killed_at_a_crash_point_continues_the_chain(
+    point: str, chains: Chains, tmp_path: Path
+) -> None:
+    """The node exits hard (``os._exit``, like SIGKILL) at ``point``, restarts on the same data
+    folder and closes every message; the export of its trail verifies: no gap, no fork."""
+    key = AuditKey.generate()
+    key.save(tmp_path / "audit.key", tmp_path / "audit.pub")
+    data = tmp_path / "data"
+    d = await describe(chains, data, batch_wait=0.3)
+    d["audit"] = {"key": str(tmp_path / "audit.key"), "every": 5}
+    config = tmp_path / "node.json"
+    config.write_text(json.dumps(d), encoding="utf-8")
+    log = tmp_path / "node.log"
+    evm, fisco = chains.evm.chain, chains.fisco.chain
+    ids: list[bytes] = []
+    for src, dst in ((evm, fisco), (fisco, evm)):
+        now = (await chains.envs[dst].adapter.status()).timestamp
+        for i in range(2):
+            mid, _ = await chains.envs[src].adapter.send_message(
+                dst, chains.echo[dst], f"{point} {i}".encode(), now + 3600
+            )
+            ids.append(mid)
+    proc = await spawn(config, log, point)
+    try:
+        rc = await asyncio.wait_for(proc.wait(), WAIT_S)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"the node never reached {point}") from None
+    assert rc == EXIT_CODE, f"exit status {rc}, see {log}"
+    proc = await spawn(config, log, None)
+    try:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + WAIT_S
+        while not await closed(data, ids):
+            assert proc.returncode is None, f"the restarted node exited, see {log}"
+            assert loop.time() < end, f"not every message closed after restart, see {log}"
+            await asyncio.sleep(0.3)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    store = SqliteStore(data, audit_log=AuditLog("node", key))
+    await store.open()
+    try:
+        lines = await store.audit_export(1e9)
+    finally:
+        await store.close()
+    report = verify_export(lines, key.public_key)
+    assert report.ok, f"{report.bad_seq} {report.problem} {report.detail}"
+    assert report.checkpoints >= 1
+    _history_vs_records(data, lines)
+    kinds = report.kinds
+    for kind in ("fact_observed", "accepted_from_peer", "delivered", "acknowledged"):
+        assert kinds.get(kind) == len(ids), kinds
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from adapters.evm.adapter import EvmAdapter
 from adapters.evm.settings import EvmSettings
 from adapters.fisco.adapter import FiscoAdapter
 from adapters.fisco.settings import FiscoEndpoint, FiscoSettings
+from relay.audit import AuditKey, AuditLog, CheckpointPolicy
 from relay.node import GatewayNode
 from relay.pipeline import PipelineSettings
 from relay.sqlite_store import SqliteStore
@@ -170,8 +171,14 @@ def build_node(d: dict[str, Any]) -> GatewayNode:
         f["chain"]: FiscoAdapter(fisco_settings),
     }
     trust = ConfiguredTrustStore(configs)
+    audit = d.get("audit")  # {"key": PATH, "every": N}: the audit trail, as gateway run has it
+    audit_log = (
+        AuditLog("node", AuditKey.load(Path(audit["key"])), CheckpointPolicy(audit["every"], 60))
+        if audit
+        else None
+    )
     return GatewayNode(
-        store=SqliteStore(Path(d["data_dir"])),
+        store=SqliteStore(Path(d["data_dir"]), audit_log=audit_log),
         adapters=adapters,
         verifier=FactVerifier(trust, configs),
         closers=[trust.close],
