@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +164,93 @@ async def test_every_state_change_has_its_record_and_trace_and_export_verify(
         assert failed.returncode == 1, failed.stdout + failed.stderr
         assert f"INVALID seq {seq} " in failed.stdout
     assert {EVM_CHAIN, FISCO_CHAIN} == {h.chain for h in cluster.gateways.values()}
+
+
+KEEP = ("--keep-running", "--dir")
+
+
+@pytest.mark.timeout(400)
+def test_after_demo_keep_running_export_then_verify_succeeds(tmp_path: Path) -> None:
+    """`gateway demo --keep-running`, then each gateway's auditor commands exactly as the demo
+    prints them: `gateway audit export` then `gateway audit verify` succeeds; a copy with one
+    record removed fails naming the first bad sequence number."""
+    folder = tmp_path / "demo"
+    err_file, out_file = tmp_path / "err", tmp_path / "out"
+    with out_file.open("wb") as out, err_file.open("wb") as err:
+        proc = subprocess.Popen(
+            # --json: the totals go to stdout, progress and the instructions to stderr.
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "demo",
+                "--json",
+                "--messages",
+                "1",
+                *KEEP,
+                str(folder),
+            ],
+            stdout=out,
+            stderr=err,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while "Ctrl-C stops it all" not in err_file.read_text():
+            assert proc.poll() is None, err_file.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the demo never reported that it keeps running"
+            time.sleep(0.5)
+        time.sleep(0.5)  # the rest of the instructions
+        text = err_file.read_text()
+        connections = re.findall(r"export GATEWAY_ADDRESS=(\S+) GATEWAY_CA=(\S+) ", text)
+        tokens = re.findall(r"export GATEWAY_AUDIT_TOKEN=(\S+)", text)
+        commands = re.findall(
+            r"gateway audit export --out (\S+) && gateway audit verify (\S+) --key (\S+)", text
+        )
+        assert len(connections) == len(tokens) == len(commands) == 2, text[-3000:]
+        for (address, ca), token, (export_to, verify_file, key) in zip(
+            connections, tokens, commands, strict=True
+        ):
+            env = {
+                **os.environ,
+                "GATEWAY_ADDRESS": address,
+                "GATEWAY_CA": ca,
+                "GATEWAY_AUDIT_TOKEN": token,
+            }
+            env.pop("GATEWAY_TOKEN", None)
+            exported = subprocess.run(
+                [GATEWAY, "audit", "export", "--out", export_to],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert exported.returncode == 0, exported.stderr
+            verified = subprocess.run(
+                [GATEWAY, "audit", "verify", verify_file, "--key", key],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert verified.returncode == 0, verified.stdout + verified.stderr
+            assert verified.stdout.startswith("VERIFIED")
+            lines = (tmp_path / verify_file).read_text().splitlines()
+            at = [i for i, line in enumerate(lines) if '"type":"audit-record"' in line]
+            removed = json.loads(lines[at[2]])["seq"]
+            del lines[at[2]]
+            cut = tmp_path / f"cut-{verify_file}"
+            cut.write_text("\n".join(lines) + "\n")
+            failed = subprocess.run(
+                [GATEWAY, "audit", "verify", str(cut), "--key", key],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert failed.returncode == 1, failed.stdout + failed.stderr
+            assert f"INVALID seq {removed} " in failed.stdout
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
