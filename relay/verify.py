@@ -20,7 +20,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import structlog
@@ -83,6 +83,9 @@ class VerifiedFact:
     """sha256 hex of the bundle as received, in canonical JSON (:func:`evidence_digest`)."""
     trust: dict[str, Any]
     """The trust root's summary, plus the signature quorum on FISCO: for audit records."""
+    relied_trust: dict[str, Any] = field(default_factory=dict)
+    """The ``trust`` object the bundle was verified under (this gateway's root, with the event
+    on EVM chains): with the bundle, an auditor re-runs ``verify_bundle`` on exactly this."""
 
 
 def evidence_digest(bundle: Mapping[str, Any]) -> str:
@@ -125,7 +128,8 @@ class FactVerifier:
         evidence, root = await self._verify(cfg, bundle, digest, MESSAGE_SENT_EVENT)
         with _verdicts():
             _check_sent(cfg, _event(evidence), message, message_id)
-        return _fact("message_sent", cfg, message_id, bundle, evidence, root, digest)
+        relied = _relied_trust(cfg, evidence, root, MESSAGE_SENT_EVENT)
+        return _fact("message_sent", cfg, message_id, bundle, evidence, root, digest, relied)
 
     async def verify_result(
         self,
@@ -162,7 +166,8 @@ class FactVerifier:
         evidence, root = await self._verify(cfg, bundle, digest, MESSAGE_DELIVERED_EVENT)
         with _verdicts():
             _check_result(cfg, _event(evidence), message, result, expected_hash)
-        return _fact("delivery_result", cfg, message_id, bundle, evidence, root, digest)
+        relied = _relied_trust(cfg, evidence, root, MESSAGE_DELIVERED_EVENT)
+        return _fact("delivery_result", cfg, message_id, bundle, evidence, root, digest, relied)
 
     # -- the shared path -------------------------------------------------------------------
 
@@ -370,6 +375,7 @@ def _fact(  # noqa: PLR0917 - assembles the result of one verification
     evidence: VerifiedEvidence,
     root: TrustRoot,
     digest: str,
+    relied: dict[str, Any],
 ) -> VerifiedFact:
     summary: dict[str, Any] = dict(root.summary)
     if evidence.quorum is not None:
@@ -399,4 +405,15 @@ def _fact(  # noqa: PLR0917 - assembles the result of one verification
         tx_hash=str(tx_hash or ""),
         evidence_digest=digest,
         trust=summary,
+        relied_trust=relied,
     )
+
+
+def _relied_trust(
+    cfg: TrustConfig, evidence: VerifiedEvidence, root: TrustRoot, event: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What ``verify_bundle`` ran under: on EVM chains the header's own hash, which the
+    endpoints' agreed hash equalled, and the event; on FISCO the root's trust object."""
+    if isinstance(cfg, EvmTrustConfig):
+        return {"block_hash": "0x" + evidence.block_hash.hex(), "event": copy.deepcopy(event)}
+    return copy.deepcopy(dict(root.trust))

@@ -15,6 +15,7 @@ from adapters.evm.proofs import build_block_receipts
 from relay import verify as relay_verify
 from relay.trust import EvidenceRejected, EvmTrustConfig, FiscoTrustConfig, NotYetTrusted, TrustRoot
 from relay.verify import FactVerifier, evidence_digest
+from verifier.errors import VerificationError
 from verifier.evidence import verify_bundle
 from verifier.evm.header import compute_block_hash
 from verifier.evm.receipt import encode_receipt, receipt_key
@@ -173,6 +174,27 @@ async def test_an_honest_message_verifies(verifier: FactVerifier, trust: FakeTru
     assert fact.evidence_digest == evidence_digest(b)
     assert fact.trust == {"block_hash": b["block"]["hash"]}
     assert trust.asked == [(CHAIN, 42, b["block"]["hash"])]
+
+
+async def test_the_relied_trust_lets_an_auditor_verify_the_bundle_again(
+    verifier: FactVerifier, trust: FakeTrust
+) -> None:
+    """The trust a fact names is exactly what the bundle verifies under, offline, and pins the
+    event: the audit trail records it so that an export can be re-verified by anyone."""
+    m = message()
+    b = bundle([sent_log(m)])
+    trust.vouch(CHAIN, b)
+    fact = await verifier.verify_message(m, message_id(m, keccak256), b)
+    assert fact.relied_trust["block_hash"] == b["block"]["hash"]
+    assert fact.relied_trust["event"]["name"] == "MessageSent"
+    again = verify_bundle({**b, "trust": fact.relied_trust})
+    assert again.event is not None
+    assert again.event.signature.startswith("MessageSent(")
+    other = copy.deepcopy(fact.relied_trust)
+    other["block_hash"] = "0x" + "00" * 32
+    with pytest.raises(VerificationError) as info:
+        verify_bundle({**b, "trust": other})
+    assert info.value.check == "header_trust"
 
 
 async def test_the_bundles_own_trust_is_replaced(verifier: FactVerifier, trust: FakeTrust) -> None:
