@@ -13,15 +13,17 @@ other, so a new chain family is one new folder that passes ``tests/integration/a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Final, Protocol, runtime_checkable
+from typing import Any, ClassVar, Final, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 from verifier.encoding import load_json
 from verifier.errors import MalformedEvidence
 from verifier.messages import DeliveryResult, DeliveryStatus, Message
+
+T = TypeVar("T")
 
 Cursor = str
 """Where to resume observing: opaque to the relay, which persists it as text after each page."""
@@ -171,12 +173,16 @@ class ChainAdapter(Protocol):
         """Put a seal's entries back in the queues so that the next seal emits them again."""
         ...
 
-    async def delivery_status(self, message_id: bytes) -> DeliveryStatus | None:
-        """What this (destination) chain recorded for a message, at the latest block."""
+    async def delivery_status(
+        self, message_id: bytes, *, final: bool = False
+    ) -> DeliveryStatus | None:
+        """What this (destination) chain recorded for a message, at the latest block; with
+        ``final``, at the final block as every answering endpoint agrees (see :func:`agreed`)."""
         ...
 
-    async def sent_state(self, message_id: bytes) -> int:
-        """0 unknown, 1 pending, 2 acknowledged, on this (source) chain at the latest block."""
+    async def sent_state(self, message_id: bytes, *, final: bool = False) -> int:
+        """0 unknown, 1 pending, 2 acknowledged, on this (source) chain at the latest block;
+        with ``final``, at the final block as every answering endpoint agrees."""
         ...
 
     async def close(self) -> None: ...
@@ -286,3 +292,38 @@ def endpoint_names(urls: Sequence[str]) -> tuple[str, ...]:
             name = f"{base}#{n}"
         names.append(name)
     return tuple(names)
+
+
+async def agreed(
+    chain: str,
+    names: Sequence[str],
+    ask: Callable[[str], Awaitable[T]],
+    *,
+    what: str,
+) -> T:
+    """``ask(name)`` on every endpoint; the answers of those that answer must all be equal.
+
+    One endpoint's word must not confirm what that same endpoint reported (a lying endpoint
+    inventing a fact and then confirming it): a state the relay acts on without evidence is
+    read from all of them. No answer at all, or a disagreement, is a retryable
+    UnexpectedResponse naming the endpoints.
+    """
+    answers: dict[str, T] = {}
+    errors: list[str] = []
+    for name in names:
+        try:
+            answers[name] = await ask(name)
+        except AdapterError as exc:
+            if not exc.retryable:
+                raise
+            errors.append(f"{name}: {exc.reason}")
+    if not answers:
+        raise UnexpectedResponse(
+            f"{what}: no endpoint answered ({'; '.join(errors) or 'none configured'})",
+            chain=chain,
+        )
+    values = list(answers.values())
+    if any(v != values[0] for v in values[1:]):
+        detail = ", ".join(f"{n}={v!r}" for n, v in answers.items())
+        raise UnexpectedResponse(f"{what}: endpoints disagree ({detail})", chain=chain)
+    return values[0]

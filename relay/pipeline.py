@@ -59,6 +59,8 @@ attempt backs off (retried, shown as stuck), never a rejection of the message.""
 MAX_REMEMBERED_FACTS: Final = 10_000
 MAX_INBOUND_VERIFICATIONS: Final = 32
 REJECTED_WRITES_PER_PEER: Final = 50
+RESENDS_PER_PEER: Final = 50
+"""Stored results re-sent per peer per ``REJECTED_WINDOW`` in answer to repeated Forwards."""
 REJECTED_WINDOW: Final = 10.0
 """Rejected attempts recorded per peer per window (requirement 19): each is a store write, and
 a peer's garbage must not hold the store's lock; the rest are counted in a log line."""
@@ -312,9 +314,12 @@ class Pipeline(InboundHandler):
         """Ids whose inbound Forward (destination) or Acknowledge (source) is being verified:
         a copy arriving meanwhile is answered "retry" instead of verified again."""
         self._rejected_window: dict[str, tuple[float, int]] = {}
-        self._force: set[Key] = set()
-        """Rows to submit without asking the chain first: its "already done" was not followed by
-        the fact within ``recheck_after`` (one endpoint may be lying; a repeat is a no-op)."""
+        self._resubmitted: set[Key] = set()
+        """Rows a recheck sent back to be submitted again (at most once per row and process);
+        discarded when the row moves on through a fact."""
+        self._resend_window: dict[str, tuple[float, int]] = {}
+        """Results re-sent per peer per window (``_resend_result``)."""
+        self._resends: set[asyncio.Task[None]] = set()
         s = settings
 
         def stage(
@@ -427,7 +432,7 @@ class Pipeline(InboundHandler):
     async def stop(self) -> None:
         """Stop observing, let in-flight batches finish (bounded by ``drain_timeout``), stop."""
         self._stopping.set()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._resends]:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
@@ -515,7 +520,9 @@ class Pipeline(InboundHandler):
         self, st: Stage, rec: MessageRecord, exc: BaseException, *, own_chain: bool = False
     ) -> Decision:
         """Record a failed attempt; retry it later (kept in the stage) or stop (released).
-        ``own_chain``: a fact read from a chain this gateway serves (see ``classify``)."""
+        ``own_chain``: a fact read from a chain this gateway serves (see ``classify``); its
+        retry does not keep a slot (``_feed`` admits the row again when due), so facts an
+        endpoint invented cannot fill the stage and stall the chain's observation."""
         attempt = rec.attempts + 1
         outcome = self.policy.outcome(exc, attempt, self.clock(), own_chain=own_chain)
         current = await self.store.record_attempt(
@@ -539,7 +546,7 @@ class Pipeline(InboundHandler):
             decision=str(outcome.decision),
             reason=outcome.reason,
         )
-        if outcome.decision is Decision.RETRY:
+        if outcome.decision is Decision.RETRY and not own_chain:
             st.retry(
                 dataclasses.replace(rec, attempts=attempt, last_error=outcome.reason),
                 outcome.next_try_at - self.clock(),
@@ -766,6 +773,7 @@ class Pipeline(InboundHandler):
             tx_hash=fact.tx_hash,
         )
         if await self._transition(dataclasses.replace(t, message=rec.message)):
+            self._resubmitted.discard(rec.key)
             await self.deliver_stages[chain].release(rec.key)
             await self.delivery_check_stages[chain].release(rec.key)
             return self.result_stage, dataclasses.replace(
@@ -775,13 +783,15 @@ class Pipeline(InboundHandler):
 
     async def _persist_ack(self, chain: str, adapter: ChainAdapter, fact: Fact) -> None:
         """An ``acknowledged`` fact (no evidence: read from this gateway's own chain, at
-        finality) closes the source row only when it agrees with what is proven.
+        finality) closes the source row only when it agrees with what is proven and the chain
+        confirms it at its final block, every answering endpoint agreeing (the endpoint that
+        reported the fact must not be the only one to confirm it).
 
         With a verified result, the fact's status must equal it (else an alarm, state kept).
-        Without one (another relayer may have done the steps), the chain is asked whether the
-        id is acknowledged; if so the row closes as acknowledged with its status left unknown
-        (None), never with the fact's word for it (requirement 18: EXPIRED only on a proven
-        destination result); if not, the row stays open."""
+        Without one (another relayer may have done the steps), the row closes as acknowledged
+        with its status left unknown (None), never with the fact's word for it (requirement 18:
+        EXPIRED only on a proven destination result). Unconfirmed, the fact is ignored and the
+        row goes on (the ack check closes it on the chain's confirmed state)."""
         rec = await self.store.get(fact.id, Role.SOURCE)
         if rec is None:
             log.info("fact_ignored", chain=chain, message_id=_hex(fact.id), reason="unknown")
@@ -808,22 +818,25 @@ class Pipeline(InboundHandler):
             status = rec.result.status
             expect = {State.RESULT_VERIFIED, State.ACK_SUBMITTED}
         else:
-            try:
-                acknowledged = await adapter.sent_state(fact.id) == 2
-            except Exception as exc:
-                if classify(exc) is Decision.RETRY:
-                    raise  # the observer backs off and reads the page again
-                acknowledged = False
-            if not acknowledged:
-                log.error(
-                    "fact_ignored",
-                    chain=chain,
-                    message_id=_hex(fact.id),
-                    reason="acknowledged fact not confirmed by the chain's state",
-                )
-                return
             status = None
             expect = {State.OBSERVED, State.VERIFIED, State.FORWARDED}
+        if rec.state not in expect:
+            return
+        try:
+            acknowledged = await adapter.sent_state(fact.id, final=True) == 2
+            why = "the chain's final state is not acknowledged"
+        except Exception as exc:
+            # Not re-read: endpoints that keep disagreeing must not stall observation; the
+            # row is not closed on this fact, the ack check reads the chain again later.
+            acknowledged, why = False, describe(exc)
+        if not acknowledged:
+            log.error(
+                "fact_ignored",
+                chain=chain,
+                message_id=_hex(fact.id),
+                reason=f"acknowledged fact not confirmed: {why}",
+            )
+            return
         t = self._move(
             rec,
             State.ACKNOWLEDGED,
@@ -836,7 +849,7 @@ class Pipeline(InboundHandler):
         if await self._transition(dataclasses.replace(t, message=rec.message)):
             await self.ack_stages[chain].release(rec.key)
             await self.ack_check_stages[chain].release(rec.key)
-            self._force.discard(rec.key)
+            self._resubmitted.discard(rec.key)
 
     async def _seal(self, chain: str, adapter: ChainAdapter) -> None:
         """FISCO BCOS: make pending ids and results provable (the adapter paces; EVM: None)."""
@@ -905,6 +918,9 @@ class Pipeline(InboundHandler):
                     again_anywhere = False
                     fact = await self._refetch(rec, frozenset())
                 if fact is None or fact.evidence is None or fact.message is None:
+                    if await self._never_sent(rec):
+                        await self._reject_invented(st, rec, describe(exc))
+                        return
                     await self._failed(st, rec, exc, own_chain=True)
                     return
                 bundle, endpoint = fact.evidence.bundle, fact.evidence.endpoint
@@ -931,6 +947,36 @@ class Pipeline(InboundHandler):
                     rec, state=State.VERIFIED, message=message, attempts=0, last_error=None
                 )
             )
+        await st.release(rec.key)
+
+    async def _never_sent(self, rec: MessageRecord) -> bool:
+        """Whether the source chain, at its final block and every answering endpoint agreeing,
+        has never seen this id sent (``sentState`` 0). A real message's block is final before
+        its fact is observed, so it reads 1 or 2 there; False when the chain cannot say."""
+        adapter = self.adapters.get(rec.src_chain)
+        if adapter is None:
+            return False
+        try:
+            return await adapter.sent_state(rec.id, final=True) == 0
+        except Exception as exc:
+            log.warning("sent_state_unknown", message_id=_hex(rec.id), reason=describe(exc))
+            return False
+
+    async def _reject_invented(self, st: Stage, rec: MessageRecord, reason: str) -> None:
+        """A ``MessageSent`` fact no endpoint could prove and the chain says was never sent:
+        an endpoint made it up. Terminal (nothing was sent, nothing is forwarded); the row
+        stays, as rejected, so that the fact is not admitted again when it is observed again."""
+        why = f"invented_fact: the chain never sent this id ({reason})"
+        await self._record_rejected(
+            RejectedAttempt(
+                rec.id, rec.role, Hop.MESSAGE_SENT, "invented_fact", why, LOCAL_PEER, self.clock()
+            )
+        )
+        await self._transition(
+            dataclasses.replace(self._move(rec, State.REJECTED, error=why), message=rec.message)
+        )
+        self._facts.pop(rec.id, None)
+        log.error("invented_fact", chain=rec.src_chain, message_id=_hex(rec.id), reason=reason)
         await st.release(rec.key)
 
     async def _known_fact(self, rec: MessageRecord, hop: Hop) -> Fact | None:
@@ -1095,7 +1141,7 @@ class Pipeline(InboundHandler):
         # Store and duplicates first (requirement 19): a known id costs no verification.
         known = await self.store.get(item.id, Role.DESTINATION)
         if known is not None:
-            await self._resend_result(known)
+            await self._resend_result(peer, known)
             return Verdict(item.id, VerdictKind.ACCEPTED, "already known")
         key = (item.id, Role.DESTINATION)
         if key in self._inflight:
@@ -1131,19 +1177,44 @@ class Pipeline(InboundHandler):
         crash_point("after_accept_before_reply")
         return Verdict(item.id, VerdictKind.ACCEPTED)
 
-    async def _resend_result(self, rec: MessageRecord) -> None:
+    async def _resend_result(self, peer: str, rec: MessageRecord) -> None:
         """A Forward for an id whose result was forwarded a while ago: the source is still
-        waiting (it lost the Acknowledge, or a commit), so the result goes back again."""
+        waiting (it lost the Acknowledge, or a commit), so the stored result goes back again.
+        The row's state does not change (no history or audit record per repeat), and re-sends
+        are limited per peer per window: a peer repeating Forward costs a bounded number of
+        Acknowledge calls, not unbounded state changes."""
         if (
             rec.state is not State.RESULT_FORWARDED
+            or rec.message is None
             or rec.result is None
             or self.clock() - rec.state_since < self.settings.recheck_after
         ):
             return
-        to = State.EXPIRED if rec.result.status is DeliveryStatus.EXPIRED else State.DELIVERED
-        t = self._move(rec, to, error="the source asked again: forwarding the result again")
-        if await self._transition(dataclasses.replace(t, message=rec.message)):
-            self.result_stage.try_admit(dataclasses.replace(rec, state=to, attempts=0))
+        now = self.clock()
+        start, count = self._resend_window.get(peer, (now, 0))
+        if now - start >= REJECTED_WINDOW:
+            start, count = now, 0
+        self._resend_window[peer] = (start, count + 1)
+        if count >= RESENDS_PER_PEER:
+            return
+        found = await self._bundle(rec.id, Hop.DELIVERY_RESULT)
+        link = self._link(rec.src_chain)
+        if found is None or link is None:
+            return
+        item = AckItem(rec.id, rec.result, found[0], found[1])
+        task = asyncio.create_task(self._send_result_again(link, item))
+        self._resends.add(task)
+        task.add_done_callback(self._resends.discard)
+
+    async def _send_result_again(self, link: PeerLink, item: AckItem) -> None:
+        """In the background: the Forward's answer does not wait for the source's."""
+        try:
+            verdicts = await link.acknowledge([item])
+        except Exception as exc:
+            log.warning("result_resend_failed", message_id=_hex(item.id), reason=describe(exc))
+            return
+        for v in verdicts:
+            log.info("result_resent", message_id=_hex(v.id), peer=link.name, verdict=str(v.kind))
 
     async def _verify_forward(self, peer: str, item: ForwardItem) -> Verdict | None:
         """None when the message verifies; else the verdict to answer (and the bounded record
@@ -1183,15 +1254,17 @@ class Pipeline(InboundHandler):
         adapter = self.adapters[st.chain]
         send: list[MessageRecord] = []
         for rec in batch:
-            if rec.key in st.uncertain and rec.key not in self._force:
+            # A row whose last attempt's outcome is unknown: skipped only if the chain has the
+            # delivery at its final block, every endpoint agreeing (one endpoint's "already
+            # delivered" must not skip it; a repeat is a no-op on chain).
+            if rec.key in st.uncertain:
                 try:
-                    status = await adapter.delivery_status(rec.id)
+                    status = await adapter.delivery_status(rec.id, final=True)
                 except Exception:
                     status = None
                 if status is not None:
                     await self._submitted(st, rec, State.DELIVERY_SUBMITTED, None)
                     continue
-            self._force.discard(rec.key)
             send.append(rec)
         await self._submit_deliveries(st, adapter, send)
 
@@ -1251,10 +1324,12 @@ class Pipeline(InboundHandler):
         await self._all_submitted(st, recs, State.DELIVERY_SUBMITTED, sub)
 
     async def _recheck_delivery(self, st: Stage, batch: list[MessageRecord]) -> None:
-        """A delivery whose result fact has not come: verify a result fact kept unverified
-        (fetched again), else resubmit if the chain does not have it, or if it claimed to have
-        it a whole ``recheck_after`` ago without the fact appearing (one endpoint's "already
-        delivered" must not strand the message; the contract makes a repeat a no-op)."""
+        """A delivery whose result fact has not come. A result fact kept unverified is fetched
+        again and verified. Otherwise the chain is read at its final block, every endpoint
+        agreeing: delivered there, the fact is fetched by id (the observer's endpoint may have
+        left it out) and goes the verified way, never a resubmission; not delivered while the
+        submission's block is not final yet is expected (wait); not delivered at a final block
+        after it, the delivery is submitted again, at most once per row and process."""
         assert st.chain is not None
         adapter = self.adapters[st.chain]
         for rec in batch:
@@ -1262,16 +1337,78 @@ class Pipeline(InboundHandler):
             if kept is not None and kept.result is not None and kept.evidence is not None:
                 await self._recheck_result(st, rec, adapter, kept)
                 continue
-            status = await adapter.delivery_status(rec.id)
-            if status is None or rec.attempts > 0:
-                if status is not None:
-                    self._force.add(rec.key)
-                await self._transition(
-                    dataclasses.replace(self._move(rec, State.VERIFIED), message=rec.message)
-                )
-                await st.release(rec.key)
-            else:
-                await self._wait_longer(st, rec, "delivered; waiting for the final result fact")
+            try:
+                status = await adapter.delivery_status(rec.id, final=True)
+            except Exception as exc:
+                await self._failed(st, rec, exc)
+                continue
+            if status is not None:
+                if not await self._fetch_result_by_id(st, rec, adapter):
+                    await self._wait_longer(st, rec, "delivered; waiting for the result fact")
+                continue
+            await self._resubmit_once(st, rec, adapter, State.VERIFIED, State.DELIVERY_SUBMITTED)
+
+    async def _fetch_result_by_id(
+        self, st: Stage, rec: MessageRecord, adapter: ChainAdapter
+    ) -> bool:
+        """The delivery's result fact asked for by id (``refetch`` of a locator-less fact) and
+        moved on through the verified path; False when no endpoint serves one that verifies."""
+        assert st.chain is not None
+        height = await self._submitted_height(rec, State.DELIVERY_SUBMITTED)
+        probe = Fact(
+            kind=FactKind.DELIVERY_RESULT,
+            chain=st.chain,
+            height=height or 0,
+            block_hash="",
+            tx_hash="",
+            log_index=-1,
+            id=rec.id,
+            endpoint="",
+        )
+        try:
+            fact = await adapter.refetch(probe, avoid=frozenset())
+            if fact.result is None or fact.evidence is None or fact.id != rec.id:
+                return False
+            fact = await self._verified_result(rec, adapter, fact)
+        except Exception as exc:
+            log.warning("result_fetch_failed", message_id=_hex(rec.id), reason=describe(exc))
+            return False
+        found = await self._result_verified(rec, st.chain, fact)
+        await st.release(rec.key)
+        if found is not None:
+            await found[0].admit(found[1])
+        return True
+
+    async def _submitted_height(self, rec: MessageRecord, state: State) -> int | None:
+        """The block of the row's latest submission (its history), None if not recorded."""
+        for h in reversed(await self.store.history(rec.id)):
+            if h.role is rec.role and h.state is state and h.kind == "state":
+                return h.height
+        return None
+
+    async def _resubmit_once(
+        self, st: Stage, rec: MessageRecord, adapter: ChainAdapter, to: State, since: State
+    ) -> None:
+        """The chain, at its final block and every endpoint agreeing, does not have the step.
+        While the submission's own block is not final that is expected; after it, the row goes
+        back to be submitted once more (a lost or dropped transaction). A second time it only
+        waits, visible as stuck: repeats would cost gas every ``recheck_after``."""
+        height = await self._submitted_height(rec, since)
+        if height is not None:
+            try:
+                final_head = (await adapter.status()).final_head
+            except Exception as exc:
+                await self._failed(st, rec, exc)
+                return
+            if final_head < height:
+                await self._wait_longer(st, rec, f"submitted at {height}; final is {final_head}")
+                return
+        if rec.key in self._resubmitted:
+            await self._wait_longer(st, rec, f"not {since} on chain after a resubmission")
+            return
+        self._resubmitted.add(rec.key)
+        await self._transition(dataclasses.replace(self._move(rec, to), message=rec.message))
+        await st.release(rec.key)
 
     async def _recheck_result(
         self, st: Stage, rec: MessageRecord, adapter: ChainAdapter, kept: Fact
@@ -1430,15 +1567,14 @@ class Pipeline(InboundHandler):
         adapter = self.adapters[st.chain]
         send: list[MessageRecord] = []
         for rec in batch:
-            if rec.key in st.uncertain and rec.key not in self._force:
+            if rec.key in st.uncertain:  # as in _deliver
                 try:
-                    state = await adapter.sent_state(rec.id)
+                    state = await adapter.sent_state(rec.id, final=True)
                 except Exception:
                     state = 0
                 if state == 2:
                     await self._submitted(st, rec, State.ACK_SUBMITTED, None)
                     continue
-            self._force.discard(rec.key)
             send.append(rec)
         await self._submit_acks(st, adapter, send)
 
@@ -1466,20 +1602,28 @@ class Pipeline(InboundHandler):
         await self._all_submitted(st, recs, State.ACK_SUBMITTED, sub)
 
     async def _recheck_ack(self, st: Stage, batch: list[MessageRecord]) -> None:
+        """An acknowledgement whose fact has not come: the chain at its final block, every
+        endpoint agreeing, decides. Acknowledged there, the row closes (the fact carries nothing
+        more: acknowledgements have no evidence); not yet, as in ``_recheck_delivery``."""
         assert st.chain is not None
+        adapter = self.adapters[st.chain]
         for rec in batch:
-            state = await self.adapters[st.chain].sent_state(rec.id)
-            # "Acknowledged" without the fact for a whole recheck_after: submit anyway (see
-            # _recheck_delivery).
-            if state == 1 or rec.attempts > 0:
-                if state != 1:
-                    self._force.add(rec.key)
-                await self._transition(
-                    dataclasses.replace(self._move(rec, State.RESULT_VERIFIED), message=rec.message)
+            try:
+                state = await adapter.sent_state(rec.id, final=True)
+            except Exception as exc:
+                await self._failed(st, rec, exc)
+                continue
+            if state == 2:
+                t = self._move(
+                    rec,
+                    State.ACKNOWLEDGED,
+                    ack_status=rec.result.status if rec.result is not None else None,
+                    error="acknowledged at the final block; its fact was not observed",
                 )
+                await self._transition(dataclasses.replace(t, message=rec.message))
                 await st.release(rec.key)
-            else:
-                await self._wait_longer(st, rec, "acknowledged; waiting for the final fact")
+                continue
+            await self._resubmit_once(st, rec, adapter, State.RESULT_VERIFIED, State.ACK_SUBMITTED)
 
 
 class PeerVerdict(Exception):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import structlog
@@ -24,6 +24,7 @@ from adapters.base import (
     FactPage,
     Submission,
     UnexpectedResponse,
+    agreed,
     endpoint_names,
 )
 from adapters.evm.facts import FactReader
@@ -239,8 +240,28 @@ class EvmAdapter:
 
         return await self._pool.run(read, what=name)
 
-    async def delivery_status(self, message_id: bytes) -> DeliveryStatus | None:
-        (value,) = await self._view("deliveryStatus", delivery_status_call(message_id, keccak256))
+    async def _final_view(self, name: str, data: bytes) -> tuple[Any, ...]:
+        """The view at each endpoint's final block (its finality tag or confirmations), every
+        answering endpoint agreeing (:func:`agreed`): what closes or resubmits a message
+        without evidence must not rest on one endpoint's word, nor on a block not yet final."""
+        names = [e.name for e in self._pool.endpoints]
+
+        def ask(one: str) -> Awaitable[tuple[Any, ...]]:
+            async def read(endpoint: EvmEndpoint) -> tuple[Any, ...]:
+                _, final = await self._reader.final_head(endpoint)
+                return await _view_on(endpoint, self.settings.gateway, name, data, block=final)
+
+            others = frozenset(n for n in names if n != one)
+            return self._pool.run(read, what=name, avoid=others)
+
+        result: tuple[Any, ...] = await agreed(self.chain, names, ask, what=name)
+        return result
+
+    async def delivery_status(
+        self, message_id: bytes, *, final: bool = False
+    ) -> DeliveryStatus | None:
+        view = self._final_view if final else self._view
+        (value,) = await view("deliveryStatus", delivery_status_call(message_id, keccak256))
         if value == 0:
             return None
         try:
@@ -248,8 +269,9 @@ class EvmAdapter:
         except ValueError:
             raise UnexpectedResponse(f"deliveryStatus returned {value}", chain=self.chain) from None
 
-    async def sent_state(self, message_id: bytes) -> int:
-        (value,) = await self._view("sentState", sent_state_call(message_id, keccak256))
+    async def sent_state(self, message_id: bytes, *, final: bool = False) -> int:
+        view = self._final_view if final else self._view
+        (value,) = await view("sentState", sent_state_call(message_id, keccak256))
         return int(value)
 
     # ------------------------------------------------------------------ submissions
@@ -317,11 +339,12 @@ class EvmAdapter:
 
 
 async def _view_on(
-    endpoint: EvmEndpoint, gateway: bytes, name: str, data: bytes
+    endpoint: EvmEndpoint, gateway: bytes, name: str, data: bytes, *, block: int | None = None
 ) -> tuple[Any, ...]:
-    """The gateway view ``name`` at the latest block on ``endpoint``, decoded strictly."""
+    """The gateway view ``name`` at ``block`` (default latest) on ``endpoint``, decoded
+    strictly."""
     call = {"to": "0x" + gateway.hex(), "data": "0x" + data.hex()}
-    raw = await endpoint.call("eth_call", [call, "latest"])
+    raw = await endpoint.call("eth_call", [call, "latest" if block is None else hex(block)])
     try:
         return decode_output(name, bytes.fromhex(str(raw).removeprefix("0x")))
     except ValueError as exc:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 from typing import Any, Final
 
@@ -41,6 +41,7 @@ from adapters.base import (
     FactPage,
     Submission,
     UnexpectedResponse,
+    agreed,
 )
 from adapters.fisco.bodies import BodyIndex, parse_entry
 from adapters.fisco.evidence import RefusedSeal, fetch_seal_evidence, hex_bytes
@@ -271,17 +272,34 @@ class FiscoAdapter(ChainAdapter):
         data = requeue_call(seal_number, self.hasher)
         return (await self._submitter.submit(self.settings.relayer_key, data, "requeue"))[1]
 
-    async def delivery_status(self, message_id: bytes) -> DeliveryStatus | None:
+    async def delivery_status(
+        self, message_id: bytes, *, final: bool = False
+    ) -> DeliveryStatus | None:
         await self._ready()
-        (value,) = await self._view("deliveryStatus", delivery_status_call(message_id, self.hasher))
+        data = delivery_status_call(message_id, self.hasher)
+        (value,) = await (self._agreed_view if final else self._view)("deliveryStatus", data)
         return DeliveryStatus(value) if value else None
 
-    async def sent_state(self, message_id: bytes) -> int:
+    async def sent_state(self, message_id: bytes, *, final: bool = False) -> int:
         await self._ready()
-        (value,) = await self._view("sentState", sent_state_call(message_id, self.hasher))
+        data = sent_state_call(message_id, self.hasher)
+        (value,) = await (self._agreed_view if final else self._view)("sentState", data)
         return int(value)
 
-    async def _view(self, name: str, data: bytes) -> tuple[Any, ...]:
+    async def _agreed_view(self, name: str, data: bytes) -> tuple[Any, ...]:
+        """PBFT blocks are final at once, so the latest block is final; every answering
+        endpoint must agree (:func:`agreed`): one endpoint must not confirm its own report."""
+        names = [c.name for c in self.pool.clients]
+
+        def ask(one: str) -> Awaitable[tuple[Any, ...]]:
+            return self._view(name, data, avoid=frozenset(n for n in names if n != one))
+
+        result: tuple[Any, ...] = await agreed(self.chain, names, ask, what=name)
+        return result
+
+    async def _view(
+        self, name: str, data: bytes, *, avoid: frozenset[str] = frozenset()
+    ) -> tuple[Any, ...]:
         async def read(client: FiscoRpcClient) -> tuple[Any, ...]:
             answer = await client.call("call", self.settings.gateway_hex, "0x" + data.hex())
             output = answer.get("output") if isinstance(answer, dict) else None
@@ -294,7 +312,7 @@ class FiscoAdapter(ChainAdapter):
                     f"{name}: {exc}", chain=self.chain, endpoint=client.name
                 ) from exc
 
-        return await self.pool.run(read)
+        return await self.pool.run(read, avoid=avoid)
 
     async def close(self) -> None:
         await self.pool.close()

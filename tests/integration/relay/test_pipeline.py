@@ -191,13 +191,15 @@ class Outage:
     async def requeue(self, seal_number: int) -> Submission:
         return await self.inner.requeue(seal_number)
 
-    async def delivery_status(self, message_id: bytes) -> DeliveryStatus | None:
+    async def delivery_status(
+        self, message_id: bytes, *, final: bool = False
+    ) -> DeliveryStatus | None:
         if self.down:
             raise ChainUnavailable("connection refused", chain=self.chain, endpoint="test")
-        return await self.inner.delivery_status(message_id)
+        return await self.inner.delivery_status(message_id, final=final)
 
-    async def sent_state(self, message_id: bytes) -> int:
-        return await self.inner.sent_state(message_id)
+    async def sent_state(self, message_id: bytes, *, final: bool = False) -> int:
+        return await self.inner.sent_state(message_id, final=final)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -64,6 +64,8 @@ class FakeChain:
         self.genuine_bodies: dict[bytes, Message] = {}
         """Bodies another endpoint serves for ids whose first endpoint altered them."""
         self.requeued: list[int] = []
+        self.invented: set[bytes] = set()
+        """Ids of MessageSent facts an endpoint made up: the chain's state says 0 (never sent)."""
 
     def initial_cursor(self, height: int = 0) -> str:
         return str(height)
@@ -107,13 +109,22 @@ class FakeChain:
         )
 
     async def send_message(
-        self, dst_chain: str, receiver: bytes, payload: bytes, timeout: int, *, bad: bool = False
+        self,
+        dst_chain: str,
+        receiver: bytes,
+        payload: bytes,
+        timeout: int,
+        *,
+        bad: bool = False,
+        invented: bool = False,
     ) -> tuple[bytes, Submission]:
         self.nonce += 1
         m = Message(
             self.chain, GATEWAY, dst_chain, self.nonce, b"\x01" * 20, receiver, payload, timeout
         )
         mid = hashlib.sha256(repr(m).encode()).digest()
+        if invented:
+            self.invented.add(mid)
         fact = self._fact(FactKind.MESSAGE_SENT, mid, message=m, extra={"bad": bad})
         self.log.append(fact)
         return mid, Submission(fact.tx_hash, fact.height, "fake")
@@ -156,11 +167,17 @@ class FakeChain:
         self.requeued.append(seal_number)
         return Submission("0xrequeue", len(self.log), "fake")
 
-    async def delivery_status(self, message_id: bytes) -> DeliveryStatus | None:
+    async def delivery_status(
+        self, message_id: bytes, *, final: bool = False
+    ) -> DeliveryStatus | None:
         return self.delivered.get(message_id)
 
-    async def sent_state(self, message_id: bytes) -> int:
-        return 2 if message_id in self.acked else 1
+    async def sent_state(self, message_id: bytes, *, final: bool = False) -> int:
+        if message_id in self.acked:
+            return 2
+        if message_id in self.invented:
+            return 0
+        return 1 if any(f.id == message_id for f in self.log) else 0
 
     async def close(self) -> None:
         return None

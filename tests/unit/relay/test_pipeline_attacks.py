@@ -15,7 +15,14 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from adapters.base import ChainUnavailable, Evidence, Fact, FactKind, Submission
+from adapters.base import (
+    ChainUnavailable,
+    Evidence,
+    Fact,
+    FactKind,
+    Submission,
+    UnexpectedResponse,
+)
 from relay.links import ForwardItem, Verdict, VerdictKind
 from relay.node import GatewayNode
 from relay.pipeline import REJECTED_WRITES_PER_PEER
@@ -132,13 +139,23 @@ class LyingChain(FakeChain):
         assert genuine.evidence is not None
         return replace(genuine, evidence=Evidence(genuine.evidence.bundle, "fake://other"))
 
-    async def sent_state(self, message_id: bytes) -> int:
-        return 2 if message_id in self.claim_acked else await super().sent_state(message_id)
+    async def sent_state(self, message_id: bytes, *, final: bool = False) -> int:
+        honest = await super().sent_state(message_id, final=final)
+        if message_id in self.claim_acked and honest != 2:
+            if final:  # every endpoint is asked: the honest ones contradict the liar
+                raise UnexpectedResponse("sentState: endpoints disagree", chain=self.chain)
+            return 2
+        return honest
 
-    async def delivery_status(self, message_id: bytes) -> DeliveryStatus | None:
-        if message_id in self.claim_delivered:
+    async def delivery_status(
+        self, message_id: bytes, *, final: bool = False
+    ) -> DeliveryStatus | None:
+        honest = await super().delivery_status(message_id, final=final)
+        if message_id in self.claim_delivered and honest is None:
+            if final:
+                raise UnexpectedResponse("deliveryStatus: endpoints disagree", chain=self.chain)
             return DeliveryStatus.SUCCESS
-        return await super().delivery_status(message_id)
+        return honest
 
 
 def ack_fact(chain: FakeChain, id: bytes, status: DeliveryStatus) -> Fact:
@@ -459,7 +476,8 @@ class _AckBack:
 
 async def test_a_forward_for_a_closed_id_sends_the_result_again(make_env: MakeEnv) -> None:
     """M2: when the destination already forwarded a result and the source asks again (after
-    recheck_after), the answer is accepted and the result is forwarded once more."""
+    recheck_after), the answer is accepted and the stored result is sent once more, without a
+    state change (review 2, R6)."""
     node, a, _, _ = await make_env(replace(FAST, recheck_after=0.1))
     mid, _ = await a.send_message(B, RECEIVER, b"x", 5000)
     await node.start()
@@ -468,11 +486,16 @@ async def test_a_forward_for_a_closed_id_sends_the_result_again(make_env: MakeEn
     assert fact.message is not None
     assert fact.evidence is not None
     await asyncio.sleep(0.15)  # older than recheck_after (the clock is real time)
-    [v] = await node.handler.handle_forward("local", [ForwardItem(mid, fact.message, {})])
-    assert v.kind is VerdictKind.ACCEPTED
-    await eventually(
-        lambda: _count(node, mid, State.RESULT_FORWARDED, 2), "the result forwarded again"
-    )
+    with capture_logs() as logs:
+        [v] = await node.handler.handle_forward("local", [ForwardItem(mid, fact.message, {})])
+        assert v.kind is VerdictKind.ACCEPTED
+
+        async def resent() -> bool:
+            return any(e["event"] == "result_resent" for e in logs)
+
+        await eventually(resent, "the result sent again")
+    assert await _count(node, mid, State.RESULT_FORWARDED, 1)
+    assert not await _count(node, mid, State.RESULT_FORWARDED, 2)
 
 
 async def _count(node: GatewayNode, mid: bytes, state: State, n: int) -> bool:
