@@ -21,6 +21,7 @@ from adapters.base import (
     Cursor,
     EndpointHealth,
     Fact,
+    FactKind,
     FactPage,
     Submission,
     UnexpectedResponse,
@@ -29,7 +30,7 @@ from adapters.base import (
 )
 from adapters.evm.facts import FactReader
 from adapters.evm.gas import batch_gas_bound
-from adapters.evm.rpc import EndpointPool, EvmEndpoint, json_object, quantity
+from adapters.evm.rpc import EndpointPool, EvmEndpoint, json_list, json_object, quantity
 from adapters.evm.settings import EvmSettings
 from adapters.evm.submit import Submitter
 from adapters.gateway_abi import (
@@ -44,11 +45,26 @@ from adapters.gateway_abi import (
 )
 from verifier.events import parse_event_abi
 from verifier.hashing import keccak256
-from verifier.messages import MESSAGE_SENT_EVENT, DeliveryResult, DeliveryStatus, Message
+from verifier.messages import (
+    MESSAGE_ACKNOWLEDGED_EVENT,
+    MESSAGE_DELIVERED_EVENT,
+    MESSAGE_SENT_EVENT,
+    DeliveryResult,
+    DeliveryStatus,
+    Message,
+)
 
 log = structlog.get_logger(__name__)
 _HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 _SENT_TOPIC = "0x" + parse_event_abi(MESSAGE_SENT_EVENT).topic0(keccak256).hex()
+_TOPICS = {
+    kind: "0x" + parse_event_abi(event).topic0(keccak256).hex()
+    for kind, event in (
+        (FactKind.MESSAGE_SENT, MESSAGE_SENT_EVENT),
+        (FactKind.DELIVERY_RESULT, MESSAGE_DELIVERED_EVENT),
+        (FactKind.ACKNOWLEDGED, MESSAGE_ACKNOWLEDGED_EVENT),
+    )
+}
 
 
 class EvmAdapter:
@@ -159,31 +175,57 @@ class EvmAdapter:
             )
 
     async def refetch(self, fact: Fact, *, avoid: frozenset[str]) -> Fact:
+        """The fact of this kind and id, found by id (``eth_getLogs`` on the gateway with the
+        event's topic and the id as topic1) in final blocks within ``log_range`` of the claimed
+        height, from an endpoint not in ``avoid``. Never located by the claimed block hash,
+        transaction or log index: those came from the endpoint whose evidence failed, and a
+        wrong one would make honest endpoints answer "no such fact". A height of 0 (unknown,
+        as for a probe built from an id alone) searches the last ``log_range`` final blocks."""
+        topic = _TOPICS.get(fact.kind)
+        if topic is None:
+            raise UnexpectedResponse(f"no {fact.kind} fact is found by id", chain=self.chain)
+        span = self.settings.log_range
+
         async def again(endpoint: EvmEndpoint) -> Fact:
             _, final = await self._reader.final_head(endpoint)
-            if fact.height > final:
-                raise UnexpectedResponse(
-                    f"block {fact.height} is not final there (final head {final})",
-                    chain=self.chain,
-                    endpoint=endpoint.name,
-                )
-            block = await self._reader.block(endpoint, fact.height)
-            if block.hash != fact.block_hash.lower():
-                raise UnexpectedResponse(
-                    f"block {fact.height} is {block.hash} there, not {fact.block_hash}",
-                    chain=self.chain,
-                    endpoint=endpoint.name,
-                )
-            for candidate in self._reader.facts(block):
-                if (candidate.tx_hash, candidate.log_index) == (fact.tx_hash, fact.log_index):
-                    return candidate
+            centre = fact.height if fact.height > 0 else final
+            low, high = max(centre - span, 0), min(centre + span, final)
+            for number in await self._blocks_with(endpoint, topic, fact.id, low, high):
+                block = await self._reader.block(endpoint, number)
+                for candidate in self._reader.facts(block):
+                    if candidate.kind is fact.kind and candidate.id == fact.id:
+                        return candidate
             raise UnexpectedResponse(
-                f"block {fact.height} has no such fact ({fact.tx_hash} log {fact.log_index})",
+                f"no final {fact.kind} fact of 0x{fact.id.hex()} in blocks [{low}, {high}]",
                 chain=self.chain,
                 endpoint=endpoint.name,
             )
 
         return await self._pool.run(again, what="refetch", avoid=avoid)
+
+    async def _blocks_with(
+        self, endpoint: EvmEndpoint, topic: str, id: bytes, low: int, high: int
+    ) -> list[int]:
+        """Blocks in [low, high] holding a gateway log with ``topic`` and topic1 = ``id``."""
+        gateway = "0x" + self.settings.gateway.hex()
+        numbers: set[int] = set()
+        for start in range(low, high + 1, self.settings.log_range):
+            end = min(start + self.settings.log_range - 1, high)
+            query = {
+                "fromBlock": hex(start),
+                "toBlock": hex(end),
+                "address": gateway,
+                "topics": [topic, "0x" + id.hex()],
+            }
+            found = json_list(await endpoint.call("eth_getLogs", [query]), "eth_getLogs", endpoint)
+            for raw in found:
+                entry = json_object(raw, "log", endpoint)
+                if entry.get("removed") is True:
+                    continue
+                number = quantity(entry.get("blockNumber"), "log.blockNumber", endpoint)
+                if start <= number <= end:
+                    numbers.add(number)
+        return sorted(numbers)
 
     async def status(self) -> ChainStatus:
         async def read(endpoint: EvmEndpoint) -> ChainStatus:
