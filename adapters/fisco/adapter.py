@@ -39,12 +39,13 @@ from adapters.base import (
     Fact,
     FactKind,
     FactPage,
+    NotFound,
     Submission,
     UnexpectedResponse,
     agreed,
 )
 from adapters.fisco.bodies import BodyIndex, parse_entry
-from adapters.fisco.evidence import RefusedSeal, fetch_seal_evidence, hex_bytes
+from adapters.fisco.evidence import SealEvidence, fetch_seal_evidence, hex_bytes
 from adapters.fisco.observe import PageReader
 from adapters.fisco.rpc import EndpointPool, FiscoRpcClient
 from adapters.fisco.settings import FiscoSettings
@@ -174,30 +175,50 @@ class FiscoAdapter(ChainAdapter):
         return await self.pool.run(page)
 
     async def refetch(self, fact: Fact, *, avoid: frozenset[str]) -> Fact:
+        """The fact with its evidence from an endpoint not in ``avoid``: first from the seal
+        transaction its bundle names (cheap), else found by id in the blocks within
+        ``block_range`` of its height (a probe without evidence or height: of the head).
+        The bundle came from the endpoint whose evidence failed: a wrong transaction there
+        must not make honest endpoints answer "no such fact"."""
         await self._ready()
-        if fact.evidence is None:
-            return fact
-        tx = fact.evidence.bundle.get("transaction")
+        tx = fact.evidence.bundle.get("transaction") if fact.evidence is not None else None
         tx_hash = tx.get("hash") if isinstance(tx, dict) else None
-        if not isinstance(tx_hash, str):
-            raise UnexpectedResponse("the fact's evidence names no transaction", chain=self.chain)
         key = fact.result_hash if fact.kind is FactKind.DELIVERY_RESULT else fact.id
 
         async def again(client: FiscoRpcClient) -> Fact:
-            found = await fetch_seal_evidence(client, self.settings, self.hasher, tx_hash)
-            if isinstance(found, RefusedSeal) or key not in (
-                *found.seal.sent_ids,
-                *found.seal.result_hashes,
-            ):
-                raise UnexpectedResponse(
-                    f"{tx_hash} is not a seal of this entry here",
-                    chain=self.chain,
-                    endpoint=client.name,
-                )
-            evidence = Evidence(found.bundle, found.endpoint, found.seal.number)
-            return replace(fact, evidence=evidence, endpoint=client.name)
+            if isinstance(tx_hash, str) and key is not None:
+                try:
+                    found = await fetch_seal_evidence(client, self.settings, self.hasher, tx_hash)
+                except (NotFound, UnexpectedResponse):
+                    found = None
+                if isinstance(found, SealEvidence) and key in (
+                    *found.seal.sent_ids,
+                    *found.seal.result_hashes,
+                ):
+                    evidence = Evidence(found.bundle, found.endpoint, found.seal.number)
+                    return replace(fact, evidence=evidence, endpoint=client.name)
+            return await self._by_id(client, fact)
 
         return await self.pool.run(again, avoid=avoid)
+
+    async def _by_id(self, client: FiscoRpcClient, fact: Fact) -> Fact:
+        """The fact of ``fact``'s kind and id read from ``client``'s blocks near its height."""
+        head = _int(await client.call("getBlockNumber"), client, "getBlockNumber")
+        span = self.settings.block_range
+        centre = fact.height if 0 < fact.height <= head else head
+        low, high = max(centre - span, 0), min(centre + span, head)
+        start, last_seal = low, None
+        while start <= high:
+            read = await self._reader.read(client, start, high, last_seal)
+            for candidate in read.facts:
+                if candidate.kind is fact.kind and candidate.id == fact.id:
+                    return candidate
+            start, last_seal = read.next_height, read.last_seal
+        raise UnexpectedResponse(
+            f"no {fact.kind} fact of 0x{fact.id.hex()} in blocks [{low}, {high}]",
+            chain=self.chain,
+            endpoint=client.name,
+        )
 
     async def status(self) -> ChainStatus:
         await self._ready()
