@@ -123,9 +123,10 @@ class PipelineSettings:
     poll_interval: float = 1.0
     recheck_after: float = 30.0
     """A submitted delivery or acknowledgement whose fact has not been observed after this long
-    is checked on chain and resubmitted if the chain does not have it (or, a second time, even
-    if it claims to: a repeat is a no-op on chain); a forwarded message without a result after
-    this long is forwarded again."""
+    is checked on chain at its final block, every endpoint agreeing: done there, its fact is
+    fetched by id (an acknowledgement closes); not done after the submission's block is final,
+    it is resubmitted, once per row and process. A forwarded message without a result after
+    this long is forwarded again. Not in ``RelaySettings`` (relay/config.py) yet: set it here."""
     drain_timeout: float = 30.0
 
     @classmethod
@@ -965,7 +966,10 @@ class Pipeline(InboundHandler):
     async def _reject_invented(self, st: Stage, rec: MessageRecord, reason: str) -> None:
         """A ``MessageSent`` fact no endpoint could prove and the chain says was never sent:
         an endpoint made it up. Terminal (nothing was sent, nothing is forwarded); the row
-        stays, as rejected, so that the fact is not admitted again when it is observed again."""
+        stays, as rejected, so that the fact is not admitted again when it is observed again.
+        Such a row was never sent: for "sent = acknowledged + expired + rejected" (invariant 4)
+        it counts on neither side; it is told apart by its rejected attempt's check
+        ``invented_fact`` (and its last error's prefix)."""
         why = f"invented_fact: the chain never sent this id ({reason})"
         await self._record_rejected(
             RejectedAttempt(
