@@ -1625,6 +1625,7 @@ class Pipeline(InboundHandler):
                     error="acknowledged at the final block; its fact was not observed",
                 )
                 await self._transition(dataclasses.replace(t, message=rec.message))
+                self._resubmitted.discard(rec.key)
                 await st.release(rec.key)
                 continue
             await self._resubmit_once(st, rec, adapter, State.RESULT_VERIFIED, State.ACK_SUBMITTED)
