@@ -30,7 +30,7 @@ from typing import Any, Final, Protocol
 
 import structlog
 
-from adapters.base import ChainAdapter, Evidence, Fact, FactKind, RejectedByChain
+from adapters.base import ChainAdapter, Evidence, Fact, FactKind, RejectedByChain, Submission
 from relay.crash import crash_point
 from relay.links import AckItem, ForwardItem, InboundHandler, PeerLink, Verdict, VerdictKind
 from relay.local_link import LOCAL_PEER, LocalLink
@@ -1305,27 +1305,54 @@ class Pipeline(InboundHandler):
     async def _submit_deliveries(
         self, st: Stage, adapter: ChainAdapter, recs: list[MessageRecord]
     ) -> None:
-        pairs = [(r.id, r.message) for r in recs if r.message is not None]
-        if not pairs:
+        await self._submit_batch(
+            st,
+            recs,
+            lambda rs: [(r.id, r.message) for r in rs if r.message is not None],
+            adapter.deliver,
+            before=("before_submit",),
+            after=("after_submit_before_receipt", "after_receipt_before_persist"),
+            event="delivery_submitted",
+            to=State.DELIVERY_SUBMITTED,
+        )
+
+    async def _submit_batch(
+        self,
+        st: Stage,
+        recs: list[MessageRecord],
+        items: Callable[[list[MessageRecord]], list[Any]],
+        submit: Callable[[list[Any]], Awaitable[Submission]],
+        *,
+        before: tuple[str, ...],
+        after: tuple[str, ...],
+        event: str,
+        to: State,
+    ) -> None:
+        """Submit ``recs`` as one transaction; a batch the chain refuses is bisected so that
+        one bad item cannot block the others, and any other failure goes to each row."""
+        batch = items(recs)
+        if not batch:
             return
-        crash_point("before_submit")
+        for point in before:
+            crash_point(point)
         try:
-            sub = await adapter.deliver(pairs)
+            sub = await submit(batch)
         except Exception as exc:
             if isinstance(exc, RejectedByChain) and len(recs) > 1:
-                # The chain refused the batch: bisect so that one bad item cannot block others.
                 half = len(recs) // 2
                 log.warning("batch_bisected", stage=st.name, size=len(recs), reason=describe(exc))
-                await self._submit_deliveries(st, adapter, recs[:half])
-                await self._submit_deliveries(st, adapter, recs[half:])
+                for part in (recs[:half], recs[half:]):
+                    await self._submit_batch(
+                        st, part, items, submit, before=before, after=after, event=event, to=to
+                    )
                 return
             for rec in recs:
                 await self._failed(st, rec, exc)
             return
-        crash_point("after_submit_before_receipt")
-        crash_point("after_receipt_before_persist")
-        log.info("delivery_submitted", chain=st.chain, size=len(recs), tx_hash=sub.tx_hash)
-        await self._all_submitted(st, recs, State.DELIVERY_SUBMITTED, sub)
+        for point in after:
+            crash_point(point)
+        log.info(event, chain=st.chain, size=len(recs), tx_hash=sub.tx_hash)
+        await self._all_submitted(st, recs, to, sub)
 
     async def _recheck_delivery(self, st: Stage, batch: list[MessageRecord]) -> None:
         """A delivery whose result fact has not come. A result fact kept unverified is fetched
@@ -1585,25 +1612,16 @@ class Pipeline(InboundHandler):
     async def _submit_acks(
         self, st: Stage, adapter: ChainAdapter, recs: list[MessageRecord]
     ) -> None:
-        results = [r.result for r in recs if r.result is not None]
-        if not results:
-            return
-        crash_point("before_ack_submit")
-        try:
-            sub = await adapter.acknowledge(results)
-        except Exception as exc:
-            if isinstance(exc, RejectedByChain) and len(recs) > 1:
-                half = len(recs) // 2
-                log.warning("batch_bisected", stage=st.name, size=len(recs), reason=describe(exc))
-                await self._submit_acks(st, adapter, recs[:half])
-                await self._submit_acks(st, adapter, recs[half:])
-                return
-            for rec in recs:
-                await self._failed(st, rec, exc)
-            return
-        crash_point("after_ack_submit_before_receipt")
-        log.info("ack_submitted", chain=st.chain, size=len(recs), tx_hash=sub.tx_hash)
-        await self._all_submitted(st, recs, State.ACK_SUBMITTED, sub)
+        await self._submit_batch(
+            st,
+            recs,
+            lambda rs: [r.result for r in rs if r.result is not None],
+            adapter.acknowledge,
+            before=("before_ack_submit",),
+            after=("after_ack_submit_before_receipt",),
+            event="ack_submitted",
+            to=State.ACK_SUBMITTED,
+        )
 
     async def _recheck_ack(self, st: Stage, batch: list[MessageRecord]) -> None:
         """An acknowledgement whose fact has not come: the chain at its final block, every
