@@ -128,7 +128,7 @@ def _print_anvil(out: TextIO, anvil: Any, block_time: float | None) -> None:
         out.write(f"  account {index}: {address}  private key {account.private_key}\n")
     out.write(
         'for a config section: family = "evm", '
-        f'endpoints = ["{anvil.url}"], chain_id = {anvil.chain_id}, '
+        f'endpoints = ["{anvil.url}"], chain_id = {anvil.chain_id}, confirmations = 1, '
         'relayer_key = { env = "RELAYER_KEY" } with RELAYER_KEY set to a key above\n'
         "Ctrl-C stops it\n"
     )
