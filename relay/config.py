@@ -421,6 +421,48 @@ class AuditSettings:
     """...or this many seconds after the last one, when records were added since."""
 
 
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """``[store]``: where the relay keeps its state. Without ``url`` (or ``url_env``) the store
+    is SQLite in the data folder (one process); with a ``postgresql://`` URL several replicas of
+    this gateway share one database, one of them active at a time (docs/operations.md)."""
+
+    url: str | None = None
+    """``postgresql://user@host:port/dbname``; a password belongs in ``url_env``, not here."""
+    url_env: str | None = None
+    """The environment variable that holds the URL (read when the gateway starts)."""
+    lease_seconds: float = 10.0
+    """The active replica's lease: a standby takes over at most about this long after the
+    active one stops renewing (it renews every third of it)."""
+    replica: str | None = None
+    """This replica's name in the lease table and logs; default ``hostname-pid``."""
+
+    @property
+    def postgres(self) -> bool:
+        return self.url is not None or self.url_env is not None
+
+    def resolve_url(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The PostgreSQL URL (from ``url`` or the ``url_env`` variable); None for SQLite.
+        Raises :class:`ConfigError` when ``url_env`` names an unset or invalid variable."""
+        if self.url is not None:
+            return self.url
+        if self.url_env is None:
+            return None
+        value = (os.environ if environ is None else environ).get(self.url_env, "")
+        problem = _store_url_problem(value) if value else "is not set"
+        if problem is not None:
+            raise ConfigError([ConfigProblem("store.url_env", f"${self.url_env} {problem}")])
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """``[metrics]``: Prometheus metrics and HTTP probes on a port of their own."""
+
+    listen: str | None = None
+    """``host:port`` serving ``/metrics``, ``/livez`` and ``/readyz`` over plain HTTP; None: off."""
+
+
 ApiRole = Literal["developer", "auditor"]
 API_ROLES: Final[tuple[ApiRole, ...]] = ("developer", "auditor")
 
@@ -477,6 +519,8 @@ class GatewayConfig:
     relay: RelaySettings = field(default_factory=RelaySettings)
     api: ApiConfig = field(default_factory=ApiConfig)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def served_chains(self) -> tuple[str, ...]:
@@ -548,6 +592,8 @@ def parse_config(raw: bytes | str, path: Path) -> GatewayConfig:
         relay=results["relay"],
         api=results["api"],
         audit=results["audit"],
+        store=results["store"],
+        metrics=results["metrics"],
     )
 
 
@@ -1460,6 +1506,56 @@ def _parse_audit(top: _Table, key: str, ctx: _Context) -> AuditSettings:
     )
 
 
+_STORE_SCHEMES: Final = ("postgresql://", "postgres://")
+
+
+def _store_url_problem(value: str) -> str | None:
+    if not value.startswith(_STORE_SCHEMES):
+        return f"must be a postgresql:// URL, not {value[:20]!r}"
+    if any(c.isspace() for c in value):
+        return "must not contain white space"
+    return None
+
+
+def _parse_store(top: _Table, key: str, _ctx: _Context) -> StoreSettings:
+    t = top.table(key, "a table ([store])")
+    defaults = StoreSettings()
+    if t is None:
+        return defaults
+    url = t.get("url", str, "a postgresql:// URL")
+    if url is not None and (problem := _store_url_problem(url)) is not None:
+        # The URL is not echoed: it may carry a password.
+        t.ctx.add(t.at("url"), problem)
+        url = None
+    url_env = _env_name(t, "url_env")
+    if "url" in t.data and "url_env" in t.data:
+        t.ctx.add(t.path, "set either url or url_env, not both")
+    lease = _seconds(t, "lease_seconds")
+    if lease is not None and lease < 1:
+        t.ctx.add(t.at("lease_seconds"), f"must be >= 1 second, not {lease}")
+        lease = None
+    replica = t.get("replica", str, "a replica name")
+    if replica is not None and CHAIN_NAME.fullmatch(replica) is None:
+        t.ctx.add(t.at("replica"), f"must match {CHAIN_NAME.pattern}, not {replica!r}")
+        replica = None
+    t.finish()
+    return StoreSettings(
+        url=url,
+        url_env=url_env,
+        lease_seconds=lease if lease is not None else defaults.lease_seconds,
+        replica=replica,
+    )
+
+
+def _parse_metrics(top: _Table, key: str, _ctx: _Context) -> MetricsSettings:
+    t = top.table(key, "a table ([metrics])")
+    if t is None:
+        return MetricsSettings()
+    listen = _address_value(t, "listen")[0] or None
+    t.finish()
+    return MetricsSettings(listen=listen)
+
+
 def _parse_api(top: _Table, key: str, _ctx: _Context) -> ApiConfig:
     t = top.table(key, "a table ([api])")
     if t is None:
@@ -1540,6 +1636,8 @@ _SECTIONS: Final[dict[str, Callable[[_Table, str, _Context], Any]]] = {
     "relay": _parse_relay,
     "api": _parse_api,
     "audit": _parse_audit,
+    "store": _parse_store,
+    "metrics": _parse_metrics,
 }
 
 
