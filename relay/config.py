@@ -441,7 +441,9 @@ class StoreSettings:
     def postgres(self) -> bool:
         return self.url is not None or self.url_env is not None
 
-    def resolve_url(self, environ: Mapping[str, str] | None = None) -> str | None:
+    def resolve_url(
+        self, environ: Mapping[str, str] | None = None, *, source: str = "configuration"
+    ) -> str | None:
         """The PostgreSQL URL (from ``url`` or the ``url_env`` variable); None for SQLite.
         Raises :class:`ConfigError` when ``url_env`` names an unset or invalid variable."""
         if self.url is not None:
@@ -451,7 +453,9 @@ class StoreSettings:
         value = (os.environ if environ is None else environ).get(self.url_env, "")
         problem = _store_url_problem(value) if value else "is not set"
         if problem is not None:
-            raise ConfigError([ConfigProblem("store.url_env", f"${self.url_env} {problem}")])
+            raise ConfigError(
+                [ConfigProblem("store.url_env", f"${self.url_env} {problem}")], source=source
+            )
         return value
 
 
