@@ -31,6 +31,7 @@ from typing import Any, Final, Protocol
 import structlog
 
 from adapters.base import ChainAdapter, Evidence, Fact, FactKind, RejectedByChain, Submission
+from relay.audit import Reliance
 from relay.crash import crash_point
 from relay.links import AckItem, ForwardItem, InboundHandler, PeerLink, Verdict, VerdictKind
 from relay.local_link import LOCAL_PEER, LocalLink
@@ -266,6 +267,22 @@ class Stage:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+
+
+def _reliance(verified: Any) -> Reliance | None:
+    """What a verification relied on, for the audit record: the bundle's digest and the trust
+    root it was checked under (``relay.verify.VerifiedFact``); None from a verifier that does
+    not say (test doubles)."""
+    digest = getattr(verified, "evidence_digest", None)
+    if not isinstance(digest, str):
+        return None
+    relied = getattr(verified, "relied_trust", None)
+    summary = getattr(verified, "trust", None)
+    return Reliance(
+        digest,
+        relied if isinstance(relied, Mapping) and relied else None,
+        summary if isinstance(summary, Mapping) else None,
+    )
 
 
 def _hex(id: bytes) -> str:
@@ -688,7 +705,7 @@ class Pipeline(InboundHandler):
         if rec.state not in {State.VERIFIED, State.DELIVERY_SUBMITTED}:
             return None
         try:
-            fact = await self._verified_result(rec, adapter, fact)
+            fact, relied = await self._verified_result(rec, adapter, fact)
         except Exception as exc:
             # Kept to fetch again later (the delivery check does), never as evidence: the row
             # stays where it is, with the attempt and its reason visible.
@@ -708,21 +725,23 @@ class Pipeline(InboundHandler):
                 "result_unverified", chain=chain, message_id=_hex(rec.id), reason=outcome.reason
             )
             return None
-        return await self._result_verified(rec, chain, fact)
+        return await self._result_verified(rec, chain, fact, relied)
 
-    async def _verified_result(self, rec: MessageRecord, adapter: ChainAdapter, fact: Fact) -> Fact:
-        """``fact`` or the same fact from another endpoint, whichever verifies; else raises the
-        last failure."""
+    async def _verified_result(
+        self, rec: MessageRecord, adapter: ChainAdapter, fact: Fact
+    ) -> tuple[Fact, Reliance | None]:
+        """``fact`` or the same fact from another endpoint, whichever verifies, with what its
+        verification relied on (for the audit record); else raises the last failure."""
         assert rec.message is not None
         avoid: set[str] = set()
         while True:
             assert fact.result is not None
             assert fact.evidence is not None
             try:
-                await self.verifier.verify_result(
+                verified = await self.verifier.verify_result(
                     rec.message, rec.id, fact.result, fact.evidence.bundle
                 )
-                return fact
+                return fact, _reliance(verified)
             except Exception as exc:
                 if classify(exc) is not Decision.REJECT:
                     raise
@@ -755,7 +774,7 @@ class Pipeline(InboundHandler):
                 fact = again
 
     async def _result_verified(
-        self, rec: MessageRecord, chain: str, fact: Fact
+        self, rec: MessageRecord, chain: str, fact: Fact, relied: Reliance | None
     ) -> tuple[Stage, MessageRecord] | None:
         r, ev = fact.result, fact.evidence
         assert r is not None
@@ -773,7 +792,7 @@ class Pipeline(InboundHandler):
             height=fact.height,
             tx_hash=fact.tx_hash,
         )
-        if await self._transition(dataclasses.replace(t, message=rec.message)):
+        if await self._transition(dataclasses.replace(t, message=rec.message, audit=relied)):
             self._resubmitted.discard(rec.key)
             await self.deliver_stages[chain].release(rec.key)
             await self.delivery_check_stages[chain].release(rec.key)
@@ -889,9 +908,10 @@ class Pipeline(InboundHandler):
         # be asked again once, after the others.
         again_anywhere = rec.attempts > 0
         fact: Fact | None = None
+        relied: Reliance | None = None
         while True:
             try:
-                await self.verifier.verify_message(message, rec.id, bundle)
+                relied = _reliance(await self.verifier.verify_message(message, rec.id, bundle))
                 break
             except Exception as exc:
                 if classify(exc) is not Decision.REJECT:
@@ -927,7 +947,7 @@ class Pipeline(InboundHandler):
                 bundle, endpoint = fact.evidence.bundle, fact.evidence.endpoint
                 message, replaced = fact.message, True
         crash_point("after_verify")
-        t = dataclasses.replace(self._move(rec, State.VERIFIED), message=message)
+        t = dataclasses.replace(self._move(rec, State.VERIFIED), message=message, audit=relied)
         if replaced:
             # The bundle and body that verified replace what the first endpoint served (its
             # body may have been altered under the genuine id).
@@ -1159,7 +1179,7 @@ class Pipeline(InboundHandler):
         self._inflight.add(key)
         try:
             verdict = await self._verify_forward(peer, item)
-            if verdict is not None:
+            if isinstance(verdict, Verdict):
                 return verdict
             # Only verified messages are persisted (requirement 13).
             t = Transition(
@@ -1170,6 +1190,7 @@ class Pipeline(InboundHandler):
                 at=self.clock(),
                 message=m,
                 evidence=(Hop.MESSAGE_SENT, item.bundle, f"{peer}:{item.endpoint}"),
+                audit=verdict,
             )
             if await self._transition(t):
                 rec = await self.store.get(item.id, Role.DESTINATION)
@@ -1220,12 +1241,13 @@ class Pipeline(InboundHandler):
         for v in verdicts:
             log.info("result_resent", message_id=_hex(v.id), peer=link.name, verdict=str(v.kind))
 
-    async def _verify_forward(self, peer: str, item: ForwardItem) -> Verdict | None:
-        """None when the message verifies; else the verdict to answer (and the bounded record
-        of a rejected attempt)."""
+    async def _verify_forward(self, peer: str, item: ForwardItem) -> Verdict | Reliance | None:
+        """What the verification relied on (None from a verifier that does not say) when the
+        message verifies; else the verdict to answer (and the bounded record of a rejected
+        attempt)."""
         try:
             async with self._inbound:
-                await self.verifier.verify_message(item.message, item.id, item.bundle)
+                verified = await self.verifier.verify_message(item.message, item.id, item.bundle)
         except Exception as exc:
             decision = classify(exc)
             reason = str(getattr(exc, "reason", None) or describe(exc))
@@ -1251,7 +1273,7 @@ class Pipeline(InboundHandler):
                 )
                 return Verdict(item.id, VerdictKind.REJECTED, reason, check)
             return Verdict(item.id, VerdictKind.RETRY, reason)
-        return None
+        return _reliance(verified)
 
     async def _deliver(self, st: Stage, batch: list[MessageRecord]) -> None:
         assert st.chain is not None
@@ -1400,11 +1422,11 @@ class Pipeline(InboundHandler):
             fact = await adapter.refetch(probe, avoid=frozenset())
             if fact.result is None or fact.evidence is None or fact.id != rec.id:
                 return False
-            fact = await self._verified_result(rec, adapter, fact)
+            fact, relied = await self._verified_result(rec, adapter, fact)
         except Exception as exc:
             log.warning("result_fetch_failed", message_id=_hex(rec.id), reason=describe(exc))
             return False
-        found = await self._result_verified(rec, st.chain, fact)
+        found = await self._result_verified(rec, st.chain, fact, relied)
         await st.release(rec.key)
         if found is not None:
             await found[0].admit(found[1])
@@ -1448,14 +1470,14 @@ class Pipeline(InboundHandler):
         assert st.chain is not None
         try:
             # The kept bundle again (a trust root may have caught up), then the other endpoints.
-            fact = await self._verified_result(rec, adapter, kept)
+            fact, relied = await self._verified_result(rec, adapter, kept)
         except Exception as exc:
             try:
                 # Then any endpoint, its own included (it may have caught up or been fixed).
                 again = await adapter.refetch(kept, avoid=frozenset())
                 if again.result is None or again.evidence is None or again.id != rec.id:
                     raise exc from None
-                fact = await self._verified_result(rec, adapter, again)
+                fact, relied = await self._verified_result(rec, adapter, again)
             except Exception:
                 if await self._not_delivered(adapter, rec):
                     # The kept fact may be an invention: the chain does not have the delivery,
@@ -1467,7 +1489,7 @@ class Pipeline(InboundHandler):
                     return
                 await self._failed(st, rec, exc, own_chain=True)  # the evidence's reason
                 return
-        found = await self._result_verified(rec, st.chain, fact)
+        found = await self._result_verified(rec, st.chain, fact, relied)
         await st.release(rec.key)
         if found is not None:
             await found[0].admit(found[1])
@@ -1562,7 +1584,9 @@ class Pipeline(InboundHandler):
             return Verdict(item.id, VerdictKind.REJECTED, "result for another id", "result_id")
         try:
             async with self._inbound:
-                await self.verifier.verify_result(rec.message, item.id, item.result, item.bundle)
+                verified = await self.verifier.verify_result(
+                    rec.message, item.id, item.result, item.bundle
+                )
         except Exception as exc:
             decision = classify(exc)
             reason = str(getattr(exc, "reason", None) or describe(exc))
@@ -1585,7 +1609,8 @@ class Pipeline(InboundHandler):
             result=item.result,
             evidence=(Hop.DELIVERY_RESULT, item.bundle, f"{peer}:{item.endpoint}"),
         )
-        if await self._transition(dataclasses.replace(t, message=rec.message)):
+        t = dataclasses.replace(t, message=rec.message, audit=_reliance(verified))
+        if await self._transition(t):
             self.ack_stages[rec.src_chain].try_admit(
                 dataclasses.replace(
                     rec, state=State.RESULT_VERIFIED, result=item.result, attempts=0

@@ -148,6 +148,11 @@ async def test_every_state_change_has_its_record_and_trace_and_export_verify(
         report = json.loads(ok.stdout)
         assert report["valid"]
         assert report["records"] >= 10
+        # Every bundle a decision relied on is re-verified offline against the trust the
+        # record names (the source's own fact and the peer's result; the destination's
+        # forwarded message and its own result): none is checked by its digest alone.
+        assert report["bundles_verified"] >= 4, report
+        assert report["bundles_digest_only"] == 0, report
         lines = out.read_text().splitlines()
         positions = [i for i, line in enumerate(lines) if '"type":"audit-record"' in line]
         victim = positions[len(positions) // 2]
