@@ -385,6 +385,10 @@ class PeerConfig:
     """The peer's Ed25519 audit public key (64 lowercase hex): ``gateway audit trace`` checks
     the peer's records against its signed checkpoint with it. None: the peer's part of a
     trace is shown as unverified."""
+    addresses: tuple[str, ...] = ()
+    """Every address of the peer, in the order tried: ``addresses = [...]`` (the replicas of a
+    peer gateway, docs/configuration.md) or just ``address``. ``address``, ``host`` and
+    ``port`` are the first. The link fails over to the next on an unreachable or standby one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1144,6 +1148,13 @@ def parse_host_port(text: str) -> tuple[str, int] | str:
     return host, port
 
 
+def _host_port(address: str) -> tuple[str, int]:
+    """(host, port) of an address already checked by :func:`parse_host_port`."""
+    parsed = parse_host_port(address)
+    assert not isinstance(parsed, str)
+    return parsed
+
+
 def _is_ip(text: str, *, version: int | None = None) -> bool:
     try:
         ip = ipaddress.ip_address(text)
@@ -1255,9 +1266,38 @@ def _parse_peers(top: _Table, key: str, _ctx: _Context) -> dict[str, PeerConfig]
     return peers
 
 
+def _peer_addresses(t: _Table) -> tuple[str, ...]:
+    """``address = "h:p"`` or ``addresses = ["h1:p1", ...]`` (exactly one of the two), each
+    address valid and none repeated; ``()`` after a problem."""
+    if ("address" in t.data) == ("addresses" in t.data):
+        t.seen.update(("address", "addresses"))
+        t.ctx.add(t.path, "give the peer's address with exactly one of address or addresses")
+        return ()
+    if "address" in t.data:
+        address = _address_value(t, "address")[0]
+        return (address,) if address else ()
+    values = t.get("addresses", list, "an array of host:port strings (the peer's replicas)")
+    if values is None:
+        return ()
+    if not values:
+        t.ctx.add(t.at("addresses"), "must name at least one host:port")
+    before = len(t.ctx.problems)
+    for index, value in enumerate(values):
+        where = f"{t.at('addresses')}[{index}]"
+        parsed = parse_host_port(value) if isinstance(value, str) else None
+        if not isinstance(value, str):
+            t.ctx.add(where, f"must be host:port, not {_describe(value)}")
+        elif isinstance(parsed, str):
+            t.ctx.add(where, parsed)
+        elif values.index(value) != index:
+            t.ctx.add(where, f"repeats {value!r}")
+    return tuple(values) if len(t.ctx.problems) == before and values else ()
+
+
 def _parse_peer(name: str, t: _Table) -> PeerConfig | None:
     before = len(t.ctx.problems)
-    address, host, port = _address_value(t, "address")
+    addresses = _peer_addresses(t)
+    address, (host, port) = (addresses[0], _host_port(addresses[0])) if addresses else ("", ("", 0))
     fingerprint = _pinned_fingerprint(t)
     chains = t.get("chains", list, "an array of chain names (the chains it serves)", required=True)
     if chains is not None and not chains:
@@ -1295,6 +1335,7 @@ def _parse_peer(name: str, t: _Table) -> PeerConfig | None:
         cert=fingerprint[1],
         ca=ca,
         audit_key=audit_key,
+        addresses=addresses,
     )
 
 
