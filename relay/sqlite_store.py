@@ -26,6 +26,7 @@ from relay.store import (
     AuditHook,
     Bounds,
     EvidenceRecord,
+    FencedError,
     HistoryEntry,
     Hop,
     MessageFilter,
@@ -115,7 +116,16 @@ CREATE TABLE IF NOT EXISTS cursors (
     cursor TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    token INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+);
 """
+
+_NOW: Final = "((julianday('now') - 2440587.5) * 86400.0)"
+"""The database's clock as Unix seconds (leases are timed by it, never by a replica's)."""
 
 _AUDIT_INDEXES: Final = """
 CREATE INDEX IF NOT EXISTS audit_records_message
@@ -169,6 +179,42 @@ def _checkpoint(text: str) -> Checkpoint:
     return Checkpoint(**{k: v for k, v in d.items() if k not in {"type", "v"}})
 
 
+def _acquire(conn: sqlite3.Connection, name: str, holder: str, ttl: float) -> int | None:
+    row = conn.execute(
+        f"SELECT holder, token, expires_at > {_NOW} FROM leases WHERE name=?", (name,)
+    ).fetchone()
+    if row is None:
+        conn.execute(
+            f"INSERT INTO leases (name, holder, token, expires_at) VALUES (?,?,1,{_NOW} + ?)",
+            (name, holder, ttl),
+        )
+        return 1
+    current, token, live = str(row[0]), int(row[1]), bool(row[2])
+    if live and current != holder:
+        return None
+    if not live:
+        token += 1  # taken anew (by anyone): writes fenced with the old token must fail
+    conn.execute(
+        f"UPDATE leases SET holder=?, token=?, expires_at={_NOW} + ? WHERE name=?",
+        (holder, token, ttl, name),
+    )
+    return token
+
+
+def _check_fence(conn: sqlite3.Connection, name: str, holder: str, token: int) -> None:
+    row = conn.execute(
+        f"SELECT holder, token, expires_at > {_NOW} FROM leases WHERE name=?", (name,)
+    ).fetchone()
+    if row is not None and (str(row[0]), int(row[1]), bool(row[2])) == (holder, token, True):
+        return
+    now = "nobody" if row is None else f"{row[0]} with token {row[1]}"
+    state = "" if row is None or row[2] else " (expired)"
+    raise FencedError(
+        f"lease {name!r} is not held by {holder!r} with token {token} (held by {now}{state}): "
+        "the write was refused"
+    )
+
+
 def _in(values: frozenset[State]) -> tuple[str, list[str]]:
     ordered = sorted(values)
     return ",".join("?" * len(ordered)), [str(v) for v in ordered]
@@ -198,6 +244,7 @@ class SqliteStore:
         self._executor: ThreadPoolExecutor | None = None
         self._queue: list[_Call] = []
         self._drainer: asyncio.Task[None] | None = None
+        self._fence: tuple[str, str, int] | None = None
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -276,10 +323,11 @@ class SqliteStore:
             if not f.done():
                 f.set_exception(StoreError("the store call did not complete"))
 
-    @staticmethod
-    def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+    def _write(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if self._fence is not None:
+                _check_fence(conn, *self._fence)
             value = fn(conn)
         except BaseException:
             conn.execute("ROLLBACK")
@@ -318,6 +366,47 @@ class SqliteStore:
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False)
+
+    # -- leases and fencing -------------------------------------------------------------------
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> int | None:
+        def apply(conn: sqlite3.Connection) -> int | None:
+            return _acquire(conn, name, holder, ttl)
+
+        # Not fenced: taking the lease is how a replica gets its (new) token.
+        return await self._run(lambda conn: SqliteStore._unfenced(conn, apply))
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"UPDATE leases SET expires_at = MIN(expires_at, {_NOW}) WHERE name=? AND holder=?",
+                (name, holder),
+            )
+
+        await self._run(lambda conn: SqliteStore._unfenced(conn, apply))
+
+    async def lease_holder(self, name: str) -> tuple[str, int, float] | None:
+        def read(conn: sqlite3.Connection) -> tuple[str, int, float] | None:
+            row = conn.execute(
+                f"SELECT holder, token, expires_at - {_NOW} FROM leases WHERE name=?", (name,)
+            ).fetchone()
+            return (str(row[0]), int(row[1]), float(row[2])) if row is not None else None
+
+        return await self._run(read)
+
+    def fence(self, name: str, holder: str, token: int | None) -> None:
+        self._fence = None if token is None else (name, holder, token)
+
+    @staticmethod
+    def _unfenced(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            value = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return value
 
     # -- writes -------------------------------------------------------------------------------
 

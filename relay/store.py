@@ -237,6 +237,19 @@ class NotFoundError(StoreError):
     retryable = False
 
 
+class FencedError(StoreError):
+    """This replica no longer holds the lease: the write was refused and changed nothing."""
+
+    retryable = False
+
+
+class SchemaError(StoreError):
+    """The database schema is not the version this gateway knows (run ``gateway db migrate``,
+    or run the gateway version that migrated it): nothing was read or written."""
+
+    retryable = False
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
 
@@ -307,6 +320,31 @@ class Store(Protocol):
     async def get_cursor(self, chain: str) -> str | None: ...
 
     async def set_cursor(self, chain: str, cursor: str, at: float) -> None: ...
+
+    # -- leases (one active replica per gateway) and fencing ----------------------------------
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> int | None:
+        """Take (if free or expired) or renew (if held by ``holder``) the lease ``name`` for
+        ``ttl`` seconds by the DATABASE clock. Returns the fencing token, which increases
+        every time the lease is taken (by another holder, or again after it expired), or None
+        while another holder's lease is unexpired."""
+        ...
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up at once (a clean shutdown), so that a standby takes over."""
+        ...
+
+    async def lease_holder(self, name: str) -> tuple[str, int, float] | None:
+        """(holder, token, seconds left; <= 0 when expired or released), or None if never
+        taken."""
+        ...
+
+    def fence(self, name: str, holder: str, token: int | None) -> None:
+        """From now on every write transaction first checks, inside that transaction, that
+        lease ``name`` is held by ``holder`` with ``token`` and unexpired (database clock),
+        and otherwise raises :class:`FencedError` and writes nothing. None: no fencing (the
+        default)."""
+        ...
 
 
 StoreFactory = Callable[[], Store]

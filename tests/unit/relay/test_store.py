@@ -20,6 +20,7 @@ from relay.store import (
     ATTEMPTS_KEPT,
     NEVER,
     Bounds,
+    FencedError,
     Hop,
     MessageFilter,
     RejectedAttempt,
@@ -494,3 +495,144 @@ async def test_a_cancelled_call_keeps_the_connection_until_its_work_is_done(
         assert len(await again.changes_since(0)) == len(page.items)
     finally:
         await again.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Leases and fencing: one active replica per gateway (issue 10)
+
+TTL = 0.3
+"""A lease meant to run out during the test (held ones are taken for LONG)."""
+LONG = 60.0
+
+
+async def _expire(store: Store, name: str) -> None:
+    """Wait (by the database's clock) until the lease ``name`` has expired."""
+    for _ in range(100):
+        held = await store.lease_holder(name)
+        if held is None or held[2] <= 0:
+            return
+        await asyncio.sleep(max(0.02, held[2]))
+    raise AssertionError(f"lease {name} never expired")
+
+
+async def test_a_lease_is_renewed_by_its_holder_and_taken_over_after_expiry(
+    store: Store,
+) -> None:
+    """Renewal keeps the token; a standby gets None while the lease runs and a higher token
+    once it has expired; the old holder is then the one refused."""
+    assert await store.lease_holder("gw") is None
+    first = await store.acquire_lease("gw", "a", LONG)
+    assert first is not None
+    assert await store.acquire_lease("gw", "a", LONG) == first
+    assert await store.acquire_lease("gw", "b", LONG) is None
+    held = await store.lease_holder("gw")
+    assert held is not None
+    assert held[:2] == ("a", first)
+    assert LONG - 30 < held[2] <= LONG
+    assert await store.acquire_lease("gw", "a", TTL) == first  # a renewal sets a new expiry
+    await _expire(store, "gw")
+    second = await store.acquire_lease("gw", "b", LONG)
+    assert second is not None
+    assert second > first
+    assert await store.acquire_lease("gw", "a", LONG) is None
+    held = await store.lease_holder("gw")
+    assert held is not None
+    assert held[:2] == ("b", second)
+    # Leases are per name: another gateway's is independent.
+    assert await store.acquire_lease("other", "a", LONG) is not None
+
+
+async def test_a_holder_that_lets_its_lease_expire_gets_a_new_token(store: Store) -> None:
+    """Taken again after expiry, even by the same holder, the lease has a new token: writes
+    fenced with the old one (a pipeline that should have stopped) are refused."""
+    first = await store.acquire_lease("gw", "a", TTL)
+    assert first is not None
+    await _expire(store, "gw")
+    again = await store.acquire_lease("gw", "a", TTL)
+    assert again is not None
+    assert again > first
+
+
+async def test_release_lets_another_holder_take_over_at_once(store: Store) -> None:
+    """A clean shutdown releases the lease: the standby need not wait for the expiry."""
+    first = await store.acquire_lease("gw", "a", 60.0)
+    assert first is not None
+    assert await store.acquire_lease("gw", "b", 60.0) is None
+    await store.release_lease("gw", "b")  # not the holder: changes nothing
+    assert await store.acquire_lease("gw", "b", 60.0) is None
+    await store.release_lease("gw", "a")
+    held = await store.lease_holder("gw")
+    assert held is not None
+    assert held[2] <= 0
+    taken = await store.acquire_lease("gw", "b", 60.0)
+    assert taken is not None
+    assert taken > first
+
+
+async def test_a_fenced_store_writes_nothing_after_another_holder_took_over(
+    make: StoreMaker, tmp_path: Path
+) -> None:
+    """Two replicas on one database: the first is fenced with its token; after the second
+    took the lease over every write of the first raises FencedError and changes nothing."""
+    old, new = make(tmp_path, Bounds()), make(tmp_path, Bounds())
+    await old.open()
+    await new.open()
+    try:
+        token = await old.acquire_lease("gw", "old", LONG)
+        assert token is not None
+        old.fence("gw", "old", token)
+        assert await old.transition(insert(mid(1), msg()))
+        await old.set_cursor("chain-a", "c1", 1.0)
+        assert await old.acquire_lease("gw", "old", TTL) == token  # its last renewal
+        await _expire(new, "gw")
+        taken = await new.acquire_lease("gw", "new", 60.0)
+        assert taken is not None
+        assert taken > token
+        writes: list[Any] = [
+            old.transition(move(mid(1), State.OBSERVED, State.VERIFIED)),
+            old.transition(insert(mid(2), msg(2))),
+            old.record_attempt(
+                mid(1), Role.SOURCE, state=State.OBSERVED, error="x", next_try_at=5.0, at=3.0
+            ),
+            old.record_rejected(
+                RejectedAttempt(mid(1), Role.SOURCE, Hop.MESSAGE_SENT, "c", "r", "p", 4.0)
+            ),
+            old.save_fact(mid(1), Hop.MESSAGE_SENT, {"height": 1}),
+            old.set_cursor("chain-a", "c2", 2.0),
+        ]
+        for write in writes:
+            with pytest.raises(FencedError):
+                await write
+        rec = await new.get(mid(1), Role.SOURCE)
+        assert rec is not None
+        assert (rec.state, rec.attempts) == (State.OBSERVED, 0)
+        assert await new.get(mid(2), Role.SOURCE) is None
+        assert [h.state for h in await new.history(mid(1))] == [State.OBSERVED]
+        assert await new.rejected(mid(1)) == ()
+        assert await new.fact(mid(1), Hop.MESSAGE_SENT) is None
+        assert await new.get_cursor("chain-a") == "c1"
+        # Reads still work on the fenced replica (a standby serves the read API).
+        assert await old.get_cursor("chain-a") == "c1"
+        # The new holder, fenced with its own token, writes; unfenced (None) writes again.
+        new.fence("gw", "new", taken)
+        assert await new.transition(move(mid(1), State.OBSERVED, State.VERIFIED))
+        old.fence("gw", "old", None)
+        await old.set_cursor("chain-a", "c3", 3.0)
+        assert await new.get_cursor("chain-a") == "c3"
+    finally:
+        await old.close()
+        await new.close()
+
+
+async def test_a_fenced_write_fails_once_the_lease_expired_unrenewed(store: Store) -> None:
+    """An active replica that failed to renew must stop writing when its lease runs out,
+    even before anyone else took over."""
+    token = await store.acquire_lease("gw", "a", LONG)
+    assert token is not None
+    store.fence("gw", "a", token)
+    await store.set_cursor("chain-a", "c1", 1.0)
+    assert await store.acquire_lease("gw", "a", TTL) == token  # its last renewal
+    await _expire(store, "gw")
+    with pytest.raises(FencedError):
+        await store.set_cursor("chain-a", "c2", 2.0)
+    assert await store.get_cursor("chain-a") == "c1"
