@@ -5,11 +5,17 @@ inspects error types. Retries back off exponentially with jitter between ``initi
 ``maximum``; each attempt and its error are recorded on the message's row, and a message that
 has not changed state for ``stuck_after`` is reported (``message_stuck`` warning, and the store's
 stuck query), never left silent.
+
+A :class:`FencedError` (this replica lost the gateway's lease, relay/replica.py) is ``STOP``
+and, besides, stops the pipeline: the replica that started it is told through
+:data:`on_fenced`, and goes back to standby.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -18,12 +24,16 @@ import structlog
 
 from adapters.base import AdapterError, ConfigurationError, RejectedByChain
 from relay.links import LinkUnavailable
-from relay.store import NEVER, Role, State, Store, StoreError
+from relay.store import NEVER, FencedError, Role, State, Store, StoreError
 from relay.trust import EvidenceRejected, NotYetTrusted
 
 log = structlog.get_logger(__name__)
 
 MAX_EXPONENT: Final = 32
+
+on_fenced: ContextVar[Callable[[FencedError], None] | None] = ContextVar("on_fenced", default=None)
+"""Set by the replica around starting its pipeline, whose tasks inherit it: the first
+:class:`FencedError` any of them classifies stops that pipeline (relay/replica.py)."""
 
 
 class Decision(StrEnum):
@@ -40,7 +50,13 @@ def classify(exc: BaseException, *, own_chain: bool = False) -> Decision:
     """``own_chain``: the evidence of a fact this gateway read from a chain it serves. Its
     endpoints may lie or lag, but the fact itself cannot be forged by them into a verdict on
     the message (requirement 13): a failed check is retried (other endpoints, a later try) and
-    shows as stuck, never a terminal rejection. A peer's bundle is a verdict on that attempt."""
+    shows as stuck, never a terminal rejection. A peer's bundle is a verdict on that attempt.
+    A :class:`FencedError` also tells the replica to stop the pipeline (:data:`on_fenced`)."""
+    if isinstance(exc, FencedError):
+        stop_pipeline = on_fenced.get()
+        if stop_pipeline is not None:
+            stop_pipeline(exc)
+        return Decision.STOP
     if isinstance(exc, EvidenceRejected):
         return Decision.RETRY if own_chain else Decision.REJECT
     if isinstance(exc, NotYetTrusted):

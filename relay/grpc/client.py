@@ -9,7 +9,10 @@ gives gRPC that exact certificate as the channel's only root. gRPC (BoringSSL wi
 chains) then accepts no other certificate on any later (re)connection, so there is no window
 between the check and the channel's own handshakes; a certificate that differs from the pin,
 even one from the same CA for the same name, is :class:`PeerPinMismatch`. Every call has a
-deadline. Anything that keeps a
+deadline. A peer with several addresses (the replicas of one gateway, ``[peers.X] addresses``)
+is called at the address that answered last; when it is unreachable, times out or answers
+``UNAVAILABLE`` (a standby replica says so), the same call goes to the next address, each tried
+once per call. Anything that keeps a
 batch from being answered (unreachable, deadline, refusal, a peer answering out of order) is
 :class:`relay.links.LinkUnavailable`, so the pipeline retries later; the items are idempotent.
 
@@ -32,6 +35,7 @@ from typing import Any, Final, TypeVar
 
 import grpc
 import grpc.aio
+import structlog
 
 from protos.interop.v1 import relay_pb2, relay_pb2_grpc
 from relay.grpc.convert import (
@@ -56,6 +60,19 @@ PIN_CHECK_TIMEOUT_S: Final = 10.0
 """The TLS connection that fetches and checks the peer's certificate."""
 
 _P = TypeVar("_P", relay_pb2.ForwardItem, relay_pb2.AckItem)
+
+FAILOVER_CODES: Final = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+"""Answers after which the next address is tried: the replica is down, stuck, or a standby.
+Any other status is an answer from an active gateway and stands (``None``: not reached)."""
+
+log = structlog.get_logger(__name__)
 
 
 class PeerCallFailed(LinkUnavailable):
@@ -96,7 +113,7 @@ class GrpcPeerLink:
     def __init__(
         self,
         name: str,
-        target: str,
+        target: str | Sequence[str],
         tls: PeerTls,
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
@@ -104,7 +121,10 @@ class GrpcPeerLink:
         max_message_bytes: int = MAX_GRPC_MESSAGE_BYTES,
     ) -> None:
         self.name = name
-        self.target = target
+        self.targets = (target,) if isinstance(target, str) else tuple(target)
+        if not self.targets:
+            raise ValueError(f"peer {name}: no address")
+        self._current = 0
         self._tls = tls
         self._timeout = timeout
         self._max_items = max_batch_items
@@ -112,6 +132,29 @@ class GrpcPeerLink:
         self._channel: grpc.aio.Channel | None = None
         self._stub: relay_pb2_grpc.RelayServiceAsyncStub | None = None
         self._connecting = asyncio.Lock()
+
+    @property
+    def target(self) -> str:
+        """The address calls go to now."""
+        return self.targets[self._current]
+
+    async def _failover(self, failed: int, reason: str) -> None:
+        """Move to the next address after the one at index ``failed`` (unless a concurrent
+        call has moved on already) and drop the channel to the failed one."""
+        async with self._connecting:
+            if self._current != failed or len(self.targets) == 1:
+                return
+            self._current = (failed + 1) % len(self.targets)
+            channel, self._channel, self._stub = self._channel, None, None
+            log.warning(
+                "peer_failover",
+                peer=self.name,
+                failed=self.targets[failed],
+                to=self.target,
+                reason=reason,
+            )
+        if channel is not None:
+            await channel.close(grace=None)
 
     async def _connect(self) -> relay_pb2_grpc.RelayServiceAsyncStub:
         async with self._connecting:
@@ -175,9 +218,9 @@ class GrpcPeerLink:
             await channel.close(grace=None)
 
     async def forward(self, items: Sequence[ForwardItem]) -> Sequence[Verdict]:
-        stub = await self._connect()
-
-        async def send(batch: list[relay_pb2.ForwardItem]) -> Sequence[relay_pb2.Verdict]:
+        async def send(
+            stub: relay_pb2_grpc.RelayServiceAsyncStub, batch: list[relay_pb2.ForwardItem]
+        ) -> Sequence[relay_pb2.Verdict]:
             response = await stub.Forward(
                 relay_pb2.ForwardRequest(items=batch), timeout=self._timeout
             )
@@ -186,9 +229,9 @@ class GrpcPeerLink:
         return await self._exchange(items, forward_item_to_proto, send, "Forward")
 
     async def acknowledge(self, items: Sequence[AckItem]) -> Sequence[Verdict]:
-        stub = await self._connect()
-
-        async def send(batch: list[relay_pb2.AckItem]) -> Sequence[relay_pb2.Verdict]:
+        async def send(
+            stub: relay_pb2_grpc.RelayServiceAsyncStub, batch: list[relay_pb2.AckItem]
+        ) -> Sequence[relay_pb2.Verdict]:
             response = await stub.Acknowledge(
                 relay_pb2.AcknowledgeRequest(items=batch), timeout=self._timeout
             )
@@ -200,7 +243,7 @@ class GrpcPeerLink:
         self,
         items: Sequence[Any],
         to_proto: Callable[[Any], _P],
-        send: Callable[[list[_P]], Any],
+        send: Callable[[relay_pb2_grpc.RelayServiceAsyncStub, list[_P]], Any],
         method: str,
     ) -> list[Verdict]:
         answers: list[Verdict | None] = [None] * len(items)
@@ -212,14 +255,7 @@ class GrpcPeerLink:
                 answers[index] = rejected(item.id, exc)
         for chunk in self._chunks(protos):
             batch = [p for _, p in chunk]
-            try:
-                raw = await send(batch)
-            except grpc.aio.AioRpcError as exc:
-                raise PeerCallFailed(
-                    f"{method} to {self.target} failed: {exc.code().name}: {exc.details()}",
-                    peer=self.name,
-                    code=exc.code(),
-                ) from exc
+            raw = await self._send(send, batch, method)
             try:
                 verdicts = verdicts_from_response(raw, [p.id for p in batch])
             except ConversionError as exc:
@@ -231,6 +267,38 @@ class GrpcPeerLink:
             for (index, _), verdict in zip(chunk, verdicts, strict=True):
                 answers[index] = verdict
         return [a for a in answers if a is not None]
+
+    async def _send(
+        self,
+        send: Callable[[relay_pb2_grpc.RelayServiceAsyncStub, list[_P]], Any],
+        batch: list[_P],
+        method: str,
+    ) -> Sequence[relay_pb2.Verdict]:
+        """One call, at each address in turn from the current one until one answers (the
+        items are idempotent at the peer); the last failure when none does."""
+        for attempt in range(len(self.targets)):
+            index = self._current
+            try:
+                stub = await self._connect()
+                raw: Sequence[relay_pb2.Verdict] = await send(stub, batch)
+                return raw
+            except grpc.aio.AioRpcError as exc:
+                target, code = self.targets[index], exc.code()
+                failure = PeerCallFailed(
+                    f"{method} to {target} failed: {code.name}: {exc.details()}",
+                    peer=self.name,
+                    code=exc.code(),
+                )
+                if exc.code() not in FAILOVER_CODES or attempt == len(self.targets) - 1:
+                    raise failure from exc
+            except PeerPinMismatch:
+                raise
+            except PeerCallFailed as exc:  # not reached (the certificate check's connection)
+                if attempt == len(self.targets) - 1:
+                    raise
+                failure = exc
+            await self._failover(index, str(failure))
+        raise AssertionError("unreachable: the last attempt raises")
 
     def _chunks(self, protos: list[tuple[int, _P]]) -> list[list[tuple[int, _P]]]:
         """Consecutive groups within the item count and, with framing, the byte limit."""

@@ -6,6 +6,8 @@ Errors leave as status codes with a short message, never a traceback: a malforme
 ``REJECTED`` verdict for that item alone, an oversized batch ``INVALID_ARGUMENT``, a message
 over the size limit ``RESOURCE_EXHAUSTED`` (gRPC itself refuses it before decoding), a handler
 failure ``UNAVAILABLE`` when retryable and ``INTERNAL`` otherwise (logged with its cause here).
+A standby replica answers ``Forward``/``Acknowledge`` with ``UNAVAILABLE`` "standby replica", so
+the peer tries this gateway's next address (relay/replica.py).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from relay.grpc.convert import (
     verdict_to_proto,
 )
 from relay.links import AckItem, ForwardItem, InboundHandler, Verdict
+from relay.replica import StandbyReplica
 
 log = structlog.get_logger(__name__)
 
@@ -128,6 +131,9 @@ class RelayServicer(relay_pb2_grpc.RelayServiceServicer):
     ) -> Sequence[Verdict]:
         try:
             result: Sequence[Verdict] = await call
+        except StandbyReplica as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "standby replica")
+            raise AssertionError("abort returned") from exc
         except Exception as exc:
             retryable = bool(getattr(exc, "retryable", False))
             log.error(
