@@ -99,12 +99,15 @@ def start_anvil(
     accounts: int = 10,
     extra_args: Sequence[str] = (),
     startup_timeout: float = 30.0,
+    prefix: Sequence[str] = (),
 ) -> Anvil:
-    """Start Anvil and wait until it listens. ``port=0`` picks a free port."""
+    """Start Anvil and wait until it listens. ``port=0`` picks a free port. ``prefix`` is a
+    command Anvil runs under, e.g. ``ip netns exec NS`` (it must exec Anvil, keeping the pid)."""
     binary = anvil_binary()
     with tempfile.TemporaryDirectory(prefix="anvil-") as tmp:
         config_out = Path(tmp) / "anvil.json"
         args = [
+            *prefix,
             str(binary),
             "--host",
             host,

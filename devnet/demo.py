@@ -22,7 +22,7 @@ import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -145,12 +145,22 @@ class DemoCluster:
     contracts: dict[str, Contracts] = field(default_factory=dict)
     accounts: dict[str, dict[str, str]] = field(default_factory=dict)
     gateways: dict[str, GatewayHandle] = field(default_factory=dict)
+    hosts: Mapping[str, str] = field(default_factory=dict)
+    """Per chain, the address its node listens on (absent: 127.0.0.1)."""
+    launchers: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Per chain, a command its node starts under (absent: none), e.g. ``ip netns exec NS``:
+    tests/e2e/test_two_hosts.py runs each chain in its own network namespace."""
 
     # -- chains ------------------------------------------------------------------------------
 
     def start_chains(self) -> None:
         self.progress("starting Anvil")
-        self.anvil = start_anvil(block_time=ANVIL_BLOCK_TIME, accounts=4)
+        self.anvil = start_anvil(
+            host=self.hosts.get(EVM_CHAIN, "127.0.0.1"),
+            block_time=ANVIL_BLOCK_TIME,
+            accounts=4,
+            prefix=self.launchers.get(EVM_CHAIN, ()),
+        )
         accounts = self.anvil.accounts
         self.keys.update(
             {
@@ -174,6 +184,8 @@ class DemoCluster:
             args = [
                 "-m",
                 "devnet.fisco.cli",
+                "--host",
+                self.hosts.get(FISCO_CHAIN, "127.0.0.1"),
                 "--port",
                 str(port),
                 "--seed",
@@ -184,6 +196,8 @@ class DemoCluster:
                 str(self.root / "fisco-chain"),
             ]
             self.devnode = python_child("FISCO devnode", args, self.root / "logs" / "devnode.log")
+            prefix = tuple(self.launchers.get(FISCO_CHAIN, ()))
+            self.devnode.args = (*prefix, *self.devnode.args)
         self.devnode.start()
         match = self.devnode.wait_for_log(r"listening on (http://[0-9.]+:([0-9]+))\s", 60)
         url, bound = match[1], int(match[2])
