@@ -17,6 +17,7 @@ import structlog
 from adapters.base import ChainAdapter, Submission
 from relay.crash import check_environment
 from relay.links import PeerLink
+from relay.metrics import NO_METRICS, RelayMetrics
 from relay.pipeline import MessageVerifier, Pipeline, PipelineSettings
 from relay.store import Store
 
@@ -52,6 +53,7 @@ class GatewayNode:
         clock: Callable[[], float] = time.time,
         closers: Sequence[Callable[[], Awaitable[None]]] = (),
         chain_time: Mapping[str, Callable[[], Awaitable[int]]] | None = None,
+        metrics: RelayMetrics = NO_METRICS,
     ) -> None:
         """``closers`` are awaited by :meth:`stop` after the adapters (e.g. the trust store's
         endpoint clients). ``chain_time`` reads a remote chain's latest block time in seconds
@@ -71,6 +73,7 @@ class GatewayNode:
             settings=settings or PipelineSettings(),
             start_heights=start_heights,
             clock=clock,
+            metrics=metrics,
         )
         self._started = False
 

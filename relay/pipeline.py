@@ -35,6 +35,7 @@ from relay.audit import Reliance
 from relay.crash import crash_point
 from relay.links import AckItem, ForwardItem, InboundHandler, PeerLink, Verdict, VerdictKind
 from relay.local_link import LOCAL_PEER, LocalLink
+from relay.metrics import NO_METRICS, RelayMetrics
 from relay.retry import Decision, RetryPolicy, StuckReporter, classify, describe
 from relay.store import (
     Hop,
@@ -305,8 +306,10 @@ class Pipeline(InboundHandler):
         start_heights: Mapping[str, int] | None = None,
         clock: Callable[[], float] = time.time,
         policy: RetryPolicy | None = None,
+        metrics: RelayMetrics = NO_METRICS,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.adapters = dict(adapters)
         self.verifier = verifier
         self.routes = frozenset(routes)
@@ -508,6 +511,7 @@ class Pipeline(InboundHandler):
     async def _transition(self, t: Transition) -> bool:
         changed = await self.store.transition(t)
         if changed:
+            self.metrics.transition(t)
             m = t.message
             log.info(
                 f"message_{t.to}",
@@ -1374,6 +1378,7 @@ class Pipeline(InboundHandler):
         for point in after:
             crash_point(point)
         log.info(event, chain=st.chain, size=len(recs), tx_hash=sub.tx_hash)
+        self.metrics.batch_submitted(st.chain or "", to, len(recs))
         await self._all_submitted(st, recs, to, sub)
 
     async def _recheck_delivery(self, st: Stage, batch: list[MessageRecord]) -> None:

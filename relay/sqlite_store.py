@@ -886,6 +886,18 @@ class SqliteStore:
 
         return await self._run(read)
 
+    async def count_by_route(self) -> dict[tuple[str, str, Role, State], int]:
+        """Rows by (src_chain, dst_chain, role, state): the metrics' ``gateway_messages``."""
+
+        def read(conn: sqlite3.Connection) -> dict[tuple[str, str, Role, State], int]:
+            rows = conn.execute(
+                "SELECT src_chain, dst_chain, role, state, COUNT(*) FROM messages "
+                "GROUP BY src_chain, dst_chain, role, state"
+            ).fetchall()
+            return {(s, d, Role(r), State(st)): int(n) for s, d, r, st, n in rows}
+
+        return await self._run(read)
+
     async def get_cursor(self, chain: str) -> str | None:
         def read(conn: sqlite3.Connection) -> str | None:
             r = conn.execute("SELECT cursor FROM cursors WHERE chain=?", (chain,)).fetchone()
