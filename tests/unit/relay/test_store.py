@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from relay.pg_store import PostgresStore
 from relay.sqlite_store import SqliteStore
 from relay.store import (
     ATTEMPTS_KEPT,
@@ -29,6 +30,7 @@ from relay.store import (
     Store,
     Transition,
 )
+from tests import pg
 from verifier.messages import DeliveryResult, DeliveryStatus, Message
 
 StoreMaker = Callable[[Path, Bounds], Store]
@@ -38,12 +40,21 @@ def _sqlite(path: Path, bounds: Bounds) -> Store:
     return SqliteStore(path, bounds=bounds)
 
 
-FACTORIES: dict[str, StoreMaker] = {"sqlite": _sqlite}
+def _postgres(path: Path, bounds: Bounds) -> Store:
+    """The session's PostgreSQL database (``tests/pg.py``; reset per test by ``make``): every
+    store a test makes shares it, as replicas and a restarted gateway do."""
+    del path
+    return PostgresStore(pg.session_url(), bounds=bounds)
+
+
+FACTORIES: dict[str, StoreMaker] = {"sqlite": _sqlite, "postgres": _postgres}
 
 
 @pytest.fixture(name="make", params=sorted(FACTORIES))
 def _make(request: pytest.FixtureRequest) -> StoreMaker:
-    """The store factory under test."""
+    """The store factory under test (PostgreSQL: a clean, migrated schema for each test)."""
+    if request.param == "postgres":
+        pg.fresh_url()
     return FACTORIES[request.param]
 
 
