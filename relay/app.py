@@ -65,8 +65,10 @@ from relay.grpc.auth import (
 from relay.grpc.client import GrpcPeerLink, PeerTls
 from relay.grpc.interop import ChainEntry, InteropService, StatusReader, VerifyLimits
 from relay.grpc.server import GatewayServer, ServerStartError, ServerTls, start_server
+from relay.metrics import CountingVerifier, Metrics
 from relay.node import GatewayNode
 from relay.pipeline import PipelineSettings
+from relay.replica import holder_name
 from relay.sqlite_store import SqliteStore
 from relay.trust import BlockReader, ConfiguredTrustStore, trust_configs
 from relay.verify import FactVerifier
@@ -136,9 +138,11 @@ async def run_gateway(
     tls = _read_tls(config)
     _make_data_dir(identity.data_dir)
     with _data_lock(identity.data_dir):
-        for address in filter(None, (identity.listen, config.api.listen)):
+        for address in filter(None, (identity.listen, config.api.listen, config.metrics.listen)):
             _check_free(address)
-        await _run(config, tls, environ, ready, stop)
+        metrics = Metrics(replica=holder_name(config.store.replica, shared=config.store.postgres))
+        async with metrics.serving(config.metrics.listen):
+            await _run(config, tls, environ, ready, stop, metrics=metrics)
 
 
 async def _run(
@@ -147,6 +151,8 @@ async def _run(
     environ: Mapping[str, str],
     ready: Callable[[RunningGateway], None] | None,
     stop: asyncio.Event | None,
+    *,
+    metrics: Metrics,
 ) -> None:
     identity = config.gateway
     assert identity is not None
@@ -163,13 +169,14 @@ async def _run(
     node = GatewayNode(
         store=store,
         adapters=parts.adapters,
-        verifier=verifier,
+        verifier=CountingVerifier(verifier, metrics),
         routes=[(r.source, r.destination) for r in config.routes],
         links={chain: links[p.name] for p in config.peers.values() for chain in p.chains},
         peer_chains={p.name: p.chains for p in config.peers.values()},
         settings=PipelineSettings.from_relay(config.relay),
         closers=[trust.close, *(link.close for link in links.values()), *parts.closers],
         chain_time=parts.chain_time,
+        metrics=metrics,
     )
     try:
         await _probe(parts.adapters)
@@ -223,8 +230,18 @@ async def _run(
         await _stop_timer(timer)
         await node.stop()
         raise StartError(str(exc)) from None
+    metrics.set_leader(metrics.replica, True)  # one replica: active while the pipeline runs
+    metrics.watch(store=store, pipeline=node.pipeline, adapters=parts.adapters)
     try:
-        await _serve(config, node=node, server=server, service=service, ready=ready, stop=stop)
+        await _serve(
+            config,
+            node=node,
+            server=server,
+            service=service,
+            ready=ready,
+            stop=stop,
+            metrics=metrics,
+        )
     finally:
         if auditor is not None:
             auditor.close()
@@ -276,6 +293,7 @@ async def _serve(
     service: InteropService,
     ready: Callable[[RunningGateway], None] | None,
     stop: asyncio.Event | None,
+    metrics: Metrics,
 ) -> None:
     assert config.gateway is not None
     stopping = stop or asyncio.Event()
@@ -302,6 +320,7 @@ async def _serve(
         for sig in handled:
             loop.remove_signal_handler(sig)
         log.info("gateway_draining")
+        await metrics.unwatch()  # not ready; no more chain reads before the adapters close
         service.close()
         await server.stop(STOP_GRACE_S)
         await node.stop()

@@ -211,7 +211,7 @@ class Metrics:
             version or _version()
         ).set(1)
         self._entered: dict[tuple[bytes, Role], tuple[State, float]] = {}
-        self._active = True
+        self._active = False
         self._ready = False
         self._store: Any = None
         self._adapters: dict[str, ChainAdapter] = {}
@@ -223,7 +223,7 @@ class Metrics:
         self._sampling = asyncio.Lock()
         self._runner: web.AppRunner | None = None
         if replica:
-            self.set_leader(replica, True)
+            self.set_leader(replica, False)  # standby until told otherwise
 
     # -- reports from the relay ---------------------------------------------------------------
 

@@ -76,6 +76,8 @@ def change(n: int, to: State, at: float, *, role: Role = Role.SOURCE) -> Transit
 
 async def test_every_documented_series_has_its_type_and_labels() -> None:
     metrics = Metrics(replica="gw-1", version="9.9.9")
+    assert value(metrics, "gateway_leader", replica="gw-1") == 0
+    metrics.set_leader("gw-1", True)
     metrics.transition(change(1, State.OBSERVED, 1.0))
     metrics.transition(change(1, State.VERIFIED, 1.5))
     metrics.batch_submitted(B, State.DELIVERY_SUBMITTED, 3)
@@ -273,6 +275,8 @@ async def test_probes_over_http(tmp_path: Path) -> None:
             assert (await get("/livez"))[:2] == (200, "ok\n")
             assert (await get("/readyz"))[:2] == (503, "not ready\n")
             metrics.watch()
+            assert (await get("/readyz"))[:2] == (200, "standby\n")
+            metrics.set_leader("gw-1", True)
             assert (await get("/readyz"))[:2] == (200, "active\n")
             metrics.set_leader("gw-1", False)
             assert (await get("/readyz"))[:2] == (200, "standby\n")
