@@ -98,9 +98,3 @@ def migrate_now(url: str) -> None:
     thread.join()
     if errors:
         raise errors[0]
-
-
-@pytest.fixture(name="pg_url")
-def _pg_url() -> str:
-    """A migrated, empty database for this test (skips when PostgreSQL is unreachable)."""
-    return fresh_url()
