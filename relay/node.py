@@ -3,11 +3,14 @@
 ``gateway run`` (a later step) builds these from the TOML configuration and adds the gRPC
 server; tests build them directly. The node owns the lifecycle: ``start`` opens the store and
 starts the pipeline, ``stop`` drains it (no new observations, in-flight submissions finish) and
-closes the adapters and the store.
+closes the adapters and the store. A replica (relay/replica.py) opens the store with
+``start(pipeline=False)`` and runs a fresh pipeline with ``start_pipeline``/``stop_pipeline``
+each time it holds the gateway's lease (a stopped pipeline's queues are not reused).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from adapters.base import ChainAdapter, Submission
 from relay.crash import check_environment
 from relay.links import PeerLink
 from relay.metrics import NO_METRICS, RelayMetrics
-from relay.pipeline import MessageVerifier, Pipeline, PipelineSettings
+from relay.pipeline import MessageVerifier, Pipeline, PipelineSettings, Stage
 from relay.store import Store
 
 log = structlog.get_logger(__name__)
@@ -63,7 +66,8 @@ class GatewayNode:
         self._closers = tuple(closers)
         self.adapters = dict(adapters)
         self.routes = frozenset(routes)
-        self.pipeline = Pipeline(
+        self._new_pipeline = functools.partial(
+            Pipeline,
             store=store,
             adapters=self.adapters,
             verifier=verifier,
@@ -75,23 +79,47 @@ class GatewayNode:
             clock=clock,
             metrics=metrics,
         )
+        self.pipeline = self._new_pipeline()
         self._started = False
+        self._running = False
+        self._ran = False
 
     @property
     def handler(self) -> Pipeline:
         """The ``InboundHandler`` the gRPC ``RelayService`` calls."""
         return self.pipeline
 
-    async def start(self) -> None:
+    @property
+    def stages(self) -> list[Stage]:
+        """The current pipeline's stages (its queues, for the metrics)."""
+        return self.pipeline.stages
+
+    async def start(self, *, pipeline: bool = True) -> None:
+        """Open the store and (unless ``pipeline`` is False: a replica) start the pipeline."""
         check_environment()
         await self.store.open()
-        await self.pipeline.start()
         self._started = True
+        if pipeline:
+            await self.start_pipeline()
         log.info("gateway_started", chains=sorted(self.adapters), routes=len(self.routes))
+
+    async def start_pipeline(self) -> None:
+        """Start the pipeline; after a stop, a new one (nothing queued by the old one)."""
+        if self._running:
+            return
+        if self._ran:
+            self.pipeline = self._new_pipeline()
+        self._running = self._ran = True
+        await self.pipeline.start()
+
+    async def stop_pipeline(self) -> None:
+        if self._running:
+            self._running = False
+            await self.pipeline.stop()
 
     async def stop(self) -> None:
         if self._started:
-            await self.pipeline.stop()
+            await self.stop_pipeline()
         for adapter in self.adapters.values():
             await adapter.close()
         for close in self._closers:

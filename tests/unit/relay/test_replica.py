@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from relay.links import AckItem, ForwardItem, Verdict, VerdictKind
+from relay.node import GatewayNode
 from relay.replica import STANDBY_TOKEN, Replica, StandbyReplica, holder_name
 from relay.retry import Decision, classify
+from relay.sqlite_store import SqliteStore
 from relay.store import FencedError, StoreError
 
 LEASE = "gw-a"
@@ -333,3 +337,57 @@ def test_lease_seconds_must_be_positive() -> None:
     """A zero lease is a programming error (config validation keeps it positive)."""
     with pytest.raises(ValueError, match="positive"):
         Replica(FakeLeaseStore(), FakeWork(), lease=LEASE, holder="a", lease_seconds=0)
+
+
+class NoVerifier:
+    """The pipeline of a node without chains never verifies anything."""
+
+    async def verify_message(self, message: Any, message_id: bytes, bundle: Any) -> Any:
+        raise AssertionError("not called")
+
+    async def verify_result(self, message: Any, message_id: bytes, result: Any, bundle: Any) -> Any:
+        raise AssertionError("not called")
+
+
+@dataclass
+class NodeWork:
+    """What relay/app.py runs while active: the node's pipeline."""
+
+    node: GatewayNode
+
+    async def start(self) -> None:
+        await self.node.start_pipeline()
+
+    async def stop(self) -> None:
+        await self.node.stop_pipeline()
+
+
+async def test_on_sqlite_the_same_loop_runs_a_fresh_pipeline_each_time(tmp_path: Path) -> None:
+    """SqliteStore, real leases (database clock): the replica takes the lease and runs the
+    node's pipeline; once another holder took the expired lease this replica's writes are
+    refused and it steps down; when the lease is free again it runs a new pipeline."""
+    store = SqliteStore(tmp_path)
+    node = GatewayNode(store=store, adapters={}, verifier=NoVerifier(), routes=[])
+    await node.start(pipeline=False)
+    r = Replica(store, NodeWork(node), lease=LEASE, holder="a", lease_seconds=0.3)
+    try:
+        await r.tick()
+        assert r.active
+        first = node.pipeline
+        await store.set_cursor("chain-a", "1", 1.0)  # the holder writes
+        await asyncio.sleep(0.35)
+        assert await store.acquire_lease(LEASE, "b", 30.0) == 2
+        with pytest.raises(FencedError):
+            await store.set_cursor("chain-a", "2", 2.0)
+        await r.tick()
+        assert not r.active
+        await store.release_lease(LEASE, "b")
+        await r.tick()
+        assert r.active
+        assert r.token == 3
+        assert node.pipeline is not first
+        await store.set_cursor("chain-a", "3", 3.0)
+        assert await store.get_cursor("chain-a") == "3"
+    finally:
+        await r.close()
+        await node.stop()
