@@ -24,11 +24,13 @@ import ipaddress
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 NET_PREFIX: Final = "10.231"
@@ -36,6 +38,8 @@ NET_PREFIX: Final = "10.231"
 ROOT_PREFIX: Final = "10.232"
 """Root links: 10.232.<k>.0/30 (root .1, host a .2) and 10.232.<k>.4/30 (root .5, host b .6)."""
 _COMMAND_TIMEOUT: Final = 20.0
+_TAG: Final = re.compile(r"[a-z0-9]{1,9}")
+_STALE: Final = re.compile(r"^(gw2h-([0-9]+)x[0-9]+-([ab]))\b")
 _tags = itertools.count()
 
 
@@ -100,25 +104,39 @@ class TwoHosts:
 
 
 def unavailable_reason() -> str | None:
-    """Why namespaces cannot be made here (not root, no ``ip``, refused), or None."""
+    """Why namespaces or veth pairs cannot be made here (not root, no ``ip``, refused), or
+    None. Tries both, and removes what it made."""
     if shutil.which("ip") is None:
         return "iproute2's `ip` is not installed"
     if os.geteuid() != 0:
         return f"network namespaces need root (this runs as uid {os.geteuid()})"
     probe = f"gw2h-probe-{os.getpid()}"
+    link = f"gwp{os.getpid()}"
     try:
         _ip("netns", "add", probe)
+        _ip("link", "add", link, "type", "veth", "peer", "name", link + "b")
     except NetnsError as exc:
-        return f"cannot create a network namespace: {exc}"
-    with contextlib.suppress(NetnsError):
-        _ip("netns", "del", probe)
+        return f"cannot create a network namespace and a veth pair: {exc}"
+    finally:
+        with contextlib.suppress(NetnsError):
+            _ip("link", "del", link)
+        with contextlib.suppress(NetnsError):
+            _ip("netns", "del", probe)
     return None
 
 
 @contextlib.contextmanager
 def two_hosts(tag: str | None = None) -> Iterator[TwoHosts]:
-    """Two hosts joined by a wire, reachable from the root namespace; removed on exit."""
-    tag = tag if tag is not None else f"{os.getpid()}{next(_tags)}"
+    """Two hosts joined by a wire, reachable from the root namespace; removed on exit.
+
+    ``tag`` (1-9 of a-z, 0-9; default ``<pid>x<n>``) makes the names unique. Hosts left
+    behind by a process that died without cleaning up (SIGKILL) are removed first.
+    """
+    if tag is None:
+        _remove_stale()
+        tag = f"{os.getpid()}x{next(_tags)}"
+    if _TAG.fullmatch(tag) is None:
+        raise ValueError(f"tag {tag!r}: 1-9 of a-z and 0-9 (interface names are short)")
     k = _free_octet()
     net = f"{NET_PREFIX}.{k}"
     root = f"{ROOT_PREFIX}.{k}"
@@ -142,6 +160,24 @@ def two_hosts(tag: str | None = None) -> Iterator[TwoHosts]:
         yield hosts
     finally:
         _remove(hosts, root_links)
+
+
+def _remove_stale() -> None:
+    """Delete the namespaces of earlier :func:`two_hosts` blocks whose process is gone."""
+    try:
+        listed = _ip("netns", "list")
+    except NetnsError:
+        return
+    for line in listed.splitlines():
+        match = _STALE.match(line)
+        if match is None or Path(f"/proc/{match[2]}").exists():
+            continue
+        host = Host(match[1], "", "")
+        for pid in host.pids():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(NetnsError):
+            _ip("netns", "del", host.namespace)
 
 
 def _root_link(host: Host, link: str, root_address: str, host_side: str) -> None:

@@ -11,10 +11,12 @@ hosts over their own links, never over the wire.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -34,7 +36,7 @@ from devnet.demo import (
     GatewayHandle,
 )
 from devnet.demo_flow import DELIVERY, Api
-from devnet.netns import Host, TwoHosts, two_hosts, unavailable_reason
+from devnet.netns import Host, NetnsError, TwoHosts, two_hosts, unavailable_reason
 from devnet.processes import REPO, Child
 from tests.e2e.conftest import on_chain_counts, wait_finished
 
@@ -52,13 +54,71 @@ def hosts() -> Iterator[TwoHosts]:
     reason = unavailable_reason()
     if reason is not None:
         pytest.skip(f"two simulated hosts need network namespaces: {reason}")
-    with two_hosts() as made:
+    with contextlib.ExitStack() as stack:
+        try:
+            made = stack.enter_context(two_hosts())
+        except NetnsError as exc:
+            pytest.skip(f"two simulated hosts could not be set up here: {exc}")
         yield made
     listed = subprocess.run(
         ["ip", "netns", "list"], capture_output=True, text=True, check=False
     ).stdout
     assert made.a.namespace not in listed
     assert made.b.namespace not in listed
+
+
+def test_hosts_and_their_processes_are_removed_when_the_block_fails(hosts: TwoHosts) -> None:
+    """An error inside a second :func:`two_hosts` block with a process running on each host:
+    the processes are killed, the namespaces and the root namespace's routes to them gone, the
+    fixture's pair untouched; the hosts reached each other over the wire while they existed."""
+    made: list[TwoHosts] = []
+    sleepers: list[subprocess.Popen[bytes]] = []
+    with pytest.raises(RuntimeError, match="on purpose"):
+        _fail_inside(made, sleepers)
+    inner = made[0]
+    for sleeper in sleepers:
+        assert sleeper.wait(timeout=10) == -signal.SIGKILL
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    assert inner.a.namespace not in listed.stdout
+    assert inner.b.namespace not in listed.stdout
+    assert hosts.a.namespace in listed.stdout
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=False)
+    assert inner.a.address not in routes.stdout
+    assert inner.b.address not in routes.stdout
+    assert hosts.a.address in routes.stdout
+
+
+def test_hosts_left_by_a_killed_process_are_removed_by_the_next(hosts: TwoHosts) -> None:
+    """A namespace named as by a :func:`two_hosts` block of a process that no longer runs (it
+    was SIGKILLed, so its clean-up never ran) is deleted when the next block starts; the
+    fixture's, whose process runs, stays."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = f"gw2h-{gone.pid}x0-a"
+    subprocess.run(["ip", "netns", "add", stale], check=True)
+    try:
+        with two_hosts():
+            listed = subprocess.run(
+                ["ip", "netns", "list"], capture_output=True, text=True, check=True
+            )
+        assert stale not in listed.stdout
+        assert hosts.a.namespace in listed.stdout
+    finally:
+        subprocess.run(["ip", "netns", "del", stale], capture_output=True, check=False)
+
+
+def _fail_inside(made: list[TwoHosts], sleepers: list[subprocess.Popen[bytes]]) -> None:
+    with two_hosts() as inner:
+        made.append(inner)
+        for host in (inner.a, inner.b):
+            sleepers.append(subprocess.Popen([*host.exec_prefix, "sleep", "600"]))
+        probe = f"import socket; socket.create_connection(('{inner.b.address}', 9), 2)"
+        refused = subprocess.run(
+            [*inner.a.exec_prefix, sys.executable, "-c", probe], capture_output=True, check=False
+        )
+        assert b"ConnectionRefusedError" in refused.stderr  # b answered: reachable, port shut
+        assert sorted(inner.a.pids() + inner.b.pids()) == sorted(s.pid for s in sleepers)
+        raise RuntimeError("on purpose")
 
 
 def _cli(host: Host, *args: str) -> str:
