@@ -67,9 +67,11 @@ from relay.grpc.interop import ChainEntry, InteropService, StatusReader, VerifyL
 from relay.grpc.server import GatewayServer, ServerStartError, ServerTls, start_server
 from relay.metrics import CountingVerifier, Metrics
 from relay.node import GatewayNode
+from relay.pg_store import PostgresStore
 from relay.pipeline import PipelineSettings
 from relay.replica import holder_name
 from relay.sqlite_store import SqliteStore
+from relay.store import StoreError
 from relay.trust import BlockReader, ConfiguredTrustStore, trust_configs
 from relay.verify import FactVerifier
 
@@ -165,7 +167,7 @@ async def _run(
     verifier = FactVerifier(trust, configs)
     links = _links(config, tls)
     audit_log = _audit_log(config)
-    store = SqliteStore(identity.data_dir, audit_log=audit_log)
+    store = make_store(config, identity.data_dir, audit_log)
     node = GatewayNode(
         store=store,
         adapters=parts.adapters,
@@ -209,7 +211,11 @@ async def _run(
         if audit_log is not None
         else None
     )
-    await node.start()
+    try:
+        await node.start()
+    except StoreError as exc:  # unreachable database, schema not migrated: said, no traceback
+        await node.stop()
+        raise StartError(str(exc)) from None
     timer = (
         asyncio.create_task(_checkpoint_timer(store, config.audit.checkpoint_seconds))
         if audit_log is not None
@@ -264,7 +270,19 @@ def _audit_log(config: GatewayConfig) -> AuditLog | None:
     return AuditLog(config.gateway.name, key, policy)
 
 
-async def _checkpoint_timer(store: SqliteStore, seconds: float) -> None:
+def make_store(
+    config: GatewayConfig, data_dir: Path, audit_log: AuditLog | None
+) -> SqliteStore | PostgresStore:
+    """``[store]``: PostgreSQL at ``config.store.resolve_url()`` (replicas share it), else
+    SQLite in the data folder. Opened by the node; a PostgreSQL schema that is not this
+    gateway's version is refused there (run ``gateway db migrate``)."""
+    url = config.store.resolve_url(source=str(config.path))
+    if url is not None:
+        return PostgresStore(url, audit_log=audit_log)
+    return SqliteStore(data_dir, audit_log=audit_log)
+
+
+async def _checkpoint_timer(store: SqliteStore | PostgresStore, seconds: float) -> None:
     """Time-based checkpoints; count-based ones are signed in the record's own transaction."""
     interval = min(max(seconds / 4, 0.05), 5.0)
     while True:
