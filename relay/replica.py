@@ -11,9 +11,10 @@ The loop, every ``lease_seconds / 3``:
 - standby: try to take the lease; on success, fence the store with the new token (every write
   transaction then checks, in the same transaction and by the database clock, that this
   replica still holds the lease with that token), then start the active work;
-- active: renew; when the renewal fails (the store does not answer within the interval, or
-  another replica holds the lease, or the token changed because the lease expired meanwhile),
-  stop the active work at once and go back to standby.
+- active: renew; when the renewal fails (the store fails, or does not answer before the lease
+  would expire by this replica's own reckoning: the time the last successful renewal was
+  sent plus ``lease_seconds``; or another replica holds the lease; or the token changed
+  because the lease expired meanwhile), stop the active work at once and go back to standby.
 
 A write refused with :class:`relay.store.FencedError` anywhere in the pipeline reaches
 :func:`relay.retry.classify`, which tells the replica that started that pipeline: it stops the
@@ -125,6 +126,9 @@ class Replica:
         self._clock = clock
         self._active = False
         self._token: int | None = None
+        self._expires = 0.0
+        """``clock()`` when the lease expires at the latest: sent time of the last renewal
+        that succeeded, plus ``lease_seconds`` (the database set it later than that)."""
         self._fenced: str | None = None
         """Why the active work must stop (a FencedError's text), until the loop acts on it."""
         self._wake = asyncio.Event()
@@ -162,8 +166,12 @@ class Replica:
             reason, self._fenced = self._fenced, None
             if self._active:
                 await self._step_down("fenced", reason)
+        sent = self._clock()
+        budget = self._expires - sent if self._active else self.interval
         try:
-            async with asyncio.timeout(self.interval):
+            if budget <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(budget):
                 token = await self.store.acquire_lease(self.lease, self.holder, self.lease_seconds)
         except Exception as exc:  # the loop's task boundary: any store failure
             reason = "no answer in time" if isinstance(exc, TimeoutError) else describe(exc)
@@ -178,6 +186,7 @@ class Replica:
             return
         if self._active and token != self._token:
             await self._step_down("token_changed", f"the lease expired (token now {token})")
+        self._expires = sent + self.lease_seconds
         if not self._active:
             await self._activate(token)
 

@@ -219,7 +219,8 @@ async def test_a_failed_renewal_steps_down_then_the_lease_is_taken_again() -> No
 
 
 async def test_a_store_that_does_not_answer_in_time_is_a_failed_renewal() -> None:
-    """A renewal that takes longer than the renewal interval counts as failed."""
+    """A renewal with no answer before the lease would expire (by the replica's own clock:
+    sent time of the last renewal plus lease_seconds) counts as failed."""
     store, work = FakeLeaseStore(), FakeWork()
     r = Replica(store, work, lease=LEASE, holder="a", lease_seconds=0.15)
     await r.tick()
