@@ -168,6 +168,11 @@ async def _run(
     links = _links(config, tls)
     audit_log = _audit_log(config)
     store = make_store(config, identity.data_dir, audit_log)
+    if isinstance(store, PostgresStore):
+        try:
+            await store.check()  # before the chains: a schema to migrate is said at once
+        except StoreError as exc:
+            raise StartError(str(exc)) from None
     node = GatewayNode(
         store=store,
         adapters=parts.adapters,

@@ -333,6 +333,15 @@ class PostgresStore:
         self._write_conn = await connect(self.url)
         self._open = True
 
+    async def check(self) -> None:
+        """Connect and check the schema version, without opening: a start fails fast (before
+        the chains are probed) on an unreachable or un-migrated database."""
+        conn = await connect(self.url, autocommit=True)
+        try:
+            check_version(await schema_version(conn), self.url)
+        finally:
+            await conn.close()
+
     async def close(self) -> None:
         self._open = False
         if self._inflight:
