@@ -18,6 +18,7 @@ from cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from cli import api as api_cmd
 from cli import audit as audit_cmd
 from cli import config as config_cmd
+from cli import db as db_cmd
 from cli import demo as demo_cmd
 from cli import deploy as deploy_cmd
 from cli import devnet as devnet_cmd
@@ -35,6 +36,7 @@ COMMAND_GROUPS: tuple[Callable[[Any], None], ...] = (
     devnet_cmd.register,  # devnet fisco, devnet evm
     deploy_cmd.register,  # deploy
     run_cmd.register,  # run
+    db_cmd.register,  # db migrate, db status
     api_cmd.register,  # send, status, watch, messages
     audit_cmd.register,  # audit verify
 )
