@@ -8,6 +8,10 @@ start stops the start: an operator expects a wrong URL or a chain that is down t
 at once, and a supervisor (systemd, compose) restarts the process; once running, chain outages
 are retried by the pipeline. Remote chains are a peer's business: they are not probed at start.
 
+The read side (the developer API, audit, status) is served at once; the pipeline and the peer
+writes run only while this replica holds the gateway's lease (relay/replica.py: with SQLite at
+once, with PostgreSQL one replica of several at a time).
+
 Then it runs until SIGTERM or SIGINT (or ``stop`` is set) and drains: Watch streams end, the
 server stops taking calls and lets running ones finish within a grace period, the node stops
 (in-flight submissions finish, adapters and store close).
@@ -69,7 +73,7 @@ from relay.metrics import CountingVerifier, Metrics
 from relay.node import GatewayNode
 from relay.pg_store import PostgresStore
 from relay.pipeline import PipelineSettings
-from relay.replica import holder_name
+from relay.replica import Replica, holder_name
 from relay.sqlite_store import SqliteStore
 from relay.store import StoreError
 from relay.trust import BlockReader, ConfiguredTrustStore, trust_configs
@@ -217,14 +221,18 @@ async def _run(
         else None
     )
     try:
-        await node.start()
+        await node.start(pipeline=False)  # the replica runs the pipeline while it holds the lease
     except StoreError as exc:  # unreachable database, schema not migrated: said, no traceback
         await node.stop()
         raise StartError(str(exc)) from None
-    timer = (
-        asyncio.create_task(_checkpoint_timer(store, config.audit.checkpoint_seconds))
-        if audit_log is not None
-        else None
+    replica = Replica(
+        store,
+        _ActiveWork(node, store, config.audit.checkpoint_seconds if audit_log else None),
+        lease=identity.name,
+        holder=metrics.replica,
+        lease_seconds=config.store.lease_seconds,
+        handler=lambda: node.handler,
+        on_change=[lambda active: metrics.set_leader(metrics.replica, active)],
     )
     try:
         server = await start_server(
@@ -232,17 +240,16 @@ async def _run(
             token_listen=config.api.listen,
             tls=tls,
             auth=_policy(config),
-            relay_handler=node.handler,
+            relay_handler=replica,
             interop_servicer=service,
             max_concurrent_rpcs=GRPC_MAX_CONCURRENT_RPCS,
             audit_servicer=auditor,
         )
     except ServerStartError as exc:
-        await _stop_timer(timer)
         await node.stop()
         raise StartError(str(exc)) from None
-    metrics.set_leader(metrics.replica, True)  # one replica: active while the pipeline runs
-    metrics.watch(store=store, pipeline=node.pipeline, adapters=parts.adapters)
+    metrics.watch(store=store, pipeline=node, adapters=parts.adapters)
+    replica.start()  # read side served from here on; the pipeline once the lease is held
     try:
         await _serve(
             config,
@@ -252,11 +259,11 @@ async def _run(
             ready=ready,
             stop=stop,
             metrics=metrics,
+            replica=replica,
         )
     finally:
         if auditor is not None:
             auditor.close()
-        await _stop_timer(timer)
 
 
 def _audit_log(config: GatewayConfig) -> AuditLog | None:
@@ -301,6 +308,30 @@ async def _checkpoint_timer(store: SqliteStore | PostgresStore, seconds: float) 
             log.info("audit_checkpoint", seq=cp.seq)
 
 
+class _ActiveWork:
+    """What runs only while this replica holds the gateway's lease: the pipeline and the
+    time-based audit checkpoints (``checkpoint_seconds`` None: no audit trail)."""
+
+    def __init__(
+        self,
+        node: GatewayNode,
+        store: SqliteStore | PostgresStore,
+        checkpoint_seconds: float | None,
+    ) -> None:
+        self.node, self.store, self.seconds = node, store, checkpoint_seconds
+        self.timer: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.node.start_pipeline()
+        if self.seconds is not None:
+            self.timer = asyncio.create_task(_checkpoint_timer(self.store, self.seconds))
+
+    async def stop(self) -> None:
+        timer, self.timer = self.timer, None
+        await _stop_timer(timer)
+        await self.node.stop_pipeline()
+
+
 async def _stop_timer(timer: asyncio.Task[None] | None) -> None:
     if timer is not None:
         timer.cancel()
@@ -317,6 +348,7 @@ async def _serve(
     ready: Callable[[RunningGateway], None] | None,
     stop: asyncio.Event | None,
     metrics: Metrics,
+    replica: Replica,
 ) -> None:
     assert config.gateway is not None
     stopping = stop or asyncio.Event()
@@ -344,6 +376,7 @@ async def _serve(
             loop.remove_signal_handler(sig)
         log.info("gateway_draining")
         await metrics.unwatch()  # not ready; no more chain reads before the adapters close
+        await replica.stop()  # pipeline stopped, lease released: a standby takes over now
         service.close()
         await server.stop(STOP_GRACE_S)
         await node.stop()

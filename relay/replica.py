@@ -133,6 +133,7 @@ class Replica:
         """Why the active work must stop (a FencedError's text), until the loop acts on it."""
         self._wake = asyncio.Event()
         self._closed = False
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def active(self) -> bool:
@@ -145,6 +146,19 @@ class Replica:
 
     # -- the loop ------------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Run the loop in a task of its own until :meth:`stop`."""
+        self._task = asyncio.create_task(self.run(), name=f"replica:{self.lease}")
+
+    async def stop(self) -> None:
+        """End the loop, stop the active work, release the lease (a clean shutdown)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.close()
+
     async def run(self) -> None:
         """Run the lease loop until cancelled; the caller then awaits :meth:`close`."""
         self.store.fence(self.lease, self.holder, STANDBY_TOKEN)
@@ -155,7 +169,10 @@ class Replica:
             lease_seconds=self.lease_seconds,
         )
         while not self._closed:
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception as exc:  # the loop's task boundary: log, keep the loop alive
+                log.exception("replica_loop_failed", replica=self.holder, reason=describe(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             self._wake.clear()
