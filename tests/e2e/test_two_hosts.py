@@ -167,8 +167,8 @@ def _init(cluster: DemoCluster, name: str, chain: str, host: Host) -> GatewayHan
 
 
 def _configure(cluster: DemoCluster, handle: GatewayHandle, peer: GatewayHandle) -> None:
-    """README steps 3-5: the peer's CA and fingerprint exchanged, the served and remote chain,
-    the peer at its host address; then `gateway config validate`."""
+    """README steps 2-4 (the contracts are deployed already): the served and the remote chain,
+    the peer's CA and fingerprint as exchanged, the peer at its host address."""
     (handle.directory / "peers").mkdir()
     shutil.copyfile(peer.ca, handle.directory / "peers" / f"{peer.name}-ca.crt")
     text = cluster._chains_toml(served=handle.chain)
@@ -235,7 +235,7 @@ async def test_two_gateways_on_two_hosts_relay_both_ways(hosts: TwoHosts, tmp_pa
         evm, fisco = cluster.gateways[EVM_GATEWAY], cluster.gateways[FISCO_GATEWAY]
         for handle, peer in ((evm, fisco), (fisco, evm)):
             _configure(cluster, handle, peer)
-            _cli(where[handle.name], "config", "validate", str(handle.config))
+            _cli(where[handle.name], "config", "validate", str(handle.config))  # README step 5
         wire_before = hosts.a.wire_bytes()
         for name, host in where.items():
             _run(cluster, cluster.gateways[name], host)
