@@ -503,7 +503,7 @@ def _links(config: GatewayConfig, tls: ServerTls) -> dict[str, GrpcPeerLink]:
             raise ConfigError([problem], source=str(config.path)) from None
         links[peer.name] = GrpcPeerLink(
             peer.name,
-            peer.address,
+            peer.addresses or (peer.address,),  # replicas: tried in order, failed over
             PeerTls(
                 client_cert_pem=tls.cert_pem,
                 client_key_pem=tls.key_pem,
