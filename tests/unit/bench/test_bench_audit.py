@@ -1,0 +1,51 @@
+"""``python -m bench.audit --quick`` runs end to end and prints positive figures (never timed:
+the benchmark's numbers depend on the machine)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.audit import VECTORS
+
+ROOT = Path(__file__).resolve().parents[3]
+_NUMBER = r"([\d,]+(?:\.\d+)?)"
+
+
+def _figure(out: str, pattern: str) -> float:
+    match = re.search(pattern, out)
+    assert match is not None, f"{pattern!r} not in the output:\n{out}"
+    return float(match.group(1).replace(",", ""))
+
+
+def test_quick_run_prints_positive_figures() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.audit", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 0, done.stderr + out
+    assert out.startswith("audit benchmark: ")
+    assert _figure(out, rf"audit on, checkpoint every 1,000 records: records {_NUMBER} in") == 1200
+    rates = {
+        "appended, audit on": rf"records 1,200 in [\d.]+ s = {_NUMBER}/s",
+        "checkpoints": rf"checkpoints signed: {_NUMBER}",
+        "audit off": rf"audit off: +{_NUMBER} transitions/s",
+        "ratio": rf"same run: +{_NUMBER}x",
+        "verify_export": rf"verify_export, in process: +records 1,200 in [\d.]+ s = {_NUMBER}/s",
+        "gateway audit verify": rf"\(subprocess\): records 1,200 in [\d.]+ s = {_NUMBER}/s",
+    }
+    for name, pattern in rates.items():
+        assert _figure(out, pattern) > 0, name
+    assert "it printed: VERIFIED gateway 'bench-gw': 1200 records" in out
+    if VECTORS.is_dir():  # the bundles come from ../shared/vectors
+        assert _figure(out, rf"verify: 1,200 records; {_NUMBER} distinct bundles") > 0
+        assert _figure(out, rf"verify_export, in process: .*; bundles {_NUMBER}/s") > 0
+    else:
+        assert "not found: records without evidence bundles only" in out
