@@ -248,6 +248,8 @@ def _print_access(cluster: DemoCluster, console: Console) -> None:
             f"    {grpcurl} {handle.api_listen} interop.v1.InteropService/ListChains",
             f"    {grpcurl} -d '{{\"page_size\": 5}}' {handle.api_listen} "
             "interop.v1.InteropService/ListMessages",
+            f"  metrics: http://{handle.metrics_listen}/metrics "
+            f"(probes http://{handle.metrics_listen}/livez and /readyz)",
             "",
         ]
     # Unwrapped: the commands must survive copy and paste.

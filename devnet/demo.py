@@ -95,6 +95,8 @@ class GatewayHandle:
     """The auditor's API token (AuditService: gateway audit query/trace/export)."""
     audit_key: str = ""
     """The gateway's audit public key (hex): its peer pins it, auditors verify exports with it."""
+    metrics_listen: str = ""
+    """``[metrics] listen``: /metrics, /livez and /readyz over plain HTTP (docs/metrics.md)."""
 
     @property
     def config(self) -> Path:
@@ -296,6 +298,7 @@ class DemoCluster:
                 result.gateway_fingerprint,
                 auditor_token=result.auditor_token,
                 audit_key=result.audit_public_key,
+                metrics_listen=f"127.0.0.1:{free_port()}",
             )
         for name, handle in self.gateways.items():
             peer = self.gateways[EVM_GATEWAY if name == FISCO_GATEWAY else FISCO_GATEWAY]
@@ -303,6 +306,7 @@ class DemoCluster:
             shutil.copyfile(peer.ca, handle.directory / "peers" / f"{peer.name}-ca.crt")
             text = self._chains_toml(served=handle.chain) + _peer_toml(peer, peer.fingerprint)
             text += "\n[relay]\n" + "".join(f"{k} = {v}\n" for k, v in self.relay.items())
+            text += f'\n[metrics]\nlisten = "{handle.metrics_listen}"\n'
             with handle.config.open("a", encoding="utf-8") as out:
                 out.write(text)
             _set_api_listen(handle)

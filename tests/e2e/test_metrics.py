@@ -1,0 +1,195 @@
+"""End to end: both `gateway run` processes of the demo serve ``[metrics] listen``; after
+messages each way, /metrics (parsed with prometheus_client's own parser) has every documented
+series with its type and labels, and values that agree with the traffic and the API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from devnet.demo import EVM_CHAIN, FISCO_CHAIN, DemoCluster
+from devnet.demo_flow import STATE, Api
+from protos.interop.v1 import interop_pb2
+from tests.e2e.conftest import wait_finished
+from tests.unit.relay.test_metrics import SERIES
+
+pytestmark = pytest.mark.integration
+
+TO_FISCO, TO_EVM = 5, 3
+ROUTES = {"evm": (EVM_CHAIN, FISCO_CHAIN), "fisco": (FISCO_CHAIN, EVM_CHAIN)}
+
+
+class Scrape:
+    def __init__(self, text: str) -> None:
+        self.families = {f.name: f for f in text_string_to_metric_families(text)}
+
+    def value(self, sample: str, **labels: str) -> float:
+        """The sample's value (0 when absent: a counter not incremented yet)."""
+        for family in self.families.values():
+            for s in family.samples:
+                if s.name == sample and s.labels == labels:
+                    return float(s.value)
+        return 0.0
+
+    def samples(self, family: str) -> list[Any]:
+        return list(self.families[family].samples)
+
+
+async def get(http: aiohttp.ClientSession, address: str, path: str) -> tuple[int, str]:
+    async with http.get(f"http://{address}{path}", timeout=aiohttp.ClientTimeout(10)) as r:
+        return r.status, await r.text()
+
+
+async def scrape(http: aiohttp.ClientSession, address: str) -> Scrape:
+    status, text = await get(http, address, "/metrics")
+    assert status == 200
+    return Scrape(text)
+
+
+async def until(
+    http: aiohttp.ClientSession, address: str, ok: Callable[[Scrape], bool], what: str
+) -> Scrape:
+    """Scrape until ``ok`` (the store-read series refresh every few seconds)."""
+    deadline = time.monotonic() + 30
+    while True:
+        got = await scrape(http, address)
+        if ok(got):
+            return got
+        assert time.monotonic() < deadline, f"{what}: never true on {address}"
+        await asyncio.sleep(0.5)
+
+
+def transitions(s: Scrape, gateway: str, role: str, state: str, *, back: bool = False) -> float:
+    src, dst = ROUTES[gateway]
+    if back:
+        src, dst = dst, src
+    labels = {"src_chain": src, "dst_chain": dst, "role": role, "state": state}
+    return s.value("gateway_transitions_total", **labels)
+
+
+@pytest.mark.timeout(300)
+async def test_the_metrics_of_both_gateways_after_messages_each_way(
+    cluster: DemoCluster, apis: dict[str, Api]
+) -> None:
+    addresses = {name: handle.metrics_listen for name, handle in cluster.gateways.items()}
+    async with aiohttp.ClientSession() as http:
+        for address in addresses.values():
+            assert await get(http, address, "/livez") == (200, "ok\n")
+            assert await get(http, address, "/readyz") == (200, "active\n")
+        before = {name: await scrape(http, a) for name, a in addresses.items()}
+
+        echo = {c: cluster.contracts[c].extra["EchoReceiver"] for c in (EVM_CHAIN, FISCO_CHAIN)}
+        sent = {
+            "evm": [
+                await apis["evm"].send(EVM_CHAIN, FISCO_CHAIN, echo[FISCO_CHAIN], b"m%d" % i, 600)
+                for i in range(TO_FISCO)
+            ],
+            "fisco": [
+                await apis["fisco"].send(FISCO_CHAIN, EVM_CHAIN, echo[EVM_CHAIN], b"n%d" % i, 600)
+                for i in range(TO_EVM)
+            ],
+        }
+        for name, ids in sent.items():
+            await wait_finished(apis[name], ids, alive=cluster.check_alive)
+
+        after: dict[str, Scrape] = {}
+        for name, address in addresses.items():
+            count, peer = len(sent[name]), "fisco" if name == "evm" else "evm"
+            back = len(sent[peer])
+
+            def moved(s: Scrape, name: str = name, count: int = count, back: int = back) -> bool:
+                return (
+                    transitions(s, name, "source", "acknowledged")
+                    - transitions(before[name], name, "source", "acknowledged")
+                    == count
+                    and transitions(s, name, "destination", "result_forwarded", back=True)
+                    - transitions(before[name], name, "destination", "result_forwarded", back=True)
+                    == back
+                )
+
+            after[name] = await until(http, address, moved, "acknowledged and closed counted")
+
+        for name, s in after.items():
+            check_series(s)
+            check_values(name, s, before[name], sent)
+            await check_messages_gauge(http, addresses[name], apis[name], name)
+
+
+def check_series(s: Scrape) -> None:
+    """Every documented family with its type; the label names of those with samples."""
+    for family, (kind, labels) in SERIES.items():
+        assert family in s.families, family
+        assert s.families[family].type == kind, family
+        for sample in s.samples(family):
+            assert set(sample.labels) - {"le"} == labels, (family, sample)
+
+
+def check_values(name: str, s: Scrape, before: Scrape, sent: dict[str, list[bytes]]) -> None:
+    src, dst = ROUTES[name]
+    count, back = len(sent[name]), len(sent["fisco" if name == "evm" else "evm"])
+    for state in ("observed", "verified", "forwarded", "result_verified", "ack_submitted"):
+        moved = transitions(s, name, "source", state) - transitions(before, name, "source", state)
+        assert moved == count, (name, state, moved)
+    delivered = transitions(s, name, "destination", "delivered", back=True) - transitions(
+        before, name, "destination", "delivered", back=True
+    )
+    assert delivered == back
+    # each delivery and acknowledgement went out in a batch the chain took
+    deliver = {"chain": src, "kind": "deliver"}
+    ack = {"chain": src, "kind": "acknowledge"}
+    assert (
+        s.value("gateway_batch_size_sum", **deliver)
+        - before.value("gateway_batch_size_sum", **deliver)
+        == back
+    )
+    assert (
+        s.value("gateway_batch_size_sum", **ack) - before.value("gateway_batch_size_sum", **ack)
+        == count
+    )
+    assert s.value("gateway_stage_seconds_count", stage="source:observed") >= count
+    round_trip = s.value("gateway_stage_seconds_sum", stage="source:forwarded")
+    assert round_trip > 0
+    head = s.value("gateway_chain_head", chain=src)
+    final = s.value("gateway_chain_final_head", chain=src)
+    assert 0 < final <= head
+    assert head >= before.value("gateway_chain_head", chain=src)
+    assert {x.labels["chain"] for x in s.samples("gateway_chain_head")} == {src}, "served only"
+    endpoints = s.samples("gateway_endpoint_up")
+    assert endpoints
+    assert {e.labels["chain"] for e in endpoints} == {src}
+    assert all(e.value == 1 for e in endpoints)
+    stages = {x.labels["stage"] for x in s.samples("gateway_queue_depth")}
+    assert {"verify", "forward", f"deliver:{src}", f"ack:{src}"} <= stages
+    [leader] = s.samples("gateway_leader")
+    assert leader.value == 1
+    assert s.value("gateway_audit_records") > before.value("gateway_audit_records")
+    [build] = s.samples("gateway_build_info")
+    assert build.value == 1
+    assert dst not in {e.labels["chain"] for e in endpoints}
+
+
+async def check_messages_gauge(
+    http: aiohttp.ClientSession, address: str, api: Api, name: str
+) -> None:
+    """gateway_messages agrees with the API's rows (read again until both are settled)."""
+    src, dst = ROUTES[name]
+    acked = {"src_chain": src, "dst_chain": dst, "role": "source", "state": "acknowledged"}
+    rows = await api.list(role=interop_pb2.ROLE_SOURCE)
+    want = sum(
+        1
+        for r in rows
+        if r.state == STATE.MESSAGE_STATE_ACKNOWLEDGED and r.src_chain == src and r.dst_chain == dst
+    )
+    assert want > 0
+    await until(
+        http,
+        address,
+        lambda s: s.value("gateway_messages", **acked) == want,
+        f"gateway_messages{acked} == {want}",
+    )
