@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from cli.init import init_gateway
 from relay.audit import AuditKey, AuditKind, AuditLog, CheckpointPolicy, format_time, verify_export
 from relay.pg_store import PostgresStore, known_version, migrate, migrations, status
 from relay.store import (
@@ -28,6 +30,8 @@ from relay.store import (
     Transition,
 )
 from tests import pg
+from tests.integration.cli.test_run import run_cli
+from tests.integration.grpc.test_interop_api import free_port
 from verifier.messages import Message
 
 pytestmark = pytest.mark.integration
@@ -400,3 +404,86 @@ async def test_a_takeover_waits_for_a_write_already_past_its_fence_check(pg_url:
     finally:
         await old.close()
         await new.close()
+
+
+# -- the commands -------------------------------------------------------------------------------
+
+
+def _gateway_config(tmp_path: Path, url: str) -> Path:
+    """A runnable gateway.toml (``gateway init``) whose chains nobody serves, on ``url``."""
+    source = tmp_path / "chains.toml"
+    source.write_text(
+        f"""
+[chains.evm-a]
+family = "evm"
+endpoints = ["http://127.0.0.1:{free_port()}"]
+chain_id = 31337
+confirmations = 1
+gateway = "0x{"11" * 20}"
+relayer_key = {{ env = "T_KEY_A" }}
+
+[chains.evm-b]
+family = "evm"
+endpoints = ["http://127.0.0.1:{free_port()}/b"]
+chain_id = 31338
+confirmations = 1
+gateway = "0x{"22" * 20}"
+relayer_key = {{ env = "T_KEY_B" }}
+""",
+        encoding="utf-8",
+    )
+    result = init_gateway(
+        tmp_path / "gw", name="gw-pg", listen=f"127.0.0.1:{free_port()}", chains_from=source
+    )
+    with result.config.open("a", encoding="utf-8") as f:
+        f.write('\n[store]\nurl_env = "T_STORE_URL"\nlease_seconds = 5.0\n')
+    del url  # passed in the environment, as an operator with a password would
+    return result.config
+
+
+async def test_db_status_migrate_and_run_as_an_operator_uses_them(tmp_path: Path) -> None:
+    """status says a migration is due (exit 1); gateway run refuses the database, naming the
+    command, before it even asks the chains (exit 1, no traceback); migrate applies version 1
+    and re-running applies nothing; status then says up to date (exit 0)."""
+    url = pg.fresh_url(migrated=False)
+    config = _gateway_config(tmp_path, url)
+    env = {"T_STORE_URL": url, "T_KEY_A": "0x" + "01" * 32, "T_KEY_B": "0x" + "02" * 32}
+    code, out, err = await run_cli("db", "status", "--config", str(config), env=env)
+    assert code == 1, err
+    assert "schema version: 0" in out
+    assert f"known versions: 1..{known_version()}" in out
+    assert "gateway db migrate" in out
+    code, out, err = await run_cli("run", "--config", str(config), env=env)
+    assert code == 1, err
+    assert "run `gateway db migrate" in err
+    assert "served chain unreachable" not in err
+    assert "Traceback" not in err
+    code, out, err = await run_cli("db", "migrate", "--config", str(config), env=env)
+    assert code == 0, err
+    assert [line for line in out.splitlines() if line.startswith("applied ")] == [
+        f"applied {m.version:04d}_{m.name}" for m in migrations()
+    ]
+    code, out, err = await run_cli("db", "migrate", "--config", str(config), env=env)
+    assert code == 0, err
+    assert "nothing to apply" in out
+    assert "applied " not in out
+    code, out, err = await run_cli("db", "status", "--config", str(config), env=env)
+    assert (code, "up to date" in out) == (0, True), out + err
+
+
+async def test_db_commands_without_a_postgresql_store_or_server(tmp_path: Path) -> None:
+    """No [store] url: exit 2 saying SQLite needs no migration. An unreachable server: exit 1
+    naming host, port and database, never the password."""
+    config = _gateway_config(tmp_path, "")
+    text = config.read_text(encoding="utf-8")
+    bare = config.parent / "sqlite.toml"  # beside it: its relative paths stay right
+    bare.write_text(text[: text.index("\n[store]")] + "\n", encoding="utf-8")
+    code, _, err = await run_cli("db", "migrate", "--config", str(bare))
+    assert code == 2
+    assert "needs no migration" in err
+    env = {"T_STORE_URL": f"postgresql://gw:pa55word@127.0.0.1:{free_port()}/relay"}
+    code, _, err = await run_cli("db", "migrate", "--config", str(config), env=env)
+    assert code == 1
+    assert "cannot connect to PostgreSQL at 127.0.0.1:" in err
+    assert "pa55word" not in err
+    assert "Traceback" not in err
