@@ -965,6 +965,14 @@ class PostgresStore:
         )
         return int(rows[0][0])
 
+    async def count_by_route(self) -> dict[tuple[str, str, Role, State], int]:
+        """Rows by (src_chain, dst_chain, role, state): the metrics' ``gateway_messages``."""
+        rows = await self._rows(
+            "SELECT src_chain, dst_chain, role, state, COUNT(*) FROM messages "
+            "GROUP BY src_chain, dst_chain, role, state"
+        )
+        return {(s, d, Role(r), State(st)): int(n) for s, d, r, st, n in rows}
+
     async def get_cursor(self, chain: str) -> str | None:
         rows = await self._rows("SELECT cursor FROM cursors WHERE chain=%s", (chain,))
         return str(rows[0][0]) if rows else None
