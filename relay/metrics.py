@@ -211,6 +211,9 @@ class Metrics:
             version or _version()
         ).set(1)
         self._entered: dict[tuple[bytes, Role], tuple[State, float]] = {}
+        self._counted: dict[tuple[str, str, Role, State], Counter] = {}
+        self._timed: dict[tuple[Role, State], Histogram] = {}
+        """Label children by key: ``labels()`` costs more than the increment it selects."""
         self._active = False
         self._ready = False
         self._store: Any = None
@@ -230,12 +233,21 @@ class Metrics:
     def transition(self, t: Transition) -> None:
         m = t.message
         src, dst = (m.src_chain, m.dst_chain) if m is not None else ("unknown", "unknown")
-        self.transitions.labels(src, dst, str(t.role), str(t.to)).inc()
+        counter = self._counted.get((src, dst, t.role, t.to))
+        if counter is None:
+            counter = self.transitions.labels(src, dst, str(t.role), str(t.to))
+            self._counted[(src, dst, t.role, t.to)] = counter
+        counter.inc()
         key = (t.id, t.role)
         before = self._entered.pop(key, None)
         if before is not None:
             state, since = before
-            self.stage_seconds.labels(f"{t.role}:{state}").observe(max(0.0, t.at - since))
+            timer = self._timed.get((t.role, state))
+            if timer is None:
+                timer = self._timed[(t.role, state)] = self.stage_seconds.labels(
+                    f"{t.role}:{state}"
+                )
+            timer.observe(max(0.0, t.at - since))
         if (t.role, t.to) not in TERMINAL:
             if len(self._entered) >= MAX_TRACKED_ROWS:
                 del self._entered[next(iter(self._entered))]
