@@ -52,7 +52,7 @@ def test_the_final_stage_is_the_gateway_runtime_as_a_fixed_non_root_uid() -> Non
     assert uid.isdigit()
     assert int(uid) != 0
     assert not gid or int(gid) != 0
-    deployment = (DEPLOY / "k8s" / "deployment.yaml").read_text(encoding="utf-8")
+    deployment = (DEPLOY / "k8s" / "statefulset.yaml").read_text(encoding="utf-8")
     assert f"runAsUser: {uid}" in deployment
 
 

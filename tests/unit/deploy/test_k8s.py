@@ -39,7 +39,7 @@ def _one(kind: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
-DEPLOYMENT = _one("Deployment", "gateway")
+DEPLOYMENT = _one("StatefulSet", "gateway")
 POD = DEPLOYMENT["spec"]["template"]
 POD_LABELS: dict[str, str] = POD["metadata"]["labels"]
 GATEWAY_CONTAINER = next(c for c in POD["spec"]["containers"] if c["name"] == "gateway")
@@ -56,7 +56,7 @@ def test_object_is_valid_for_the_pinned_kubernetes_version(obj: dict[str, Any]) 
 
 
 def test_the_validation_is_strict() -> None:
-    """A misspelt field in the Deployment is rejected, so the test above can fail."""
+    """A misspelt field in the StatefulSet is rejected, so the test above can fail."""
     broken = copy.deepcopy(DEPLOYMENT)
     broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGett"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -191,12 +191,22 @@ def test_container_ports_probes_and_services_match_the_config(config: GatewayCon
     }
     assert GATEWAY_CONTAINER["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
     assert GATEWAY_CONTAINER["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    pod_names = {f"gateway-{i}" for i in range(DEPLOYMENT["spec"]["replicas"])}
+    selected = set()
     for service in (o for o in OBJECTS if o["kind"] == "Service"):
-        assert service["spec"]["selector"].items() <= POD_LABELS.items()
+        selector = dict(service["spec"]["selector"])
+        one_pod = selector.pop("statefulset.kubernetes.io/pod-name", None)
+        assert selector.items() <= POD_LABELS.items()
+        if one_pod is not None:
+            assert one_pod in pod_names
+            selected.add(one_pod)
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in ports
             assert port["port"] == ports[port["targetPort"]]
+    assert selected == pod_names, "each replica needs a peer Service of its own"
     metrics = _one("Service", "gateway-metrics")
+    assert DEPLOYMENT["spec"]["serviceName"] == "gateway-metrics"
+    assert metrics["spec"]["clusterIP"] == "None"
     assert metrics["metadata"]["annotations"]["prometheus.io/port"] == str(ports["metrics"])
 
 
