@@ -5,18 +5,23 @@ series with its type and labels, and values that agree with the traffic and the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from adapters.base import endpoint_names
 from devnet.demo import EVM_CHAIN, FISCO_CHAIN, DemoCluster
 from devnet.demo_flow import STATE, Api
 from protos.interop.v1 import interop_pb2
+from relay.metrics import Metrics
 from tests.e2e.conftest import wait_finished
+from tests.integration.adapters.env_evm import CHAIN, evm_env
 from tests.unit.relay.test_metrics import SERIES
 
 pytestmark = pytest.mark.integration
@@ -193,3 +198,70 @@ async def check_messages_gauge(
         lambda s: s.value("gateway_messages", **acked) == want,
         f"gateway_messages{acked} == {want}",
     )
+
+
+@contextlib.asynccontextmanager
+async def tcp_proxy(target: str) -> AsyncIterator[tuple[str, Callable[[], Awaitable[None]]]]:
+    """A TCP proxy to ``target``'s host and port, and a function that stops it (listener and
+    open connections: the endpoint behind it is down)."""
+    parts = urlsplit(target)
+    writers: list[asyncio.StreamWriter] = []
+
+    async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        dst.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(parts.hostname, parts.port)
+        writers.extend((writer, up_writer))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def stop() -> None:
+        server.close()
+        for writer in writers:
+            writer.close()
+        await server.wait_closed()
+
+    try:
+        yield f"http://127.0.0.1:{port}", stop
+    finally:
+        await stop()
+
+
+@pytest.mark.timeout(120)
+async def test_endpoint_health_and_a_failover_from_a_real_evm_adapter() -> None:
+    """An EVM adapter with two endpoints (a proxy to Anvil first, Anvil itself second): both
+    up with the chain's heads; the proxy stopped, the next status() fails over to Anvil, and
+    the sample shows the proxy down and one failover."""
+    async with evm_env() as env, tcp_proxy(env.anvil.url) as (proxy, stop_proxy):
+        adapter = env.adapter_with(endpoints=(proxy, env.anvil.url))
+        first, second = endpoint_names([proxy, env.anvil.url])
+        metrics = Metrics(sample_seconds=3600)
+        try:
+            metrics.watch(adapters={CHAIN: adapter})
+            await metrics.sample()
+            s = Scrape(metrics.render().decode())
+            assert s.value("gateway_endpoint_up", chain=CHAIN, endpoint=first) == 1
+            assert s.value("gateway_endpoint_up", chain=CHAIN, endpoint=second) == 1
+            head = s.value("gateway_chain_head", chain=CHAIN)
+            assert head == await env.evm.head()
+            assert 0 <= s.value("gateway_chain_final_head", chain=CHAIN) < head
+            assert s.value("gateway_endpoint_failovers_total", chain=CHAIN) == 0
+
+            await stop_proxy()
+            await env.evm.mine(1)
+            await metrics.sample()
+            s = Scrape(metrics.render().decode())
+            assert s.value("gateway_endpoint_up", chain=CHAIN, endpoint=first) == 0
+            assert s.value("gateway_endpoint_up", chain=CHAIN, endpoint=second) == 1
+            assert s.value("gateway_endpoint_failovers_total", chain=CHAIN) == 1
+            assert s.value("gateway_chain_head", chain=CHAIN) == await env.evm.head() > head
+        finally:
+            await metrics.unwatch()
+            await adapter.close()
