@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,10 +20,13 @@ from adapters.base import endpoint_names
 from devnet.demo import EVM_CHAIN, FISCO_CHAIN, DemoCluster
 from devnet.demo_flow import STATE, Api
 from protos.interop.v1 import interop_pb2
+from relay.grpc.client import GrpcPeerLink, PeerTls
+from relay.links import ForwardItem, VerdictKind
 from relay.metrics import Metrics
-from tests.e2e.conftest import wait_finished
+from tests.e2e.conftest import address, wait_finished
 from tests.integration.adapters.env_evm import CHAIN, evm_env
 from tests.unit.relay.test_metrics import SERIES
+from verifier.messages import Message
 
 pytestmark = pytest.mark.integration
 
@@ -265,3 +269,53 @@ async def test_endpoint_health_and_a_failover_from_a_real_evm_adapter() -> None:
         finally:
             await metrics.unwatch()
             await adapter.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_forged_forward_counts_as_a_verification_failure_by_its_check(
+    cluster: DemoCluster, apis: dict[str, Api]
+) -> None:
+    """Holding gateway evm's credentials (as a compromised peer would), a Forward with a
+    bundle that is no evidence: gateway fisco rejects it naming a check, and its
+    gateway_verification_failures_total for that check went up by one."""
+    evm, fisco = cluster.gateways["evm"], cluster.gateways["fisco"]
+    link = GrpcPeerLink(
+        "fisco",
+        fisco.listen,
+        PeerTls(
+            client_cert_pem=evm.cert.read_bytes(),
+            client_key_pem=evm.key.read_bytes(),
+            server_ca_pem=fisco.ca.read_bytes(),
+            server_name="localhost",
+            server_sha256=fisco.fingerprint,
+        ),
+    )
+    forged = Message(
+        src_chain=EVM_CHAIN,
+        src_gateway=address(cluster.contracts[EVM_CHAIN].gateway),
+        dst_chain=FISCO_CHAIN,
+        nonce=1,
+        sender=b"\x02" * 20,
+        receiver=address(cluster.contracts[FISCO_CHAIN].extra["EchoReceiver"]),
+        payload=b"forged",
+        timeout=2**40,
+    )
+    async with aiohttp.ClientSession() as http:
+        before = await scrape(http, fisco.metrics_listen)
+        try:
+            [verdict] = await link.forward([ForwardItem(os.urandom(32), forged, {"v": 1})])
+        finally:
+            await link.close()
+        assert verdict.kind is VerdictKind.REJECTED
+        assert verdict.check
+        after = await scrape(http, fisco.metrics_listen)
+    failures = "gateway_verification_failures_total"
+    assert (
+        after.value(failures, check=verdict.check) - before.value(failures, check=verdict.check)
+        == 1
+    )
+    assert (
+        sum(x.value for x in after.samples("gateway_verification_failures"))
+        - sum(x.value for x in before.samples("gateway_verification_failures"))
+        == 1
+    )
