@@ -156,9 +156,12 @@ def _scrub(text: str, url: str) -> str:
 
 async def connect(url: str, *, autocommit: bool = False) -> AsyncConnection[Any]:
     """A connection with the store's timeouts; :class:`StoreError` naming host, port and
-    database (never the password) when it fails."""
+    database (never the password) when it fails. Reads (``autocommit``) have no statement
+    timeout: an auditor's export of a long trail may take a while and holds no lock a writer
+    waits for."""
+    statement = 0 if autocommit else STATEMENT_TIMEOUT_MS
     options = (
-        f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS} "
+        f"-c statement_timeout={statement} -c lock_timeout={LOCK_TIMEOUT_MS} "
         f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
     )
     try:
@@ -375,6 +378,7 @@ class PostgresStore:
         rolls back whole, and :meth:`close` waits for it."""
         task = asyncio.create_task(self._write_tx(fn, fenced))
         self._inflight.add(task)
+        task.add_done_callback(_settled)
         task.add_done_callback(self._inflight.discard)
         return await asyncio.shield(task)
 
@@ -980,6 +984,13 @@ class PostgresStore:
 
 # ---------------------------------------------------------------------------------------------
 # Inside a write transaction
+
+
+def _settled(task: asyncio.Task[Any]) -> None:
+    """A write whose caller was cancelled: its outcome is nobody's to report (no "exception
+    never retrieved" warning); it committed or rolled back whole."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _check_fence(conn: AsyncConnection[Any], name: str, holder: str, token: int) -> None:
