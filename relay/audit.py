@@ -795,23 +795,41 @@ class AuditLog:
         last = conn.execute(
             "SELECT seq, at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
         ).fetchone()
-        last_seq, last_at = (int(last[0]), float(last[1])) if last is not None else (0, None)
-        if last_at is None and head is not None:
-            # Before the first checkpoint the clock runs from the first record.
+        first_time: str | None = None
+        if last is None and head is not None:
             first = conn.execute("SELECT record FROM audit_records ORDER BY seq LIMIT 1").fetchone()
-            last_at = _parse_time(json.loads(first[0])["time"])
-        if head is None or not self.policy.due(
-            head_seq=head.seq, last_seq=last_seq, last_at=last_at, now=now
-        ):
-            return None
-        cp = sign_checkpoint(
-            self.key, gateway=self.gateway, seq=head.seq, head_hash=head.hash, at=now
+            first_time = json.loads(first[0])["time"]
+        cp = self.checkpoint_due(
+            head, (int(last[0]), float(last[1])) if last is not None else None, first_time, now
         )
+        if cp is None:
+            return None
         conn.execute(
             "INSERT INTO audit_checkpoints (seq, at, checkpoint) VALUES (?,?,?)",
             (cp.seq, now, canonical_json(cp.to_json()).decode()),
         )
         return cp
+
+    def checkpoint_due(
+        self,
+        head: ChainHead | None,
+        last: tuple[int, float] | None,
+        first_time: str | None,
+        now: float,
+    ) -> Checkpoint | None:
+        """The policy's decision, for any database: the signed checkpoint of ``head`` when one
+        is due, else None. ``last`` is the newest checkpoint's (seq, at); before the first one
+        the clock runs from the first record's ``first_time``."""
+        last_seq, last_at = last if last is not None else (0, None)
+        if last_at is None and first_time is not None:
+            last_at = _parse_time(first_time)
+        if head is None or not self.policy.due(
+            head_seq=head.seq, last_seq=last_seq, last_at=last_at, now=now
+        ):
+            return None
+        return sign_checkpoint(
+            self.key, gateway=self.gateway, seq=head.seq, head_hash=head.hash, at=now
+        )
 
     def export_lines(
         self, conn: sqlite3.Connection, *, now: float, from_seq: int = 1

@@ -24,7 +24,6 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -43,7 +42,6 @@ from relay.audit import (
     record_from_json,
     record_from_rejected,
     record_from_transition,
-    sign_checkpoint,
     write_export,
 )
 from relay.store import (
@@ -289,10 +287,6 @@ def _checkpoint(text: str) -> Checkpoint:
 
 def _states(values: frozenset[State]) -> list[str]:
     return sorted(str(v) for v in values)
-
-
-def _parse_time(text: str) -> float:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
 class PostgresStore:
@@ -1019,21 +1013,19 @@ async def _audit_head(conn: AsyncConnection[Any]) -> ChainHead | None:
 async def _checkpoint_if_due(
     conn: AsyncConnection[Any], log: AuditLog, head: ChainHead | None, now: float
 ) -> Checkpoint | None:
-    """``AuditLog`` checkpoint policy, on PostgreSQL (the same rule as on SQLite)."""
+    """``AuditLog.checkpoint_due`` (the rule SQLite uses too), stored in this transaction."""
     cur = await conn.execute("SELECT seq, at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
     last = await cur.fetchone()
-    last_seq, last_at = (int(last[0]), float(last[1])) if last is not None else (0, None)
-    if last_at is None and head is not None:
-        # Before the first checkpoint the clock runs from the first record.
+    first_time: str | None = None
+    if last is None and head is not None:
         cur = await conn.execute("SELECT doc ->> 'time' FROM audit_records ORDER BY seq LIMIT 1")
         first = await cur.fetchone()
-        if first is not None:
-            last_at = _parse_time(str(first[0]))
-    if head is None or not log.policy.due(
-        head_seq=head.seq, last_seq=last_seq, last_at=last_at, now=now
-    ):
+        first_time = str(first[0]) if first is not None else None
+    cp = log.checkpoint_due(
+        head, (int(last[0]), float(last[1])) if last is not None else None, first_time, now
+    )
+    if cp is None:
         return None
-    cp = sign_checkpoint(log.key, gateway=log.gateway, seq=head.seq, head_hash=head.hash, at=now)
     await conn.execute(
         "INSERT INTO audit_checkpoints (seq, at, checkpoint) VALUES (%s,%s,%s)",
         (cp.seq, now, canonical_json(cp.to_json()).decode()),
