@@ -56,6 +56,8 @@ bench: setup
 	$(BIN)/python -m bench.adapters
 	@echo
 	$(BIN)/python -m bench.relay
+	@echo
+	$(BIN)/python -m bench.audit
 
 # Not part of `make test`: bounded runs of the fuzzer and of mutation testing over verifier/.
 FUZZ_SECONDS ?= 120
