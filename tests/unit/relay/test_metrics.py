@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.base import ChainStatus, ChainUnavailable, EndpointHealth
-from relay.audit import Checkpoint
+from relay.audit import AuditKey, AuditLog, Checkpoint, CheckpointPolicy
 from relay.metrics import CountingVerifier, MessageCounts, Metrics
 from relay.node import GatewayNode
 from relay.sqlite_store import SqliteStore
@@ -367,3 +367,38 @@ async def test_the_store_counts_rows_by_route_and_state(store: Store) -> None:
         (A, B, Role.SOURCE, State.OBSERVED): 3,
         (B, A, Role.DESTINATION, State.VERIFIED): 1,
     }
+
+
+async def test_the_audit_chain_of_a_real_store(tmp_path: Path) -> None:
+    """SQLite with an audit log signing a checkpoint every 3 records: the records gauge is the
+    chain's length; checkpoints signed after the first look are counted, one each."""
+    policy = CheckpointPolicy(3, 3600.0)
+    store = SqliteStore(tmp_path, audit_log=AuditLog("gw", AuditKey.generate(), policy))
+    await store.open()
+    metrics = Metrics(sample_seconds=3600, messages_seconds=0)
+    try:
+        for n in range(4):  # 4 records: one checkpoint (at 3) before the first look
+            assert await store.transition(change(n, State.OBSERVED, 1.0))
+        metrics.watch(store=store)
+        await metrics.sample()
+        assert value(metrics, "gateway_audit_records") == 4
+        assert value(metrics, "gateway_audit_checkpoints_total") == 0
+        for n in range(4, 10):  # 6 more: checkpoints at 6 and 9
+            assert await store.transition(change(n, State.OBSERVED, 2.0))
+        await metrics.sample()
+        assert value(metrics, "gateway_audit_records") == 10
+        assert value(metrics, "gateway_audit_checkpoints_total") == 2
+        assert (
+            value(
+                metrics,
+                "gateway_messages",
+                src_chain=A,
+                dst_chain=B,
+                role="source",
+                state="observed",
+            )
+            == 10
+        )
+    finally:
+        await metrics.unwatch()
+        await store.close()
