@@ -80,9 +80,11 @@ MIGRATE_LOCK: Final = 0x6761_7465_7761_7902
 
 STATEMENT_TIMEOUT_MS: Final = 30_000
 LOCK_TIMEOUT_MS: Final = 10_000
-IDLE_IN_TRANSACTION_TIMEOUT_MS: Final = 15_000
-"""A replica stopped (SIGSTOP) inside a transaction loses it after this, so its row locks cannot
-block a takeover for ever."""
+IDLE_IN_TRANSACTION_TIMEOUT_MS: Final = 5_000
+"""A replica stopped (SIGSTOP) inside a write transaction loses it after this, so its share lock
+on the lease cannot block a takeover for ever (write transactions are a few statements)."""
+READ_IDLE_IN_TRANSACTION_TIMEOUT_MS: Final = 120_000
+"""The read connection's one transaction is an audit export's snapshot (parsed between reads)."""
 
 _T = TypeVar("_T")
 PgAuditHook = Callable[[AsyncConnection[Any], Transition, HistoryEntry], Awaitable[None] | None]
@@ -158,9 +160,10 @@ async def connect(url: str, *, autocommit: bool = False) -> AsyncConnection[Any]
     timeout: an auditor's export of a long trail may take a while and holds no lock a writer
     waits for."""
     statement = 0 if autocommit else STATEMENT_TIMEOUT_MS
+    idle = READ_IDLE_IN_TRANSACTION_TIMEOUT_MS if autocommit else IDLE_IN_TRANSACTION_TIMEOUT_MS
     options = (
         f"-c statement_timeout={statement} -c lock_timeout={LOCK_TIMEOUT_MS} "
-        f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+        f"-c idle_in_transaction_session_timeout={idle}"
     )
     try:
         return await AsyncConnection.connect(

@@ -18,7 +18,14 @@ import pytest
 from cli.init import init_gateway
 from relay.audit import AuditKey, AuditKind, AuditLog, CheckpointPolicy, format_time, verify_export
 from relay.node import GatewayNode
-from relay.pg_store import PostgresStore, known_version, migrate, migrations, status
+from relay.pg_store import (
+    IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    PostgresStore,
+    known_version,
+    migrate,
+    migrations,
+    status,
+)
 from relay.store import (
     AuditFilter,
     FencedError,
@@ -566,3 +573,38 @@ async def test_a_dropped_connection_fails_one_call_and_the_store_reconnects(
     records = await _all(store)
     assert [r.seq for r in records] == [1, 2, 3]
     assert all(y.prev_hash == x.hash for x, y in itertools.pairwise(records))
+
+
+async def test_a_replica_stalled_inside_a_write_cannot_block_a_takeover(pg_url: str) -> None:
+    """A replica stopped mid-transaction (SIGSTOP; here: a hook that never returns in time)
+    holds a share lock on the lease; the server ends its session after the idle-in-transaction
+    timeout, the standby takes over, and the stalled write commits nothing."""
+    old, new = PostgresStore(pg_url), PostgresStore(pg_url)
+    await old.open()
+    await new.open()
+    try:
+        token = await old.acquire_lease(GATEWAY, "old", 0.5)
+        assert token is not None
+        old.fence(GATEWAY, "old", token)
+        entered = asyncio.Event()
+
+        async def stalled(conn: Any, t: Transition, entry: Any) -> None:
+            entered.set()
+            await asyncio.sleep(IDLE_IN_TRANSACTION_TIMEOUT_MS / 1000 + 2)
+
+        old._hook = stalled
+        write = asyncio.create_task(old.transition(_insert(1, 100.0)))
+        await entered.wait()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        taken = await new.acquire_lease(GATEWAY, "new", 60.0)
+        waited = loop.time() - started
+        assert taken is not None
+        assert taken > token
+        assert waited < IDLE_IN_TRANSACTION_TIMEOUT_MS / 1000 + 1.5
+        with pytest.raises(StoreError):
+            await write
+        assert await new.get(_id(1), Role.SOURCE) is None
+    finally:
+        await old.close()
+        await new.close()
