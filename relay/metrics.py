@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence, Sized
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -462,11 +462,6 @@ class CountingVerifier:
         except EvidenceRejected as exc:
             self.metrics.verification_failed(exc.check)
             raise
-
-
-def series_names(metrics: Metrics) -> Iterable[str]:
-    """The family names this registry exposes (for tests and docs)."""
-    return sorted({m.name for m in metrics.registry.collect()})
 
 
 __all__ = ["NO_METRICS", "CountingVerifier", "Metrics", "NoMetrics", "RelayMetrics"]
