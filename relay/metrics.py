@@ -126,6 +126,8 @@ class _QueueDepths(Collector):
 
     def __init__(self) -> None:
         self.pipeline: StagesView | None = None
+        self.standby = False
+        """A standby's stopped pipeline may still hold rows: it reports 0 for each stage."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -135,7 +137,7 @@ class _QueueDepths(Collector):
         )
         if self.pipeline is not None:
             for st in self.pipeline.stages:
-                family.add_metric([st.name], len(st.pending))
+                family.add_metric([st.name], 0 if self.standby else len(st.pending))
         yield family
 
 
@@ -264,6 +266,7 @@ class Metrics:
         """This replica became active (True) or standby (False); ``/readyz`` says which."""
         self.replica = replica
         self._active = active
+        self._queues.standby = not active
         self.leader.labels(replica).set(1 if active else 0)
 
     def set_ready(self, ready: bool) -> None:

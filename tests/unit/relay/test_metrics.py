@@ -100,6 +100,8 @@ async def test_every_documented_series_has_its_type_and_labels() -> None:
     assert value(metrics, "gateway_build_info", version="9.9.9") == 1
     assert value(metrics, "gateway_leader", replica="gw-1") == 1
     assert value(metrics, "gateway_queue_depth", stage="verify") == 1
+    metrics.set_leader("gw-1", False)  # a standby's stopped pipeline: nothing queued
+    assert value(metrics, "gateway_queue_depth", stage="verify") == 0
     await metrics.unwatch()
 
 
