@@ -326,10 +326,10 @@ class _ActiveWork:
         if self.seconds is not None:
             self.timer = asyncio.create_task(_checkpoint_timer(self.store, self.seconds))
 
-    async def stop(self) -> None:
+    async def stop(self, *, drain: bool) -> None:
         timer, self.timer = self.timer, None
         await _stop_timer(timer)
-        await self.node.stop_pipeline()
+        await self.node.stop_pipeline(drain=drain)
 
 
 async def _stop_timer(timer: asyncio.Task[None] | None) -> None:

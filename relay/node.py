@@ -112,10 +112,12 @@ class GatewayNode:
         self._running = self._ran = True
         await self.pipeline.start()
 
-    async def stop_pipeline(self) -> None:
+    async def stop_pipeline(self, *, drain: bool = True) -> None:
+        """Stop the pipeline; ``drain=False`` cancels in-flight batches at once (a replica
+        that lost its lease: they could not write their outcome anyway)."""
         if self._running:
             self._running = False
-            await self.pipeline.stop()
+            await self.pipeline.stop(drain_timeout=None if drain else 0.0)
 
     async def stop(self) -> None:
         if self._started:

@@ -450,15 +450,18 @@ class Pipeline(InboundHandler):
                 log.exception("task_failed", task=name, attempt=failures, reason=describe(exc))
                 await self._sleep(self.policy.delay(failures))
 
-    async def stop(self) -> None:
-        """Stop observing, let in-flight batches finish (bounded by ``drain_timeout``), stop."""
+    async def stop(self, *, drain_timeout: float | None = None) -> None:
+        """Stop observing, let in-flight batches finish (bounded by ``drain_timeout``, by
+        default the settings'; 0 for a replica that lost its lease: cancel them), stop."""
         self._stopping.set()
         for task in [*self._tasks, *self._resends]:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.drain_timeout
+        deadline = loop.time() + (
+            self.settings.drain_timeout if drain_timeout is None else drain_timeout
+        )
         while any(st.busy for st, _ in self._workers) and loop.time() < deadline:
             await asyncio.sleep(0.02)
         for st, task in self._workers:

@@ -80,7 +80,10 @@ class ActiveWork(Protocol):
 
     async def start(self) -> None: ...
 
-    async def stop(self) -> None: ...
+    async def stop(self, *, drain: bool) -> None:
+        """``drain``: let in-flight work finish (a clean shutdown while still holding the
+        lease); else cancel it at once (the lease is lost: its writes would be refused)."""
+        ...
 
 
 def holder_name(configured: str | None, *, shared: bool) -> str:
@@ -214,7 +217,7 @@ class Replica:
         was_active = self._active
         if was_active:
             self._set_active(False)
-            await self.work.stop()
+            await self.work.stop(drain=True)
         if self._token is not None:
             try:
                 await self.store.release_lease(self.lease, self.holder)
@@ -233,7 +236,7 @@ class Replica:
             await self.work.start()
         except Exception as exc:  # could not start: stay standby, try again next round
             log.error("replica_start_failed", replica=self.holder, reason=describe(exc))
-            await self.work.stop()
+            await self.work.stop(drain=False)
             return
         finally:
             on_fenced.reset(hook)
@@ -251,7 +254,7 @@ class Replica:
             reason=reason,
             detail=detail,
         )
-        await self.work.stop()
+        await self.work.stop(drain=False)
         log.info("replica_standby", replica=self.holder, lease=self.lease, token=self._token)
 
     def _set_active(self, active: bool) -> None:

@@ -132,6 +132,9 @@ class GrpcPeerLink:
         self._channel: grpc.aio.Channel | None = None
         self._stub: relay_pb2_grpc.RelayServiceAsyncStub | None = None
         self._connecting = asyncio.Lock()
+        self._retiring: dict[asyncio.Task[None], grpc.aio.Channel] = {}
+        """Channels left by a failover, closing once their calls end (by their deadline at the
+        latest): closing at once would cancel another task's call in flight there."""
 
     @property
     def target(self) -> str:
@@ -154,7 +157,9 @@ class GrpcPeerLink:
                 reason=reason,
             )
         if channel is not None:
-            await channel.close(grace=None)
+            task = asyncio.create_task(channel.close(grace=self._timeout))
+            self._retiring[task] = channel
+            task.add_done_callback(lambda done: self._retiring.pop(done, None))
 
     async def _connect(self) -> relay_pb2_grpc.RelayServiceAsyncStub:
         async with self._connecting:
@@ -213,6 +218,11 @@ class GrpcPeerLink:
         return self._channel
 
     async def close(self) -> None:
+        retiring, self._retiring = dict(self._retiring), {}
+        for task, channel in retiring.items():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await channel.close(grace=None)  # cancels what still runs there
         if self._channel is not None:
             channel, self._channel, self._stub = self._channel, None, None
             await channel.close(grace=None)

@@ -3,6 +3,7 @@ unreachable or standby replica to the next, and sticks to the one that answered.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -124,3 +125,26 @@ def test_a_link_needs_an_address(material: Material) -> None:
     """An empty address list is a programming error, refused at once."""
     with pytest.raises(ValueError, match="no address"):
         _link(material, [])
+
+
+async def test_a_failover_leaves_other_calls_on_the_old_address_running(
+    pair: tuple[Running, Running], material: Material
+) -> None:
+    """One call is being answered by the first replica when another call fails over: the
+    first call still gets its answer (the old channel is closed only once its calls end)."""
+    first, second = pair
+    reset(first.handler)
+    reset(second.handler)
+    first.handler.block = asyncio.Event()
+    link = _link(material, [first.target, second.target])
+    try:
+        slow = asyncio.create_task(link.forward([fwd(18)]))
+        await asyncio.wait_for(first.handler.entered.wait(), 10)
+        first.handler.fail = StandbyReplica("gateway-b-1")
+        assert [v.kind for v in await link.forward([fwd(21)])] == [VerdictKind.ACCEPTED]
+        assert link.target == second.target
+        first.handler.block.set()
+        assert [v.kind for v in await asyncio.wait_for(slow, 10)] == [VerdictKind.ACCEPTED]
+    finally:
+        first.handler.block.set()
+        await link.close()

@@ -82,6 +82,7 @@ class FakeWork:
     """(store, holder): the lease that holder took over, as happened when a write is fenced."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    drains: list[bool] = field(default_factory=list)
 
     async def start(self) -> None:
         self.starts += 1
@@ -99,8 +100,9 @@ class FakeWork:
         except Exception as caught:
             self.decisions.append(classify(caught))
 
-    async def stop(self) -> None:
+    async def stop(self, *, drain: bool) -> None:
         self.stops += 1
+        self.drains.append(drain)
         self.running = False
         for task in self.tasks:
             task.cancel()
@@ -265,7 +267,7 @@ async def test_a_fenced_write_in_the_pipeline_stops_it_at_once() -> None:
         with pytest.raises(asyncio.CancelledError):
             await loop
     assert work.decisions == [Decision.STOP]
-    assert work.stops == 1
+    assert work.drains == [False]  # stopped at once, in-flight work cancelled
     assert not r.active
     lost = [e for e in logs if e["event"] == "lease_lost"]
     assert lost[0]["reason"] == "fenced"
@@ -304,7 +306,7 @@ async def test_close_stops_the_work_and_releases_the_lease() -> None:
     assert not b.active
     with capture_logs() as logs:
         await a.close()
-    assert work.stops == 1
+    assert work.drains == [True]  # a clean shutdown lets in-flight work finish
     assert not a.active
     assert "lease_released" in [e["event"] for e in logs]
     await b.tick()
@@ -359,8 +361,8 @@ class NodeWork:
     async def start(self) -> None:
         await self.node.start_pipeline()
 
-    async def stop(self) -> None:
-        await self.node.stop_pipeline()
+    async def stop(self, *, drain: bool) -> None:
+        await self.node.stop_pipeline(drain=drain)
 
 
 async def test_on_sqlite_the_same_loop_runs_a_fresh_pipeline_each_time(tmp_path: Path) -> None:
