@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import psycopg
 import pytest
 
 from cli.init import init_gateway
+from protos.interop.v1 import interop_pb2, interop_pb2_grpc
 from relay.audit import AuditKey, AuditKind, AuditLog, CheckpointPolicy, format_time, verify_export
 from relay.node import GatewayNode
 from relay.pg_store import (
@@ -38,8 +41,10 @@ from relay.store import (
     Transition,
 )
 from tests import pg
+from tests.integration.cli.test_run import GATEWAY as GATEWAY_CLI
 from tests.integration.cli.test_run import run_cli
-from tests.integration.grpc.test_interop_api import free_port
+from tests.integration.grpc.test_interop_api import free_port, send, wait_for_state, write_gateway
+from tests.integration.relay.pipeline_env import two_chains
 from tests.unit.relay.test_pipeline import FAST, A, B, FakeChain, FakeVerifier, all_in
 from verifier.messages import Message
 
@@ -608,3 +613,70 @@ async def test_a_replica_stalled_inside_a_write_cannot_block_a_takeover(pg_url: 
     finally:
         await old.close()
         await new.close()
+
+
+async def test_gateway_run_relays_on_postgresql_and_releases_its_lease(tmp_path: Path) -> None:
+    """`gateway run` on Anvil and the devnode with [store] on PostgreSQL (migrated first): a
+    message goes through to acknowledged, its rows, history and audit trail are in the
+    database, and SIGTERM drains, releases the lease and exits 0."""
+    url = pg.fresh_url(migrated=False)
+    async with two_chains() as chains:
+        gw = await write_gateway(chains, tmp_path / "gw")
+        with gw.config.open("a", encoding="utf-8") as f:
+            f.write('\n[store]\nurl_env = "T_STORE_URL"\nlease_seconds = 3.0\n')
+        env = {**gw.environ, "T_STORE_URL": url}
+        code, _, err = await run_cli("db", "migrate", "--config", str(gw.config), env=env)
+        assert code == 0, err
+        proc = await asyncio.create_subprocess_exec(
+            GATEWAY_CLI,
+            "run",
+            "--config",
+            str(gw.config),
+            "--log-format",
+            "json",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **env},
+        )
+        assert proc.stderr is not None
+        banner: list[str] = []
+        try:
+            async with asyncio.timeout(120):
+                while not any("stop with SIGTERM" in line for line in banner):
+                    line = (await proc.stderr.readline()).decode()
+                    assert line, "gateway run ended before listening: " + "".join(banner)
+                    banner.append(line)
+            async with gw.channel() as channel:
+                stub = interop_pb2_grpc.InteropServiceStub(channel)
+                sent = await send(stub, gw, gw.evm, gw.fisco, "on postgres")
+                done = await wait_for_state(
+                    stub, gw, sent.id, interop_pb2.MESSAGE_STATE_ACKNOWLEDGED
+                )
+                assert done.state == interop_pb2.MESSAGE_STATE_ACKNOWLEDGED
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), 120)
+            rest = (await proc.stderr.read()).decode()
+    assert code == 0, rest
+    assert "Traceback" not in rest
+    with psycopg.connect(url) as conn:
+        states: dict[str, str] = dict(
+            conn.execute("SELECT role, state FROM messages WHERE id = %s", (sent.id,)).fetchall()
+        )
+        kinds = [
+            r[0]
+            for r in conn.execute(
+                "SELECT doc ->> 'kind' FROM audit_records WHERE doc ->> 'message_id' = %s "
+                "ORDER BY seq",
+                ("0x" + sent.id.hex(),),
+            ).fetchall()
+        ]
+        lease = conn.execute(
+            "SELECT holder, expires_at <= clock_timestamp() FROM leases"
+        ).fetchall()
+    assert states == {"source": "acknowledged", "destination": "result_forwarded"}
+    assert kinds.count("acknowledged") == 1
+    assert kinds.count("accepted_from_peer") == 1
+    assert len(lease) == 1
+    assert lease[0][1], "a clean stop releases the lease at once"
