@@ -329,8 +329,12 @@ class PostgresStore:
         except BaseException:
             await conn.close()
             raise
+        try:
+            self._write_conn = await connect(self.url)
+        except BaseException:
+            await conn.close()
+            raise
         self._read_conn = conn
-        self._write_conn = await connect(self.url)
         self._open = True
 
     async def check(self) -> None:
