@@ -188,9 +188,10 @@ class Replica:
                 await self._step_down("fenced", reason)
         sent = self._clock()
         budget = self._expires - sent if self._active else self.interval
+        if budget <= 0:  # resumed after a pause, or the loop was starved: too late to renew
+            await self._step_down("expired", "the lease expired before this replica renewed it")
+            budget = self.interval
         try:
-            if budget <= 0:
-                raise TimeoutError
             async with asyncio.timeout(budget):
                 token = await self.store.acquire_lease(self.lease, self.holder, self.lease_seconds)
         except Exception as exc:  # the loop's task boundary: any store failure

@@ -394,3 +394,20 @@ async def test_on_sqlite_the_same_loop_runs_a_fresh_pipeline_each_time(tmp_path:
     finally:
         await r.close()
         await node.stop()
+
+
+async def test_a_lease_expired_by_its_own_clock_is_given_up_before_renewing() -> None:
+    """Resumed after a pause longer than the lease (its own clock says the lease has run
+    out): the replica stops its work first (reason expired), then tries as a standby."""
+    store, work = FakeLeaseStore(), FakeWork()
+    now = [100.0]
+    r = Replica(store, work, lease=LEASE, holder="a", lease_seconds=TTL, clock=lambda: now[0])
+    await r.tick()
+    now[0] += TTL + 5
+    store.now += TTL + 5
+    store.leases[LEASE] = Lease("b", 2, store.now + TTL)  # taken over meanwhile
+    with capture_logs() as logs:
+        await r.tick()
+    assert not r.active
+    assert work.drains == [False]
+    assert [e["reason"] for e in logs if e["event"] == "lease_lost"] == ["expired"]
