@@ -332,9 +332,10 @@ def report(fig: Figures, pool: tuple[int, int, float], load: tuple[float, float]
     )
     print(f"    it printed: {fig.cli_output}")
     if evm + fisco:
+        per_s = pool_s / (evm + fisco)
         print(
-            f"  verify_bundle alone, each pool bundle once: "
-            f"{pool_s / (evm + fisco) * 1e6:,.0f} µs per bundle"
+            f"  verify_bundle alone, each pool bundle once: {per_s * 1e6:,.0f} µs per bundle "
+            f"({1 / per_s:,.0f}/s): about {fig.bundles * per_s:.1f} s of each verify above"
         )
     print(f"\nload average (1 min): {load[0]:.2f} before, {load[1]:.2f} after")
 
