@@ -46,7 +46,8 @@ def _processes_under(folder: Path, exclude: int | None = None) -> dict[int, str]
 
 
 def _ports(folder: Path) -> list[int]:
-    """Every 127.0.0.1 port named in the demo's configuration files (chains, gateways, APIs)."""
+    """Every 127.0.0.1 port named in the demo's configuration files (chains, gateways, APIs,
+    metrics)."""
     ports: set[int] = set()
     for config in folder.glob("*/gateway.toml"):
         for line in config.read_text().splitlines():
@@ -89,7 +90,7 @@ def test_demo_json_reports_every_message_acknowledged(tmp_path: Path) -> None:
     assert totals["seconds"] > 0
     assert _processes_under(folder) == {}
     ports = _ports(folder)
-    assert len(ports) == 6  # Anvil, devnode, two gateways with two ports each
+    assert len(ports) == 8  # Anvil, devnode, two gateways with three ports each (metrics)
     assert [p for p in ports if _listening(p)] == []
 
 
