@@ -75,7 +75,14 @@ def _copy_sources(stage: Stage) -> Iterator[str]:
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
-    return any(fnmatch.fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") for p in patterns)
+    """.dockerignore semantics: the last matching pattern wins; `!` re-includes."""
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        bare = pattern.removeprefix("!").rstrip("/")
+        if fnmatch.fnmatch(path, bare) or path.startswith(bare + "/"):
+            ignored = not negated
+    return ignored
 
 
 def test_the_image_holds_every_package_and_the_files_read_at_run_time() -> None:
@@ -107,7 +114,7 @@ def test_the_image_holds_every_package_and_the_files_read_at_run_time() -> None:
         *(f"{m}.py" for m in modules),
     ):
         assert needed in copied, f"{needed} is not copied into the image"
-    assert "pip install -e /app" in (builder.last("RUN") or "")
+    assert re.search(r"pip install (-c \S+ )?-e /app ", builder.last("RUN") or "")
 
 
 def test_entrypoint_and_cmd_are_the_real_gateway_command_line() -> None:
@@ -199,3 +206,39 @@ def test_healthcheck_asks_livez_on_the_metrics_port(
         server.shutdown()
         server.server_close()
     assert (done.returncode == 0) is healthy
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins(lines: list[str]) -> dict[str, str]:
+    out = {}
+    for line in lines:
+        text = line.split("#", 1)[0].strip()
+        match = re.fullmatch(r"([A-Za-z0-9._-]+)(?:\[[^\]]*\])?\s*==\s*(\S+)", text)
+        if match:
+            out[_normalized(match[1])] = match[2]
+    return out
+
+
+def test_constraints_pin_every_image_dependency_as_pyproject_does() -> None:
+    """deploy/constraints.txt (pip install -c in the builder) names every runtime and devnet
+    dependency with the version pyproject.toml pins, so the image gets the tested versions."""
+    constraints = _pins((DEPLOY / "constraints.txt").read_text(encoding="utf-8").splitlines())
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    wanted = [
+        *pyproject["project"]["dependencies"],
+        *pyproject["project"]["optional-dependencies"]["devnet"],
+    ]
+    for requirement in wanted:
+        name = _normalized(re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0])
+        assert name in constraints, f"{name} is not in deploy/constraints.txt"
+        pinned = _pins([requirement])
+        if pinned:
+            assert constraints[name] == pinned[name], (
+                f"{name}: pyproject {pinned[name]}, constraints {constraints[name]}"
+            )
+    builder = _stage("builder")
+    assert "-c /tmp/constraints.txt" in (builder.last("RUN") or "")
+    assert "-c /tmp/constraints.txt" in (_stage("builder-devnet").last("RUN") or "")
