@@ -226,6 +226,7 @@ class Metrics:
         self._checkpoint_seq: int | None = None
         self._sampler: asyncio.Task[None] | None = None
         self._sampling = asyncio.Lock()
+        self._failing: set[str] = set()
         self._runner: web.AppRunner | None = None
         if replica:
             self.set_leader(replica, False)  # standby until told otherwise
@@ -319,11 +320,15 @@ class Metrics:
             parts = [self._sample_chain(n, a) for n, a in self._adapters.items()]
             parts += [self._sample_audit(), self._sample_messages()]
             outcomes = await asyncio.gather(*parts, return_exceptions=True)
+        failing = set()
         for outcome in outcomes:
             if isinstance(outcome, Exception):
-                log.warning("metrics_sample_failed", reason=f"{type(outcome).__name__}: {outcome}")
+                failing.add(f"{type(outcome).__name__}: {outcome}")
             elif isinstance(outcome, BaseException):
                 raise outcome
+        for reason in sorted(failing - self._failing):  # once while it lasts, not every round
+            log.warning("metrics_sample_failed", reason=reason)
+        self._failing = failing
 
     async def _sample_chain(self, chain: str, adapter: ChainAdapter) -> None:
         try:

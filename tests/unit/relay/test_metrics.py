@@ -12,6 +12,7 @@ from typing import Any, cast
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from adapters.base import ChainStatus, ChainUnavailable, EndpointHealth
 from relay.audit import AuditKey, AuditLog, Checkpoint, CheckpointPolicy
@@ -404,3 +405,21 @@ async def test_the_audit_chain_of_a_real_store(tmp_path: Path) -> None:
     finally:
         await metrics.unwatch()
         await store.close()
+
+
+async def test_a_failing_sample_is_logged_once_while_it_lasts() -> None:
+    metrics = Metrics(sample_seconds=3600)
+    chain = _Chain(10, {"e1": True})
+    chain.down = True
+    metrics.watch(adapters={A: chain})  # type: ignore[dict-item]
+    with capture_logs() as logs:
+        for _ in range(3):
+            await metrics.sample()
+        chain.down = False
+        await metrics.sample()
+        chain.down = True
+        await metrics.sample()
+    await metrics.unwatch()
+    failed = [e for e in logs if e["event"] == "metrics_sample_failed"]
+    assert len(failed) == 2, failed  # the outage, then the second outage
+    assert "no endpoint answered" in failed[0]["reason"]
