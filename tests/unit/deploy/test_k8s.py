@@ -6,6 +6,7 @@ give it; ports, probes, env, selectors and the network policy agree with that co
 from __future__ import annotations
 
 import copy
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -170,6 +171,20 @@ def test_gateway_config_validate_accepts_it(pod_root: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_path_in_the_config_is_mounted_in_each_container_that_reads_it() -> None:
+    """The gateway and the migrate init container (both load the whole config, TLS and audit
+    files included) mount every absolute path the ConfigMap's gateway.toml names."""
+    text = _one("ConfigMap", "gateway-config")["data"]["gateway.toml"]
+    paths = re.findall(r"\"(/[^\"]*)\"", text)
+    assert paths
+    for container in (GATEWAY_CONTAINER, INIT["migrate"]):
+        mounts = [m["mountPath"] for m in _mounts(container)]
+        for path in paths:
+            assert any(path == m or path.startswith(m + "/") for m in mounts), (
+                f"{container['name']}: {path} is on no mount"
+            )
 
 
 def _port(listen: str | None) -> int:
