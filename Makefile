@@ -58,6 +58,8 @@ bench: setup
 	$(BIN)/python -m bench.relay
 	@echo
 	$(BIN)/python -m bench.audit
+	@echo
+	$(BIN)/python -m bench.failover
 
 # Not part of `make test`: bounded runs of the fuzzer and of mutation testing over verifier/.
 FUZZ_SECONDS ?= 120
