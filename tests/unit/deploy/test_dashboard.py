@@ -8,6 +8,7 @@ import json
 import re
 import tomllib
 from typing import Any
+from urllib.parse import urlsplit
 
 from relay.config import parse_host_port
 from relay.metrics import Metrics
@@ -117,3 +118,21 @@ def test_prometheus_scrapes_each_compose_gateway_on_its_metrics_port() -> None:
     assert "prometheus" in compose
     mounted = [v for v in compose["prometheus"]["volumes"] if v.startswith("./prometheus.yml:")]
     assert mounted
+
+
+def test_compose_grafana_provisions_the_dashboard_over_the_compose_prometheus() -> None:
+    """Grafana's datasource is the prometheus service on its container port, and the
+    dashboard provider reads the folder compose mounts the dashboard JSON into."""
+    compose = yaml_docs(DEPLOY / "compose.yaml")[0]["services"]
+    mounts = dict(v.split(":")[:2] for v in compose["grafana"]["volumes"])
+    assert mounts["./grafana/gateway-dashboard.json"].endswith("/gateway-dashboard.json")
+    provisioning = DEPLOY / "grafana" / "provisioning"
+    source = yaml_docs(provisioning / "datasources" / "prometheus.yml")[0]["datasources"][0]
+    url = urlsplit(source["url"])
+    assert url.hostname in compose
+    assert f":{url.port}" in compose[url.hostname]["ports"][0]
+    provider = yaml_docs(provisioning / "dashboards" / "gateway.yml")[0]["providers"][0]
+    folder = provider["options"]["path"]
+    assert mounts["./grafana/gateway-dashboard.json"] == f"{folder}/gateway-dashboard.json"
+    for config in ("datasources/prometheus.yml", "dashboards/gateway.yml"):
+        assert f"./grafana/provisioning/{config}" in mounts
