@@ -19,7 +19,8 @@ The loop, every ``lease_seconds / 3``:
 A write refused with :class:`relay.store.FencedError` anywhere in the pipeline reaches
 :func:`relay.retry.classify`, which tells the replica that started that pipeline: it stops the
 pipeline at once and goes back to standby. The fence stays after stepping down, so nothing a
-stopped pipeline still had in flight can be written. On a clean shutdown the lease is
+stopped pipeline still had in flight can be written. On a clean shutdown (SIGTERM) peer writes
+are refused at once, the pipeline drains while the lease is still renewed, and then the lease is
 released, so that a standby takes over at once instead of after the lease expires.
 
 A replica that is paused (SIGSTOP, a long GC, a frozen VM) and resumes after its lease expired
@@ -136,6 +137,8 @@ class Replica:
         """Why the active work must stop (a FencedError's text), until the loop acts on it."""
         self._wake = asyncio.Event()
         self._closed = False
+        self._draining = False
+        """Shutting down: the work drains, the loop only keeps the lease meanwhile."""
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -154,7 +157,13 @@ class Replica:
         self._task = asyncio.create_task(self.run(), name=f"replica:{self.lease}")
 
     async def stop(self) -> None:
-        """End the loop, stop the active work, release the lease (a clean shutdown)."""
+        """A clean shutdown: refuse peer writes, let the active work drain while the loop
+        keeps renewing the lease (so what drains is still written), then end the loop and
+        release the lease."""
+        if self._active and self._task is not None:
+            self._draining = True
+            self._set_active(False)
+            await self.work.stop(drain=True)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -182,6 +191,11 @@ class Replica:
 
     async def tick(self) -> None:
         """One round: act on a fenced write, then take or renew the lease (tests call it)."""
+        if self._draining:
+            with contextlib.suppress(Exception):  # lost meanwhile: the fence refuses the rest
+                async with asyncio.timeout(self.interval):
+                    await self.store.acquire_lease(self.lease, self.holder, self.lease_seconds)
+            return
         if self._fenced is not None:
             reason, self._fenced = self._fenced, None
             if self._active:

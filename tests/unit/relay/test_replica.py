@@ -39,8 +39,10 @@ class FakeLeaseStore:
     fences: list[tuple[str, str, int | None]] = field(default_factory=list)
     fail: BaseException | None = None
     hang: asyncio.Event | None = None
+    acquires: int = 0
 
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> int | None:
+        self.acquires += 1
         if self.hang is not None:
             await self.hang.wait()
         if self.fail is not None:
@@ -83,6 +85,7 @@ class FakeWork:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     drains: list[bool] = field(default_factory=list)
+    slow_stop: asyncio.Event | None = None
 
     async def start(self) -> None:
         self.starts += 1
@@ -103,6 +106,8 @@ class FakeWork:
     async def stop(self, *, drain: bool) -> None:
         self.stops += 1
         self.drains.append(drain)
+        if self.slow_stop is not None:
+            await self.slow_stop.wait()
         self.running = False
         for task in self.tasks:
             task.cancel()
@@ -411,3 +416,29 @@ async def test_a_lease_expired_by_its_own_clock_is_given_up_before_renewing() ->
     assert not r.active
     assert work.drains == [False]
     assert [e["reason"] for e in logs if e["event"] == "lease_lost"] == ["expired"]
+
+
+async def test_a_clean_stop_keeps_the_lease_while_the_work_drains() -> None:
+    """SIGTERM: peers are refused at once, the work drains (slowly here) while the loop keeps
+    renewing the lease, and only then is the lease released."""
+    store, work = FakeLeaseStore(), FakeWork(slow_stop=asyncio.Event())
+    r = Replica(store, work, lease=LEASE, holder="a", lease_seconds=0.3)
+    r.start()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if r.active:
+            break
+    stopping = asyncio.create_task(r.stop())
+    await asyncio.sleep(0.05)
+    assert not r.active
+    with pytest.raises(StandbyReplica):
+        await r.handle_forward("peer", [])
+    before = store.acquires
+    await asyncio.sleep(0.35)
+    assert store.acquires > before  # renewed during the drain
+    assert store.leases[LEASE].expires > store.now  # still held
+    assert work.slow_stop is not None
+    work.slow_stop.set()
+    await asyncio.wait_for(stopping, 5)
+    assert work.drains == [True]
+    assert store.leases[LEASE].expires == store.now  # released
