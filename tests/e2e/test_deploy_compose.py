@@ -46,8 +46,10 @@ ADMIN_URL = os.environ.get(
     "GATEWAY_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 CONFIG = "/etc/gateway/gateway.toml"
-OWN = {"gw-a": "gw-a", "gw-b": "gw-b", "deploy-anvil": "gw-a", "deploy-fisco": "gw-b"}
-OWN |= {"migrate-a": "gw-a", "migrate-b": "gw-b"}
+OWN = {"gw-a": "gw-a", "gw-a-2": "gw-a", "gw-b": "gw-b", "deploy-anvil": "gw-a"}
+OWN |= {"deploy-fisco": "gw-b", "migrate-a": "gw-a", "migrate-b": "gw-b"}
+"""Service -> the gateway whose configuration it mounts."""
+REPLICAS = ("gw-a", "gw-a-2", "gw-b")
 
 
 def _free_port() -> int:
@@ -75,6 +77,7 @@ class Stack:
     db_prefix: str
     ports: dict[str, dict[str, int]] = field(default_factory=dict)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    named: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         with (self.root / f"{name}.log").open("wb") as log:  # the child keeps its own copy
@@ -87,6 +90,7 @@ class Stack:
                     start_new_session=True,
                 )
             )
+        self.named[name] = self.procs[-1]
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -131,17 +135,19 @@ class Stack:
                 dest.mkdir(parents=True)
         me = OWN[service]
         peer = "gw-b" if me == "gw-a" else "gw-a"
+        own_ports = self.ports[service] if service in REPLICAS else self.ports[me]
         text = rooted(under(root, CONFIG).read_text(encoding="utf-8"), root)
         for chain in ("anvil", "fisco"):
             port = SERVICES[chain]["command"][SERVICES[chain]["command"].index("--port") + 1]
-            text = text.replace(
-                f"http://{chain}:{port}", f"http://127.0.0.1:{self.ports[chain]['rpc']}"
-            )
+            local_url = f"http://127.0.0.1:{self.ports[chain]['rpc']}"
+            text = text.replace(f"http://{chain}:{port}", local_url)
         for kind, port in (("grpc", 50051), ("api", 50052), ("metrics", 9464)):
-            text = text.replace(f'"0.0.0.0:{port}"', f'"127.0.0.1:{self.ports[me][kind]}"')
-        text = text.replace(
-            f'address = "{peer}:50051"',
-            f'address = "127.0.0.1:{self.ports[peer]["grpc"]}"\nserver_name = "{peer}"',
+            text = text.replace(f'"0.0.0.0:{port}"', f'"127.0.0.1:{own_ports[kind]}"')
+        for replica in (r for r in REPLICAS if OWN[r] == peer):
+            text = text.replace(f'"{replica}:50051"', f'"127.0.0.1:{self.ports[replica]["grpc"]}"')
+        # The peer's certificate names its service names, not 127.0.0.1's replicas' order.
+        text = re.sub(
+            r"^(address(?:es)? = .*)$", rf'\1\nserver_name = "{peer}"', text, flags=re.MULTILINE
         )
         local = under(root, CONFIG).with_name("local.toml")
         local.write_text(text, encoding="utf-8")
@@ -192,7 +198,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     made.ports = {
         "anvil": {"rpc": _free_port()},
         "fisco": {"rpc": _free_port()},
-        **{g: {k: _free_port() for k in ("grpc", "api", "metrics")} for g in ("gw-a", "gw-b")},
+        **{g: {k: _free_port() for k in ("grpc", "api", "metrics")} for g in REPLICAS},
     }
     try:
         for chain in ("anvil", "fisco"):
@@ -217,19 +223,21 @@ def running(stack: Stack) -> Stack:
         assert done.returncode == 0, f"{service}: {done.stdout}\n{done.stderr}"
         (stack.root / f"{service}.out").write_text(done.stdout, encoding="utf-8")
     cmd = dockerfile_stages(DEPLOY / "Dockerfile")[1][-1].exec_form("CMD")
-    for name in ("gw-a", "gw-b"):
+    for name in REPLICAS:
         argv = list(cmd)
         argv[argv.index("--config") + 1] = str(stack.config(name))
         stack.start(name, [str(GATEWAY), *argv], stack.env(name))
     deadline = time.monotonic() + 60
-    for name in ("gw-a", "gw-b"):
-        url = f"http://127.0.0.1:{stack.ports[name]['metrics']}/readyz"
-        while _http(url)[0] != 200:
-            assert time.monotonic() < deadline, (
-                f"{name} not ready: {(stack.root / f'{name}.log').read_text()[-2000:]}"
-            )
+    for name in REPLICAS:
+        while _readyz(stack, name)[0] != 200:
+            log = (stack.root / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+            assert time.monotonic() < deadline, f"{name} not ready: {log[-2000:]}"
             time.sleep(0.5)
     return stack
+
+
+def _readyz(stack: Stack, name: str) -> tuple[int, str]:
+    return _http(f"http://127.0.0.1:{stack.ports[name]['metrics']}/readyz")
 
 
 def test_deploy_creates_the_contracts_the_configs_name(running: Stack) -> None:
@@ -251,7 +259,7 @@ def _api_env(stack: Stack, name: str, token: str) -> dict[str, str]:
         **os.environ,
         "GATEWAY_TOKEN": token,
         "GATEWAY_ADDRESS": f"127.0.0.1:{stack.ports[name]['api']}",
-        "GATEWAY_CA": str(stack.identities / name / "public" / "ca.crt"),
+        "GATEWAY_CA": str(stack.identities / OWN[name] / "public" / "ca.crt"),
     }
 
 
@@ -268,10 +276,16 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def test_a_message_each_way_is_acknowledged(
     running: Stack, gateway: str, src: str, dst: str
 ) -> None:
+    """Through the example token on each gateway's API (gw-a's first replica: a standby
+    serves the API too and the message is relayed by whichever replica is active)."""
+    _send_and_follow(running, gateway, src, dst)
+
+
+def _send_and_follow(stack: Stack, gateway: str, src: str, dst: str) -> None:
     """`gateway send` to the example developer token's API, then `gateway status` until the
     source gateway shows it acknowledged (the receiver has no code: a FAILED result, still
     delivered and acknowledged once)."""
-    env = _api_env(running, gateway, "compose-example-developer-token")
+    env = _api_env(stack, gateway, "compose-example-developer-token")
     sent = _cli(
         env,
         "send",
@@ -303,8 +317,8 @@ def test_a_message_each_way_is_acknowledged(
 
 
 def test_audit_export_verifies_and_metrics_show_the_leader(running: Stack) -> None:
-    """gw-a's audit export (auditor token) verifies with its audit.pub; /metrics reports this
-    replica as the leader."""
+    """gw-a's audit export (auditor token) verifies with its audit.pub; the replicas' /metrics
+    report exactly one of them as the leader."""
     env = _api_env(running, "gw-a", "compose-example-auditor-token")
     export = running.root / "audit-a.jsonl"
     done = _cli(env, "audit", "export", "--out", str(export))
@@ -312,6 +326,36 @@ def test_audit_export_verifies_and_metrics_show_the_leader(running: Stack) -> No
     key = running.identities / "gw-a" / "public" / "audit.pub"
     verified = _cli(env, "audit", "verify", str(export), "--key", str(key))
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    status, page = _http(f"http://127.0.0.1:{running.ports['gw-a']['metrics']}/metrics")
-    assert status == 200
-    assert re.search(r"^gateway_leader\{replica=\"[^\"]+\"\} 1\.0$", page, re.MULTILINE)
+    leaders = 0
+    for name in ("gw-a", "gw-a-2"):
+        status, page = _http(f"http://127.0.0.1:{running.ports[name]['metrics']}/metrics")
+        assert status == 200
+        found = re.search(r"^gateway_leader\{replica=\"[^\"]+\"\} ([01])\.0$", page, re.MULTILINE)
+        assert found is not None
+        leaders += int(found[1])
+    assert leaders == 1
+
+
+def test_one_replica_of_gw_a_is_active_the_other_stands_by(running: Stack) -> None:
+    """gw-a and gw-a-2 share gw-a's configuration and database: /readyz says `active` on one
+    and `standby` on the other; gw-b is active."""
+    bodies = sorted(_readyz(running, name)[1].strip() for name in ("gw-a", "gw-a-2"))
+    assert bodies == ["active", "standby"]
+    assert _readyz(running, "gw-b")[1].strip() == "active"
+
+
+def test_the_standby_takes_over_when_the_active_replica_stops(running: Stack) -> None:
+    """SIGTERM to gw-a's active replica (docker compose stop): the standby reports `active`
+    within the lease; then a message each way through it is acknowledged (gw-b fails over
+    to the address in [peers.gw-a] addresses that answers)."""
+    active = next(n for n in ("gw-a", "gw-a-2") if _readyz(running, n)[1].strip() == "active")
+    other = "gw-a-2" if active == "gw-a" else "gw-a"
+    proc = running.named[active]
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(45) == 0
+    deadline = time.monotonic() + 45
+    while _readyz(running, other)[1].strip() != "active":
+        assert time.monotonic() < deadline, f"{other} did not take over"
+        time.sleep(0.5)
+    _send_and_follow(running, other, "anvil-local", "fisco-local")
+    _send_and_follow(running, "gw-b", "fisco-local", "anvil-local")

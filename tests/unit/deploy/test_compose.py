@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import coincurve
 import pytest
 import rlp
+from cryptography import x509
 
 import gateway
 from devnet.fisco.keys import sealer_keys
@@ -22,8 +23,17 @@ from verifier.hashing import keccak256
 
 COMPOSE = yaml_docs(DEPLOY / "compose.yaml")[0]
 SERVICES: dict[str, Any] = COMPOSE["services"]
-GATEWAYS = ("gw-a", "gw-b")
 CONFIG_PATH = "/etc/gateway/gateway.toml"
+GATEWAYS = ("gw-a", "gw-b")
+"""The gateways (each a name in its config); gw-a runs two replicas."""
+REPLICAS = tuple(
+    name
+    for name, service in SERVICES.items()
+    if service.get("build", {}).get("target") == "runtime"
+    and "command" not in service
+    and "entrypoint" not in service
+)
+"""Services running the image's CMD (`gateway run`): every gateway replica."""
 
 
 def _volumes(service: str) -> list[tuple[str, str]]:
@@ -95,7 +105,13 @@ def _loaded(service: str, identities: Path, root: Path) -> GatewayConfig:
 
 @pytest.fixture(scope="module")
 def configs(identities: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, GatewayConfig]:
-    return {name: _loaded(name, identities, tmp_path_factory.mktemp(name)) for name in GATEWAYS}
+    """Each replica service's configuration, loaded on its container's file system."""
+    return {name: _loaded(name, identities, tmp_path_factory.mktemp(name)) for name in REPLICAS}
+
+
+def _gateway(config: GatewayConfig) -> str:
+    assert config.gateway is not None
+    return config.gateway.name
 
 
 def _raw(service: str) -> dict[str, Any]:
@@ -118,11 +134,16 @@ def test_each_gateway_config_passes_the_gateways_strict_validation(
     configs: dict[str, GatewayConfig],
 ) -> None:
     """parse_config + require_runnable (what `gateway config validate` and `run` check) on the
-    mounted file, with the certificates and keys make-secrets.sh makes."""
-    assert {c.gateway.name for c in configs.values() if c.gateway} == set(GATEWAYS)
-    for name, config in configs.items():
-        assert config.gateway is not None
-        assert config.gateway.name == name
+    mounted file, with the certificates and keys make-secrets.sh makes; gw-a has two replicas
+    (gw-a, gw-a-2) with one configuration and one database, gw-b one."""
+    assert set(REPLICAS) == {"gw-a", "gw-a-2", "gw-b"}
+    assert {name: _gateway(c) for name, c in configs.items()} == {
+        "gw-a": "gw-a",
+        "gw-a-2": "gw-a",
+        "gw-b": "gw-b",
+    }
+    assert _config_source("gw-a") == _config_source("gw-a-2")
+    assert SERVICES["gw-a"]["environment"] == SERVICES["gw-a-2"]["environment"]
 
 
 def test_listen_ports_are_the_published_container_ports(configs: dict[str, GatewayConfig]) -> None:
@@ -148,21 +169,32 @@ def test_listen_ports_are_the_published_container_ports(configs: dict[str, Gatew
         assert wanted == published, f"{name}: listens on {wanted}, publishes {published}"
 
 
-def test_peers_are_the_other_compose_gateway(configs: dict[str, GatewayConfig]) -> None:
-    """A peer's address is a compose service with that gateway name, on its gRPC port, serving
-    exactly the chains the peer entry names; its pinned certificate is the peer's own."""
+def test_peers_are_the_other_compose_gateways_replicas(configs: dict[str, GatewayConfig]) -> None:
+    """A peer's addresses are exactly the compose services running that gateway, each on its
+    gRPC port, serving the chains the peer entry names; every one of them is a name in the
+    peer's certificate (the TLS name checked), and the pinned certificate is the peer's own."""
     for name, config in configs.items():
         assert config.peers, f"{name} has no peer"
         for peer in config.peers.values():
-            assert peer.host in SERVICES, f"{name}: peer host {peer.host} is no compose service"
-            other = configs[peer.host]
-            assert other.gateway is not None
-            assert other.gateway.name == peer.name
-            assert other.gateway.port == peer.port
-            assert set(peer.chains) == set(other.served_chains)
-            assert other.gateway.tls is not None
-            assert peer.cert is not None
-            assert peer.cert.read_bytes() == other.gateway.tls.cert.read_bytes()
+            replicas = {s for s, c in configs.items() if _gateway(c) == peer.name}
+            hosts = set()
+            for address in peer.addresses:
+                parsed = parse_host_port(address)
+                assert not isinstance(parsed, str)
+                host, port = parsed
+                assert host in replicas, f"{name}: {address} is not a replica of {peer.name}"
+                other = configs[host]
+                assert other.gateway is not None
+                assert other.gateway.port == port
+                assert set(peer.chains) == set(other.served_chains)
+                assert other.gateway.tls is not None
+                assert peer.cert is not None
+                assert peer.cert.read_bytes() == other.gateway.tls.cert.read_bytes()
+                cert = x509.load_pem_x509_certificate(peer.cert.read_bytes())
+                names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+                assert host in names.value.get_values_for_type(x509.DNSName)
+                hosts.add(host)
+            assert hosts == replicas, f"{name}: [peers.{peer.name}] misses a replica"
 
 
 def test_chain_endpoints_are_the_devnet_services(configs: dict[str, GatewayConfig]) -> None:
@@ -221,12 +253,13 @@ def test_each_service_gets_the_keys_and_store_url_its_config_names(
     deployer = {"gw-a": "deploy-anvil", "gw-b": "deploy-fisco"}
     for name, config in configs.items():
         env = SERVICES[name]["environment"]
+        gateway_name = _gateway(config)
         for chain in config.served_chains:
             raw = _raw(name)["chains"][chain]
             for kind in ("relayer_key", "sender_key"):
                 assert raw[kind]["env"] in env
-            assert raw["owner_key"]["env"] in SERVICES[deployer[name]]["environment"]
-            assert chain in _command(deployer[name])
+            assert raw["owner_key"]["env"] in SERVICES[deployer[gateway_name]]["environment"]
+            assert chain in _command(deployer[gateway_name])
         assert config.store.url_env is not None
         url = urlsplit(
             env[config.store.url_env].replace("${GATEWAY_PG_PASSWORD:-", "").replace("}@", "@")
@@ -234,16 +267,17 @@ def test_each_service_gets_the_keys_and_store_url_its_config_names(
         assert url.scheme == "postgresql"
         assert url.hostname == "postgres"
         assert f"CREATE DATABASE {url.path.lstrip('/')} " in init_sql
-        migrate = f"migrate-{name[-1]}"
+        migrate = f"migrate-{gateway_name[-1]}"
         assert SERVICES[migrate]["environment"][config.store.url_env] == env[config.store.url_env]
 
 
 def test_gateways_start_after_their_chains_contracts_and_schema() -> None:
     """gw-* wait for both deployments and their migration to complete; those wait for the
     secrets, the chains and PostgreSQL."""
-    for name in GATEWAYS:
+    for name in REPLICAS:
         needs = SERVICES[name]["depends_on"]
-        for one_shot in ("deploy-anvil", "deploy-fisco", f"migrate-{name[-1]}"):
+        migrate = f"migrate-{_raw(name)['gateway']['name'][-1]}"
+        for one_shot in ("deploy-anvil", "deploy-fisco", migrate):
             assert needs[one_shot]["condition"] == "service_completed_successfully"
     for one_shot in ("deploy-anvil", "deploy-fisco", "migrate-a", "migrate-b"):
         assert (

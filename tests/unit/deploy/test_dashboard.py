@@ -113,7 +113,7 @@ def test_prometheus_scrapes_each_compose_gateway_on_its_metrics_port() -> None:
         parsed = parse_host_port(config["metrics"]["listen"])
         assert not isinstance(parsed, str)
         expected.add(f"{name}:{parsed[1]}")
-    assert expected == {"gw-a:9464", "gw-b:9464"}
+    assert expected == {"gw-a:9464", "gw-a-2:9464", "gw-b:9464"}
     assert targets == expected
     assert "prometheus" in compose
     mounted = [v for v in compose["prometheus"]["volumes"] if v.startswith("./prometheus.yml:")]
