@@ -6,6 +6,7 @@ give it; ports, probes, env, selectors and the network policy agree with that co
 from __future__ import annotations
 
 import copy
+import os
 import re
 import stat
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 
 from adapters.keys import EnvKeySource
 from relay.config import GatewayConfig, parse_config, parse_host_port, require_runnable
+from tests import pg
 from tests.unit.deploy.files import (
     DEPLOY,
     GATEWAY,
@@ -295,3 +297,31 @@ def test_secret_templates_hold_placeholders_only() -> None:
         for key, value in secret["stringData"].items():
             assert "REPLACE" in value, f"{secret['metadata']['name']}.{key}"
             assert "PRIVATE KEY" not in value
+
+
+def test_the_migrate_init_container_runs_as_written(pod_root: Path) -> None:
+    """Its args, with the config on the pod's mounts and the store URL its env names, bring
+    an empty PostgreSQL database to the gateway's schema: `gateway db status` then exits 0.
+    Skipped when the local PostgreSQL server is unreachable."""
+    url = pg.fresh_url(migrated=False)
+    migrate = INIT["migrate"]
+    argv = list(migrate["args"])
+    path = under(pod_root, argv[argv.index("--config") + 1])
+    local = path.with_name("migrate.toml")
+    local.write_text(rooted(path.read_text(encoding="utf-8"), pod_root), encoding="utf-8")
+    argv[argv.index("--config") + 1] = str(local)
+    env = {**os.environ, **dict.fromkeys(_env_secret(migrate), url)}
+    done = subprocess.run(
+        [str(GATEWAY), *argv], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "applied" in done.stdout
+    status = subprocess.run(
+        [str(GATEWAY), "db", "status", "--config", str(local)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
