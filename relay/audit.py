@@ -18,7 +18,7 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -29,6 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+import relay.audit_guard as _guard  # a cycle: each module reads the other's names at call time
 from relay.store import HistoryEntry, Hop, RejectedAttempt, Role, State, Transition
 from verifier.errors import VerificationError
 from verifier.evidence import verify_bundle
@@ -682,6 +683,32 @@ _SCHEMA: Final = (
     "BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END",
     "CREATE TRIGGER IF NOT EXISTS audit_records_no_delete BEFORE DELETE ON audit_records "
     "BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END",
+    # INSERT OR REPLACE deletes the old row without firing a DELETE trigger (recursive_triggers
+    # is off): an insert must extend the chain, never land at or below its head.
+    "CREATE TRIGGER IF NOT EXISTS audit_records_append_at_head BEFORE INSERT ON audit_records "
+    "WHEN NEW.seq <= (SELECT COALESCE(MAX(seq), 0) FROM audit_records) "
+    "BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END",
+    *(
+        stmt
+        for table in ("audit_checkpoints", "audit_evidence", "audit_trust")
+        for stmt in (
+            f"CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table} "
+            "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
+            f"CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table} "
+            "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
+        )
+    ),
+    "CREATE TRIGGER IF NOT EXISTS audit_checkpoints_append_at_head BEFORE INSERT ON "
+    "audit_checkpoints WHEN NEW.seq <= (SELECT COALESCE(MAX(seq), 0) FROM audit_checkpoints) "
+    "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
+    # A digest names its content: a second insert of one is skipped (INSERT OR IGNORE's
+    # case), never allowed to replace the first (INSERT OR REPLACE).
+    "CREATE TRIGGER IF NOT EXISTS audit_evidence_keep_first BEFORE INSERT ON audit_evidence "
+    "WHEN EXISTS (SELECT 1 FROM audit_evidence WHERE digest = NEW.digest) "
+    "BEGIN SELECT RAISE(IGNORE); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_trust_keep_first BEFORE INSERT ON audit_trust "
+    "WHEN EXISTS (SELECT 1 FROM audit_trust WHERE digest = NEW.digest) "
+    "BEGIN SELECT RAISE(IGNORE); END",
 )
 
 
@@ -692,10 +719,20 @@ class AuditLog:
     SIGKILL the next record links to what was committed, so the chain has no gap or fork.
     """
 
-    def __init__(self, gateway: str, key: AuditKey, policy: CheckpointPolicy | None = None) -> None:
+    def __init__(
+        self,
+        gateway: str,
+        key: AuditKey,
+        policy: CheckpointPolicy | None = None,
+        *,
+        state_path: Path | None = None,
+    ) -> None:
+        """``state_path``: the file keeping the last checkpoint signed here, outside the
+        database (``relay.audit_guard.ANCHOR_FILE`` in the data folder; None: memory only)."""
         self.gateway = gateway
         self.key = key
         self.policy = policy or CheckpointPolicy()
+        self.guard = _guard.ChainGuard(key, gateway, state_path)
 
     @staticmethod
     def ensure_schema(conn: sqlite3.Connection) -> None:
@@ -799,34 +836,63 @@ class AuditLog:
         if last is None and head is not None:
             first = conn.execute("SELECT record FROM audit_records ORDER BY seq LIMIT 1").fetchone()
             first_time = json.loads(first[0])["time"]
-        cp = self.checkpoint_due(
-            head, (int(last[0]), float(last[1])) if last is not None else None, first_time, now
-        )
-        if cp is None:
+        last_pair = (int(last[0]), float(last[1])) if last is not None else None
+        if head is None or not self.is_due(head, last_pair, first_time, now):
             return None
+        self.check_chain(conn, head)
+        cp = self.sign_head(head, now)
+        line = canonical_json(cp.to_json()).decode()
         conn.execute(
             "INSERT INTO audit_checkpoints (seq, at, checkpoint) VALUES (?,?,?)",
-            (cp.seq, now, canonical_json(cp.to_json()).decode()),
+            (cp.seq, now, line),
         )
+        self.guard.signed(cp, line)
         return cp
 
-    def checkpoint_due(
+    def check_chain(self, conn: sqlite3.Connection, head: ChainHead) -> None:
+        """``relay.audit_guard.ChainGuard.check`` on this database, from the last checkpoint
+        signed here (the newest this key signed in the database when none is known)."""
+        guard = self.guard
+        pending = guard.pending()
+        if pending is not None:
+            row = conn.execute(
+                "SELECT checkpoint FROM audit_checkpoints WHERE seq=?", (pending.seq,)
+            ).fetchone()
+            guard.settle(str(row[0]) if row is not None else None)
+        anchor = guard.known()
+        if anchor is None:
+            anchor = guard.from_checkpoints(
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT checkpoint FROM audit_checkpoints WHERE seq <= ? "
+                    "ORDER BY seq DESC LIMIT ?",
+                    (head.seq, _guard.FALLBACK_CHECKPOINTS),
+                )
+            )
+        rows = conn.execute(
+            "SELECT seq, hash, record FROM audit_records WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            (anchor.seq if anchor is not None else 1, head.seq),
+        )
+        guard.check(anchor, ((int(r[0]), str(r[1]), str(r[2])) for r in rows), head)
+
+    def is_due(
         self,
         head: ChainHead | None,
         last: tuple[int, float] | None,
         first_time: str | None,
         now: float,
-    ) -> Checkpoint | None:
-        """The policy's decision, for any database: the signed checkpoint of ``head`` when one
-        is due, else None. ``last`` is the newest checkpoint's (seq, at); before the first one
-        the clock runs from the first record's ``first_time``."""
+    ) -> bool:
+        """The policy's decision, for any database. ``last`` is the newest checkpoint's
+        (seq, at); before the first one the clock runs from the first record's ``first_time``."""
         last_seq, last_at = last if last is not None else (0, None)
         if last_at is None and first_time is not None:
             last_at = _parse_time(first_time)
-        if head is None or not self.policy.due(
+        return head is not None and self.policy.due(
             head_seq=head.seq, last_seq=last_seq, last_at=last_at, now=now
-        ):
-            return None
+        )
+
+    def sign_head(self, head: ChainHead, now: float) -> Checkpoint:
+        """Sign ``head``: only after the chain up to it was checked (:meth:`check_chain`)."""
         return sign_checkpoint(
             self.key, gateway=self.gateway, seq=head.seq, head_hash=head.hash, at=now
         )
@@ -834,22 +900,40 @@ class AuditLog:
     def export_lines(
         self, conn: sqlite3.Connection, *, now: float, from_seq: int = 1
     ) -> Iterator[str]:
-        """The export (``docs/audit.md``) from ``from_seq``, as JSON Lines without newlines."""
+        """The export (``docs/audit.md``) from ``from_seq``, as JSON Lines without newlines.
+
+        Call it in one read transaction (one snapshot). The records are checked from the last
+        checkpoint signed here (``relay.audit_guard``) as they stream: the export-end is not
+        signed over an altered chain (:class:`relay.audit_guard.AuditChainTampered`)."""
+        # Known before the snapshot's first read, so committed before it: the snapshot must
+        # hold that checkpoint's record (a chain that ends before it was truncated).
+        anchor = self.guard.known()
         self.ensure_schema(conn)
+        head = self.head(conn)
+        if anchor is None and head is not None:
+            anchor = self.guard.from_checkpoints(
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT checkpoint FROM audit_checkpoints WHERE seq <= ? "
+                    "ORDER BY seq DESC LIMIT ?",
+                    (head.seq, _guard.FALLBACK_CHECKPOINTS),
+                )
+            )
+        start = min(from_seq, anchor.seq) if anchor is not None else from_seq
 
         def records() -> Iterator[AuditRecord]:
             for (text,) in conn.execute(
-                "SELECT record FROM audit_records WHERE seq >= ? ORDER BY seq", (from_seq,)
+                "SELECT record FROM audit_records WHERE seq >= ? ORDER BY seq", (start,)
             ):
                 yield record_from_json(json.loads(text))
 
-        checkpoints = [
-            Checkpoint(**{k: v for k, v in json.loads(text).items() if k not in {"type", "v"}})
+        def checkpoints() -> Iterator[Checkpoint]:
             for (text,) in conn.execute(
                 "SELECT checkpoint FROM audit_checkpoints WHERE seq >= ? ORDER BY seq",
                 (from_seq,),
-            )
-        ]
+            ):
+                d = json.loads(text)
+                yield Checkpoint(**{k: v for k, v in d.items() if k not in {"type", "v"}})
 
         def bundle(digest: str) -> Mapping[str, Any] | None:
             row = conn.execute(
@@ -863,13 +947,15 @@ class AuditLog:
 
         yield from write_export(
             records(),
-            checkpoints,
+            checkpoints(),
             key=self.key,
             gateway=self.gateway,
             bundles=bundle,
             trusts=trust,
             now=now,
             from_seq=from_seq,
+            anchor=anchor,
+            check=True,
         )
 
 
@@ -896,7 +982,7 @@ def export_header(gateway: str, key: Ed25519PublicKey, *, from_seq: int, at: flo
 
 def write_export(
     records: Iterable[AuditRecord],
-    checkpoints: Sequence[Checkpoint],
+    checkpoints: Iterable[Checkpoint],
     *,
     key: AuditKey,
     gateway: str,
@@ -904,16 +990,28 @@ def write_export(
     trusts: Any,
     now: float,
     from_seq: int = 1,
+    anchor: ChainHead | None = None,
+    check: bool = False,
 ) -> Iterator[str]:
     """Header; then, in seq order, each record preceded by the evidence and trust lines it
     references the first time, and followed by the checkpoint at its seq; then the signed
-    export-end line. ``bundles``/``trusts`` map a digest to the object (or None)."""
+    export-end line. ``bundles``/``trusts`` map a digest to the object (or None).
+
+    ``check``: every record must hash and link, from ``anchor`` (the last checkpoint signed
+    here: the record at its seq must have its hash; records before ``from_seq`` are read for
+    this and not written) or from seq 1; else :class:`relay.audit_guard.AuditChainTampered`
+    is raised and no export-end is signed."""
     yield export_header(gateway, key.public_key, from_seq=from_seq, at=now)
     cps = {cp.seq: cp for cp in checkpoints}
     seen: set[tuple[str, str]] = set()
     head: AuditRecord | None = None
     count = signed = 0
+    link = _ExportLink(anchor) if check else None
     for r in records:
+        if link is not None:
+            link.step(r)
+        if r.seq < from_seq:
+            continue
         for digest, kind, lookup in (
             (r.evidence_digest, "evidence", bundles),
             (r.trust_digest, "trust", trusts),
@@ -930,6 +1028,8 @@ def write_export(
         if r.seq in cps:
             yield canonical_json(cps[r.seq].to_json()).decode()
             signed += 1
+    if link is not None:
+        link.end()
     end = sign_export_end(
         key,
         gateway=gateway,
@@ -940,6 +1040,38 @@ def write_export(
         at=now,
     )
     yield canonical_json(end.to_json()).decode()
+
+
+class _ExportLink:
+    """The export's running chain check (``write_export``'s ``check``)."""
+
+    def __init__(self, anchor: ChainHead | None) -> None:
+        self.anchor = anchor
+        self.prev: AuditRecord | None = None
+
+    def step(self, r: AuditRecord) -> None:
+        problem = ""
+        if r.compute_hash() != r.hash:
+            problem = "the record does not hash to its stated hash"
+        elif self.prev is not None and (
+            r.seq != self.prev.seq + 1 or r.prev_hash != self.prev.hash
+        ):
+            problem = f"does not link to seq {self.prev.seq}"
+        elif self.prev is None and r.seq == 1 and r.prev_hash != GENESIS_HASH:
+            problem = "seq 1 does not start the chain"
+        elif self.anchor is not None and r.seq == self.anchor.seq and r.hash != self.anchor.hash:
+            problem = "the record differs from the signed one"
+        elif self.prev is None and self.anchor is not None and r.seq > self.anchor.seq:
+            problem = f"seq {self.anchor.seq}, signed here, is missing"
+        if problem:
+            raise _guard.tampered(r.seq, problem)
+        self.prev = r
+
+    def end(self) -> None:
+        if self.anchor is not None and (self.prev is None or self.prev.seq < self.anchor.seq):
+            raise _guard.tampered(
+                self.anchor.seq, "records signed here are gone (the chain ends before them)"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
