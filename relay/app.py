@@ -47,6 +47,7 @@ from adapters.fisco.adapter import FiscoAdapter
 from adapters.fisco.rpc import FiscoRpcClient
 from adapters.fisco.settings import FiscoEndpoint
 from relay.audit import AuditKey, AuditKeyError, AuditLog, CheckpointPolicy, parse_public_key
+from relay.audit_guard import ANCHOR_FILE
 from relay.config import (
     ConfigError,
     ConfigProblem,
@@ -289,6 +290,10 @@ def make_store(
     SQLite in the data folder. Opened by the node; a PostgreSQL schema that is not this
     gateway's version is refused there (run ``gateway db migrate``)."""
     url = config.store.resolve_url(source=str(config.path))
+    if audit_log is not None and audit_log.guard.state_path is None:
+        # The last checkpoint signed here, outside the database (relay/audit_guard.py); with
+        # PostgreSQL it is this replica's own.
+        audit_log.guard.state_path = data_dir / ANCHOR_FILE
     if url is not None:
         return PostgresStore(url, audit_log=audit_log)
     return SqliteStore(data_dir, audit_log=audit_log)

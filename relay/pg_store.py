@@ -44,6 +44,7 @@ from relay.audit import (
     record_from_transition,
     write_export,
 )
+from relay.audit_guard import FALLBACK_CHECKPOINTS
 from relay.store import (
     ATTEMPTS_KEPT,
     TERMINAL,
@@ -1028,13 +1029,41 @@ async def _checkpoint_if_due(
         cur = await conn.execute("SELECT doc ->> 'time' FROM audit_records ORDER BY seq LIMIT 1")
         first = await cur.fetchone()
         first_time = str(first[0]) if first is not None else None
-    cp = log.checkpoint_due(
-        head, (int(last[0]), float(last[1])) if last is not None else None, first_time, now
-    )
-    if cp is None:
+    last_pair = (int(last[0]), float(last[1])) if last is not None else None
+    if head is None or not log.is_due(head, last_pair, first_time, now):
         return None
+    await _check_chain(conn, log, head)
+    cp = log.sign_head(head, now)
+    line = canonical_json(cp.to_json()).decode()
     await conn.execute(
         "INSERT INTO audit_checkpoints (seq, at, checkpoint) VALUES (%s,%s,%s)",
-        (cp.seq, now, canonical_json(cp.to_json()).decode()),
+        (cp.seq, now, line),
     )
+    log.guard.signed(cp, line)
     return cp
+
+
+async def _check_chain(conn: AsyncConnection[Any], log: AuditLog, head: ChainHead) -> None:
+    """``AuditLog.check_chain`` for PostgreSQL: from the last checkpoint this replica signed
+    (its own data folder's file), else the newest one this key signed in the database."""
+    guard = log.guard
+    pending = guard.pending()
+    if pending is not None:
+        cur = await conn.execute(
+            "SELECT checkpoint FROM audit_checkpoints WHERE seq = %s", (pending.seq,)
+        )
+        row = await cur.fetchone()
+        guard.settle(str(row[0]) if row is not None else None)
+    anchor = guard.known()
+    if anchor is None:
+        cur = await conn.execute(
+            "SELECT checkpoint FROM audit_checkpoints WHERE seq <= %s ORDER BY seq DESC LIMIT %s",
+            (head.seq, FALLBACK_CHECKPOINTS),
+        )
+        anchor = guard.from_checkpoints(str(r[0]) for r in await cur.fetchall())
+    cur = await conn.execute(
+        "SELECT seq, hash, record FROM audit_records WHERE seq BETWEEN %s AND %s ORDER BY seq",
+        (anchor.seq if anchor is not None else 1, head.seq),
+    )
+    rows = await cur.fetchall()
+    guard.check(anchor, ((int(r[0]), str(r[1]), str(r[2])) for r in rows), head)

@@ -23,6 +23,7 @@ from typing import Final
 import structlog
 
 from adapters.base import AdapterError, ConfigurationError, RejectedByChain
+from relay.audit_guard import AuditChainTampered
 from relay.links import LinkUnavailable
 from relay.store import NEVER, FencedError, Role, State, Store, StoreError
 from relay.trust import EvidenceRejected, NotYetTrusted
@@ -57,6 +58,8 @@ def classify(exc: BaseException, *, own_chain: bool = False) -> Decision:
         if stop_pipeline is not None:
             stop_pipeline(exc)
         return Decision.STOP
+    if isinstance(exc, AuditChainTampered):
+        return Decision.STOP  # the stored audit chain was altered: an operator must look
     if isinstance(exc, EvidenceRejected):
         return Decision.RETRY if own_chain else Decision.REJECT
     if isinstance(exc, NotYetTrusted):

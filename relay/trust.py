@@ -404,7 +404,9 @@ class ConfiguredTrustStore:
         summary = {
             "family": Family.EVM.value,
             "source": "endpoints",
-            "chain_id": cfg.chain_id,
+            # A decimal string: an EVM chain id may reach 2**63-1, beyond the integers an audit
+            # record holds (2**53-1, what jq reads exactly).
+            "chain_id": str(cfg.chain_id),
             "gateway": "0x" + cfg.gateway.hex(),
             "height": height,
             "block_hash": block_hash,
