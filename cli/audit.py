@@ -268,7 +268,22 @@ def _enum(enum: Any, prefix: str, value: str | None, option: str) -> int:
 
 
 def _record(r: Any) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(r.record_json)
+    """The record as shown: its ``record_json``, parsed with bounds (a peer's part is hostile
+    input until verified: a deeply nested line must not crash this process)."""
+    from relay.audit_guard import load_line
+
+    try:
+        loaded = load_line(r.record_json, "record")
+    except ValueError as exc:
+        loaded = None
+        reason = str(exc)
+    else:
+        reason = "not a JSON object"
+    if not isinstance(loaded, dict):
+        blank = dict.fromkeys(
+            ("time", "message_id", "role", "src_chain", "dst_chain", "state"), "?"
+        )
+        return {**blank, "seq": "?", "kind": "unreadable", "reason": reason[:200]}
     return loaded
 
 
@@ -346,6 +361,7 @@ async def _trace(args: argparse.Namespace, stub: Any) -> int:
             "problem": p.problem or None,
             "public_key": p.public_key.hex() or None,
             "checkpoint_seq": p.checkpoint.seq if p.HasField("checkpoint") else None,
+            "truncated": p.truncated,
             "records": [_record(r) for r in p.records],
         }
         for p in answer.parts
@@ -365,6 +381,11 @@ async def _trace(args: argparse.Namespace, stub: Any) -> int:
             else f"NOT VERIFIED: {p['problem']}"
         )
         sys.stdout.write(f"\n{p['gateway']} ({where}): {status}\n")
+        if p["truncated"]:
+            sys.stdout.write(
+                "TRUNCATED: more records than a trace shows; every state change is shown, "
+                "some rejected attempts are not (gateway audit query --message for all)\n"
+            )
         if p["records"]:
             _table(p["records"], title=f"{p['gateway']}: {len(p['records'])} record(s)")
     return EXIT_OK if ok else EXIT_INVALID

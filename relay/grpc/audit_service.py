@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from google.protobuf import timestamp_pb2
 from protos.interop.v1 import audit_pb2, audit_pb2_grpc, interop_pb2
 from relay.audit import (
     AuditKey,
+    AuditKind,
     AuditRecord,
     Checkpoint,
     RecordFormatError,
@@ -42,6 +42,7 @@ from relay.audit import (
     record_from_json,
     sign_checkpoint,
 )
+from relay.audit_guard import load_line, parse_checkpoint
 from relay.grpc.auth import Principal, PrincipalKind, current_principal
 from relay.store import AuditFilter
 
@@ -205,9 +206,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         part = audit_pb2.GatewayTrace(
             gateway=self._gateway, public_key=_raw(self._key.public_key), local=True
         )
-        records, _ = await self._store.audit_records(
-            AuditFilter(message_id="0x" + id.hex()), limit=MAX_TRACE_RECORDS
-        )
+        records, part.truncated = await self._message_records("0x" + id.hex())
         if not records:
             part.verified = True
             return part
@@ -226,9 +225,33 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             return part
         part.segment_json.extend(await self._store.audit_lines(records[0].seq, cp.seq))
         part.checkpoint.CopyFrom(self._checkpoint(cp, self._key.public_key))
-        problem = verify_part(part, self._key.public_key)
+        problem = verify_part(part, self._key.public_key, message_id=id)
         part.verified, part.problem = problem is None, problem or ""
         return part
+
+    async def _message_records(self, message_id: str) -> tuple[list[AuditRecord], bool]:
+        """The message's records, in seq order, and whether some were left out: at most
+        MAX_TRACE_RECORDS, but every state-change record (a flood of rejected attempts must
+        not push them out); only ``attempt_rejected`` records are ever cut."""
+        records, more = await self._store.audit_records(
+            AuditFilter(message_id=message_id), limit=MAX_TRACE_RECORDS
+        )
+        if more is None:
+            return list(records), False
+        kept = {r.seq: r for r in records}
+        for kind in AuditKind:
+            if kind is AuditKind.ATTEMPT_REJECTED:
+                continue
+            after = records[-1].seq
+            while True:
+                page, after_next = await self._store.audit_records(
+                    AuditFilter(message_id=message_id, kind=str(kind)), after=after, limit=MAX_PAGE
+                )
+                kept.update((r.seq, r) for r in page)
+                if after_next is None:
+                    break
+                after = after_next
+        return [kept[seq] for seq in sorted(kept)], True
 
     async def _peer_part(self, peer: PeerAudit, id: bytes) -> audit_pb2.GatewayTrace:
         missing = audit_pb2.GatewayTrace(gateway=peer.name, local=False)
@@ -268,7 +291,11 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         if part.gateway != peer.name:
             part.problem = f"the peer calls itself {part.gateway!r}, configured as {peer.name!r}"
             return part
-        problem = verify_part(part, peer.public_key, message_id=id)
+        try:
+            problem = verify_part(part, peer.public_key, message_id=id)
+        except Exception as exc:  # the peer's part is hostile input: never the whole trace
+            log.warning("audit_trace_peer_unverifiable", peer=peer.name, error=repr(exc)[:200])
+            problem = f"the peer's part could not be checked: {type(exc).__name__}"
         part.verified, part.problem = problem is None, problem or ""
         return part
 
@@ -282,47 +309,85 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 def verify_part(
     part: audit_pb2.GatewayTrace, key: Ed25519PublicKey, *, message_id: bytes | None = None
 ) -> str | None:
-    """None when the part's segment hashes and links, holds its records (each of the message,
-    when ``message_id`` is given) and ends at a checkpoint signed by ``key``; else why not."""
+    """None when the part's segment hashes and links, starts at the message's first record,
+    ends at a checkpoint signed by ``key``, and every record of the message in it is shown
+    (``attempt_rejected`` ones may be left out when the part says it is truncated); else why
+    not. What is checked is what is shown: seq and message id come from each ``record_json``
+    (the proto's copies of them are ignored). Every line is bounded in size and depth before
+    it is parsed (a peer's lines are hostile input)."""
     if not part.records:
         return None
     if not part.HasField("checkpoint") or not part.checkpoint.checkpoint_json:
         return "no signed checkpoint"
+    if len(part.segment_json) > MAX_SEGMENT or len(part.records) > len(part.segment_json):
+        return f"more lines than a trace holds ({len(part.segment_json)} in the segment)"
     try:
-        segment = [record_from_json(json.loads(line)) for line in part.segment_json]
-    except (RecordFormatError, ValueError) as exc:
-        return f"a segment line is not a record: {exc}"
+        segment = [_parse_record(line) for line in part.segment_json]
+        shown = [_parse_record(r.record_json) for r in part.records]
+    except (RecordFormatError, ValueError, TypeError, KeyError) as exc:
+        return f"a line is not a record: {exc}"
+    try:
+        cp = parse_checkpoint(load_line(part.checkpoint.checkpoint_json, "checkpoint"))
+    except (ValueError, TypeError) as exc:
+        return f"the checkpoint is not a version 1 checkpoint: {exc}"
     if not segment:
         return "empty chain segment"
+    problem = _check_segment(segment, part.gateway)
+    if problem is not None:
+        return problem
+    target = "0x" + message_id.hex() if message_id is not None else shown[0].message_id
+    problem = _check_shown(segment, shown, target, truncated=part.truncated)
+    if problem is not None:
+        return problem
+    if not cp.verify(key):
+        return "the checkpoint's signature does not verify with the pinned audit key"
+    head = segment[-1]
+    if cp.seq != head.seq or cp.head_hash != head.hash or cp.gateway != part.gateway:
+        return f"the checkpoint (seq {cp.seq}) does not sign the segment's head (seq {head.seq})"
+    return None
+
+
+def _parse_record(text: str) -> AuditRecord:
+    return record_from_json(load_line(text, "record"))
+
+
+def _check_segment(segment: Sequence[AuditRecord], gateway: str) -> str | None:
     prev: AuditRecord | None = None
-    by_seq: dict[int, str] = {}
-    for r, line in zip(segment, part.segment_json, strict=True):
+    for r in segment:
         if r.compute_hash() != r.hash:
             return f"seq {r.seq}: the record does not hash to its stated hash"
-        if r.gateway != part.gateway:
+        if r.gateway != gateway:
             return f"seq {r.seq}: a record of gateway {r.gateway!r}"
         if prev is not None and (r.seq != prev.seq + 1 or r.prev_hash != prev.hash):
             return f"seq {r.seq}: does not link to seq {prev.seq}"
         prev = r
-        by_seq[r.seq] = line
-    for shown in part.records:
-        kept = by_seq.get(shown.seq)
-        if kept is None or canonical_json(json.loads(kept)) != canonical_json(
-            json.loads(shown.record_json)
-        ):
-            return f"seq {shown.seq}: the record shown is not the one in the chain"
-        if message_id is not None and shown.message_id != message_id:
-            return f"seq {shown.seq}: a record of another message"
-    try:
-        d = json.loads(part.checkpoint.checkpoint_json)
-        cp = Checkpoint(**{k: v for k, v in d.items() if k not in {"type", "v"}})
-    except (TypeError, ValueError):
-        return "the checkpoint is not a version 1 checkpoint"
-    if not cp.verify(key):
-        return "the checkpoint's signature does not verify with the pinned audit key"
-    assert prev is not None
-    if cp.seq != prev.seq or cp.head_hash != prev.hash or cp.gateway != part.gateway:
-        return f"the checkpoint (seq {cp.seq}) does not sign the segment's head (seq {prev.seq})"
+    return None
+
+
+def _check_shown(
+    segment: Sequence[AuditRecord], shown: Sequence[AuditRecord], target: str, *, truncated: bool
+) -> str | None:
+    """The records shown are the message's records of the segment, all of them (rejected
+    attempts excepted when truncated), and the segment starts at the first of them."""
+    by_seq = {r.seq: r for r in segment}
+    last = 0
+    for r in shown:
+        if r.seq <= last:
+            return f"seq {r.seq}: records shown out of order or twice"
+        last = r.seq
+        kept = by_seq.get(r.seq)
+        if kept is None or kept.line() != r.line():
+            return f"seq {r.seq}: the record shown is not the one in the chain"
+        if r.message_id != target:
+            return f"seq {r.seq}: a record of another message ({r.message_id})"
+    if segment[0].message_id != target or shown[0].seq != segment[0].seq:
+        return f"the chain segment (seq {segment[0].seq}) does not start at the message's record"
+    shown_seqs = {r.seq for r in shown}
+    for r in segment:
+        if r.message_id != target or r.seq in shown_seqs:
+            continue
+        if not (truncated and r.kind is AuditKind.ATTEMPT_REJECTED):
+            return f"seq {r.seq}: a record of the message is in the chain but not shown"
     return None
 
 

@@ -175,7 +175,7 @@ class TraceMessageRequest(_message.Message):
     def __init__(self, id: _Optional[bytes] = ...) -> None: ...
 
 class GatewayTrace(_message.Message):
-    __slots__ = ("gateway", "public_key", "local", "records", "segment_json", "checkpoint", "verified", "problem")
+    __slots__ = ("gateway", "public_key", "local", "records", "segment_json", "checkpoint", "verified", "problem", "truncated")
     GATEWAY_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     LOCAL_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +184,7 @@ class GatewayTrace(_message.Message):
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     VERIFIED_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     gateway: str
     public_key: bytes
     local: bool
@@ -192,7 +193,8 @@ class GatewayTrace(_message.Message):
     checkpoint: Checkpoint
     verified: bool
     problem: str
-    def __init__(self, gateway: _Optional[str] = ..., public_key: _Optional[bytes] = ..., local: _Optional[bool] = ..., records: _Optional[_Iterable[_Union[AuditRecord, _Mapping]]] = ..., segment_json: _Optional[_Iterable[str]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., verified: _Optional[bool] = ..., problem: _Optional[str] = ...) -> None: ...
+    truncated: bool
+    def __init__(self, gateway: _Optional[str] = ..., public_key: _Optional[bytes] = ..., local: _Optional[bool] = ..., records: _Optional[_Iterable[_Union[AuditRecord, _Mapping]]] = ..., segment_json: _Optional[_Iterable[str]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., verified: _Optional[bool] = ..., problem: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class TraceMessageResponse(_message.Message):
     __slots__ = ("id", "parts")
