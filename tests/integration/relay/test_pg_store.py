@@ -123,6 +123,17 @@ async def test_migrate_applies_each_version_once_and_status_reports_it() -> None
     assert rows == [(m.version, m.name) for m in migrations()]
 
 
+async def test_two_migrations_at_once_apply_each_version_once() -> None:
+    """Two operators (or two replicas' start scripts) migrating at the same time: the second
+    waits for the first and finds nothing left to apply."""
+    url = pg.fresh_url(migrated=False)
+    first, second = await asyncio.gather(migrate(url), migrate(url))
+    assert sorted([len(first), len(second)]) == [0, len(migrations())]
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+    assert [r[0] for r in rows] == [m.version for m in migrations()]
+
+
 async def test_open_refuses_an_unmigrated_database_naming_the_command() -> None:
     url = pg.fresh_url(migrated=False)
     store = PostgresStore(url)
