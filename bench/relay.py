@@ -8,6 +8,9 @@ the SQLite store and the real adapters; the chains are separate processes: two A
 Anvil and the FISCO devnode (``gateway devnet fisco``). The ``anvil-anvil-grpc`` run puts two
 gateways in this process instead, one per chain, each with its own store, CA, certificate and
 gRPC server on 127.0.0.1, linked by ``GrpcPeerLink`` over mutual TLS: the gRPC hop's cost.
+The first ``anvil-anvil`` run is repeated with the PostgreSQL store (a fresh, migrated database
+on 127.0.0.1:5432, dropped after; ``--no-postgres`` skips it), so the two stores' msgs/s and p99
+are side by side from one run.
 Messages go from the first chain to the second; the load comes from ``BatchSender``
 (contracts/bench), which calls the gateway's ``sendMessage`` many times per transaction, so the
 sender is not the bottleneck. Anvil runs with a raised block gas limit (``--gas-limit``,
@@ -47,8 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar, cast
 
+import psycopg
 import structlog
 from eth_abi.abi import encode
+from psycopg import sql
 
 from adapters.base import ChainAdapter
 from adapters.evm.adapter import EvmAdapter
@@ -61,6 +66,7 @@ from relay.grpc.auth import AuthPolicy, CertificateBinding, Limits, Principal, P
 from relay.grpc.client import GrpcPeerLink, PeerTls
 from relay.grpc.server import GatewayServer, ServerTls, start_server
 from relay.node import GatewayNode
+from relay.pg_store import PostgresStore, migrate
 from relay.pipeline import MessageVerifier, PipelineSettings
 from relay.sqlite_store import SqliteStore
 from relay.store import HistoryEntry, Role, State, Store
@@ -359,6 +365,7 @@ async def route(kind: str) -> AsyncIterator[tuple[BenchChain, BenchChain]]:
 @dataclass
 class RunResult:
     route: str
+    store: str
     batch_size: int
     messages: int
     acknowledged: int
@@ -378,12 +385,40 @@ class RunResult:
     """Each step of a message's path and its median duration in seconds."""
 
 
+PG_ADMIN_URL: Final = os.environ.get(
+    "GATEWAY_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextlib.asynccontextmanager
+async def _pg_database() -> AsyncIterator[str]:
+    """A fresh, migrated database on the local PostgreSQL server for one run, dropped after."""
+    name = f"bench_relay_{os.getpid()}_{time.monotonic_ns()}"
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    async with await psycopg.AsyncConnection.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = f"{base}/{name}"
+        await migrate(url)
+        yield url
+    finally:
+        async with await psycopg.AsyncConnection.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            await admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
 def _build_node(
-    a: BenchChain, b: BenchChain, data_dir: Path, settings: PipelineSettings, meter: Meter
-) -> tuple[GatewayNode, SqliteStore]:
+    a: BenchChain,
+    b: BenchChain,
+    data_dir: Path,
+    settings: PipelineSettings,
+    meter: Meter,
+    pg_url: str | None = None,
+) -> tuple[GatewayNode, Store]:
     configs: dict[str, TrustConfig] = {a.name: a.trust, b.name: b.trust}
     trust = ConfiguredTrustStore(configs)
-    store = MeteredStore(data_dir, meter)
+    store: Store = MeteredStore(data_dir, meter) if pg_url is None else PostgresStore(pg_url)
     adapters = {
         c.name: cast(ChainAdapter, Timed(c.make_adapter(), meter, _adapter_category(c.name)))
         for c in (a, b)
@@ -531,7 +566,7 @@ async def _send_all(
     return sent
 
 
-async def _history(store: SqliteStore) -> list[HistoryEntry]:
+async def _history(store: Store) -> list[HistoryEntry]:
     out: list[HistoryEntry] = []
     seq = 0
     while True:
@@ -542,7 +577,7 @@ async def _history(store: SqliteStore) -> list[HistoryEntry]:
         seq = page[-1].seq
 
 
-async def _wait_acknowledged(store: SqliteStore, messages: int, limit: float) -> list[str]:
+async def _wait_acknowledged(store: Store, messages: int, limit: float) -> list[str]:
     """Poll the store until ``messages`` source rows are acknowledged; problems if not."""
     loop = asyncio.get_running_loop()
     end = loop.time() + limit
@@ -576,7 +611,7 @@ async def _wait_acknowledged(store: SqliteStore, messages: int, limit: float) ->
 
 
 async def run_once(
-    kind: str, batch_size: int, messages: int, args: argparse.Namespace
+    kind: str, batch_size: int, messages: int, args: argparse.Namespace, store: str = "sqlite"
 ) -> RunResult:
     per_tx: int = args.per_tx
     mine_interval: float = args.mine_interval
@@ -594,12 +629,18 @@ async def run_once(
             batch_size=batch_size, poll_interval=poll_interval, retry_initial=0.2
         )
         meter = Meter()
-        with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
+        async with contextlib.AsyncExitStack() as stack:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-relay-"))
+            stores: list[Store]
             if kind.endswith("-grpc"):
-                nodes, stores, servers = await _grpc_nodes(a, b, Path(tmp), settings, meter)
+                nodes, sqlite_stores, servers = await _grpc_nodes(a, b, Path(tmp), settings, meter)
+                stores = list(sqlite_stores)
             else:
-                node, store = _build_node(a, b, Path(tmp), settings, meter)
-                nodes, stores, servers = [node], [store], []
+                pg_url = (
+                    await stack.enter_async_context(_pg_database()) if store != "sqlite" else None
+                )
+                node, one = _build_node(a, b, Path(tmp), settings, meter, pg_url)
+                nodes, stores, servers = [node], [one], []
             miner = asyncio.create_task(_mine((a, b), mine_interval))
             try:
                 for node in nodes:
@@ -626,6 +667,7 @@ async def run_once(
     result = _result(
         kind, batch_size, messages, sent, history, relay_cpu, chain_cpu, meter, on_chain, failures
     )
+    result.store = store
     result.load = (load_before, os.getloadavg()[0])
     return result
 
@@ -694,6 +736,7 @@ def _result(
     return RunResult(
         steps=_steps(send_of, history),
         route=kind,
+        store="sqlite",
         batch_size=batch_size,
         messages=messages,
         acknowledged=len(latencies),
@@ -772,17 +815,17 @@ def report(results: Sequence[RunResult], args: argparse.Namespace) -> None:
         "structlog at WARNING"
     )
     print(
-        f"\n{'route':<15} {'batch':>5} {'acked':>11} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'wall s':>7} {'relay CPU s':>12}"
+        f"\n{'route':<15} {'store':<8} {'batch':>5} {'acked':>11} {'msgs/s':>8} {'p50 ms':>8}"
+        f" {'p99 ms':>8} {'wall s':>7} {'relay CPU s':>12}"
     )
     for r in results:
         print(
-            f"{r.route:<15} {r.batch_size:>5} {r.acknowledged:>5}/{r.messages:<5} "
+            f"{r.route:<15} {r.store:<8} {r.batch_size:>5} {r.acknowledged:>5}/{r.messages:<5} "
             f"{r.per_second:>8.0f} {r.p50_ms:>8.0f} {r.p99_ms:>8.0f} {r.wall:>7.1f}"
             f" {r.relay_cpu:>12.1f}"
         )
     for r in results:
-        print(f"\n{r.route}, batch_size {r.batch_size}:")
+        print(f"\n{r.route}, {r.store} store, batch_size {r.batch_size}:")
         _print_busy(r)
         print("  on chain: " + ", ".join(f"{k} {v}" for k, v in r.on_chain.items()))
         for f in r.failures:
@@ -816,6 +859,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--poll-interval", type=float, default=0.25, help="relay poll_interval (default 0.25)"
     )
     parser.add_argument("--limit", type=float, default=120.0, help="seconds to wait for acks")
+    parser.add_argument(
+        "--no-postgres",
+        action="store_true",
+        help="skip the PostgreSQL-store run (by default the anvil-anvil route runs once more, "
+        "with batch_size 50, on a fresh database at 127.0.0.1:5432 next to the SQLite run)",
+    )
     parser.add_argument("--profile", type=Path, help="write a cProfile of the runs to this file")
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
@@ -830,11 +879,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for size in sizes[:1] if kind.endswith("-grpc") and not args.only else sizes:
             print(f"{kind}, batch_size {size}: setting up", file=sys.stderr)
             count = args.messages if size > 1 else args.unbatched_messages
-            run = run_once(kind, size, count, args)
-            if profiler is not None:
-                results.append(profiler.runcall(asyncio.run, run))
-            else:
-                results.append(asyncio.run(run))
+            stores = ["sqlite"]
+            if kind == "anvil-anvil" and size == sizes[0] and not args.no_postgres:
+                stores.append("postgres")
+            for store in stores:
+                run = run_once(kind, size, count, args, store)
+                if profiler is not None:
+                    results.append(profiler.runcall(asyncio.run, run))
+                else:
+                    results.append(asyncio.run(run))
     report(results, args)
     if profiler is not None:
         profiler.dump_stats(args.profile)
