@@ -683,15 +683,28 @@ class SqliteStore:
         if log is None:
             raise StoreError("the store keeps no audit trail")
 
-        def read(conn: sqlite3.Connection) -> list[str]:
-            # One read transaction: records, checkpoints and bundles from one snapshot.
-            conn.execute("BEGIN")
-            try:
-                return list(log.export_lines(conn, now=now, from_seq=from_seq))
-            finally:
-                conn.execute("COMMIT")
+        if self._conn is None:
+            raise StoreError("the store is not open")
 
-        return await self._run(read)
+        def read() -> list[str]:
+            # A connection of its own, on a thread of its own: a long export reads one WAL
+            # snapshot while the store's thread goes on committing state changes (an export
+            # on the store's connection would hold every transition for its whole duration).
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA busy_timeout=10000")
+                conn.execute("BEGIN")
+                try:
+                    return list(log.export_lines(conn, now=now, from_seq=from_seq))
+                finally:
+                    conn.execute("COMMIT")
+            finally:
+                conn.close()
+
+        try:
+            return await asyncio.to_thread(read)
+        except sqlite3.Error as exc:
+            raise StoreError(f"store failure: {exc}") from exc
 
     # -- reads --------------------------------------------------------------------------------
 
