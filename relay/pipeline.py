@@ -270,6 +270,25 @@ class Stage:
         self._timers.clear()
 
 
+class StrayCancellation(Exception):
+    """A ``CancelledError`` this task did not ask for (raised by a library call inside a
+    stage): handled as a transient failure of the batch, so the worker lives on."""
+
+    retryable = True  # relay.retry.classify: retried with backoff, like a dropped connection
+
+
+def _cancelled_here() -> bool:
+    """True when the current task itself is being cancelled (``Task.cancel`` was called on it:
+    stopping), False for a ``CancelledError`` that came out of a call it awaited."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
+def _stray(exc: asyncio.CancelledError) -> str:
+    detail = str(exc) or "no message"
+    return f"a call was cancelled under this task ({detail})"
+
+
 def _reliance(verified: Any) -> Reliance | None:
     """What a verification relied on, for the audit record: the bundle's digest and the trust
     root it was checked under (``relay.verify.VerifiedFact``); None from a verifier that does
@@ -445,6 +464,12 @@ class Pipeline(InboundHandler):
             try:
                 await fn(*args)
                 return
+            except asyncio.CancelledError as exc:
+                if _cancelled_here():
+                    raise
+                failures += 1
+                log.error("task_failed", task=name, attempt=failures, reason=_stray(exc))
+                await self._sleep(self.policy.delay(failures))
             except Exception as exc:
                 failures += 1
                 log.exception("task_failed", task=name, attempt=failures, reason=describe(exc))
@@ -482,6 +507,16 @@ class Pipeline(InboundHandler):
             st.busy = True
             try:
                 await st.handler(st, batch)
+            except asyncio.CancelledError as exc:
+                if _cancelled_here():
+                    raise
+                # A library's own cancellation (a gRPC call cancelled under us) must not end
+                # this stage's worker silently: the batch fails like any error and is retried.
+                failure = StrayCancellation(_stray(exc))
+                log.error("stage_failed", stage=st.name, reason=str(failure))
+                for rec in batch:
+                    if rec.key in st.pending:
+                        await self._failed(st, rec, failure)
             except Exception as exc:
                 log.exception("stage_failed", stage=st.name, reason=describe(exc))
                 for rec in batch:

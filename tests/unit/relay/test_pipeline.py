@@ -643,3 +643,26 @@ def test_a_misspelt_crash_point_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
         check_environment()
     with pytest.raises(ValueError, match="unknown crash point"):
         crash_point("not_a_point")
+
+
+async def test_a_call_cancelled_under_a_stage_does_not_end_its_worker(make_env: MakeEnv) -> None:
+    """A library call that raises CancelledError (a gRPC call cancelled by another task) inside
+    a delivery batch: the batch is retried and the stage's worker goes on; before, the worker
+    task ended silently and the route stalled."""
+
+    class CancelsOnce(FakeChain):
+        cancelled = 0
+
+        async def deliver(self, deliveries: Sequence[tuple[bytes, Message]]) -> Submission:
+            if self.cancelled == 0:
+                self.cancelled += 1
+                raise asyncio.CancelledError("cancelled by another task")
+            return await super().deliver(deliveries)
+
+    node, a, b, _ = await make_env(chain_factory=CancelsOnce)
+    ids = [(await a.send_message(B, b"\x02" * 20, b"m%d" % i, 5000))[0] for i in range(3)]
+    await node.start()
+    await eventually(lambda: all_in(node, ids, Role.SOURCE, State.ACKNOWLEDGED), "acked")
+    assert isinstance(b, CancelsOnce)
+    assert b.cancelled == 1
+    assert sorted(b.delivered) == sorted(ids)
