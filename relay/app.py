@@ -145,6 +145,14 @@ async def run_gateway(
     tls = _read_tls(config)
     _make_data_dir(identity.data_dir)
     with _data_lock(identity.data_dir):
+        url = config.store.resolve_url(source=str(config.path))
+        if url is not None:
+            try:
+                # First of all: an unreachable or un-migrated database is said at once, before
+                # ports and chains (nothing else helps until `gateway db migrate` ran).
+                await PostgresStore(url).check()
+            except StoreError as exc:
+                raise StartError(str(exc)) from None
         for address in filter(None, (identity.listen, config.api.listen, config.metrics.listen)):
             _check_free(address)
         metrics = Metrics(replica=holder_name(config.store.replica, shared=config.store.postgres))
@@ -173,11 +181,6 @@ async def _run(
     links = _links(config, tls)
     audit_log = _audit_log(config)
     store = make_store(config, identity.data_dir, audit_log)
-    if isinstance(store, PostgresStore):
-        try:
-            await store.check()  # before the chains: a schema to migrate is said at once
-        except StoreError as exc:
-            raise StartError(str(exc)) from None
     node = GatewayNode(
         store=store,
         adapters=parts.adapters,
