@@ -185,6 +185,13 @@ class ChainAdapter(Protocol):
         with ``final``, at the final block as every answering endpoint agrees."""
         ...
 
+    async def anchor(
+        self, contract: bytes, seq: int, head_hash: bytes, checkpoint_digest: bytes
+    ) -> Submission:
+        """``AuditAnchor.anchor(seq, head_hash, checkpoint_digest)`` on ``contract`` from the
+        relayer account (relay/anchor.py); ``ConfigurationError`` where not supported."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -24,6 +24,8 @@ from verifier.messages import DeliveryResult, Message
 
 ARTIFACTS: Final = Path(__file__).resolve().parents[1] / "contracts" / "artifacts.json"
 GATEWAY: Final = "CrossChainGateway"
+ANCHOR_CONTRACT: Final = "AuditAnchor"
+"""The audit trail's anchoring contract (contracts/AuditAnchor.sol, relay/anchor.py)."""
 _ERROR_STRING: Final = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC: Final = bytes.fromhex("4e487b71")  # Panic(uint256)
 

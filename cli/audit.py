@@ -40,6 +40,9 @@ def register(sub: Any) -> None:
     _add_query(commands)
     _add_trace(commands)
     _add_export(commands)
+    from cli.audit_anchors import add_anchors  # its own module (relay/anchor.py's CLI)
+
+    add_anchors(commands)
     audit.set_defaults(handler=lambda _args: _help(audit))
 
 

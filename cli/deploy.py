@@ -40,18 +40,27 @@ def register(sub: Any) -> None:
     deploy.add_argument(
         "--write", action="store_true", help="set gateway = ... in the chain's section of FILE"
     )
+    deploy.add_argument(
+        "--audit-anchor",
+        action="store_true",
+        help="deploy only the AuditAnchor contract (docs/audit.md, anchored checkpoints); "
+        "--write then sets [audit] anchor_chain and anchor_contract",
+    )
     deploy.set_defaults(handler=_cmd_deploy)
 
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
     from adapters.deploy import DeployError
     from relay.config import ConfigError
-    from relay.deploy import run_deploy
+    from relay.deploy import run_deploy, run_deploy_anchor
 
     try:
-        run_deploy(
-            args.config, args.chain, examples=args.examples, write=args.write, out=sys.stdout
-        )
+        if args.audit_anchor:
+            run_deploy_anchor(args.config, args.chain, write=args.write, out=sys.stdout)
+        else:
+            run_deploy(
+                args.config, args.chain, examples=args.examples, write=args.write, out=sys.stdout
+            )
     except ConfigError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_USAGE

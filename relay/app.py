@@ -46,6 +46,7 @@ from adapters.evm.rpc import EvmEndpoint
 from adapters.fisco.adapter import FiscoAdapter
 from adapters.fisco.rpc import FiscoRpcClient
 from adapters.fisco.settings import FiscoEndpoint
+from relay.anchor import Anchorer, anchorer
 from relay.audit import AuditKey, AuditKeyError, AuditLog, CheckpointPolicy, parse_public_key
 from relay.audit_guard import ANCHOR_FILE
 from relay.config import (
@@ -231,7 +232,12 @@ async def _run(
         raise StartError(str(exc)) from None
     replica = Replica(
         store,
-        _ActiveWork(node, store, config.audit.checkpoint_seconds if audit_log else None),
+        _ActiveWork(
+            node,
+            store,
+            config.audit.checkpoint_seconds if audit_log else None,
+            anchorer(config, store, parts.adapters) if audit_log else None,
+        ),
         lease=identity.name,
         holder=metrics.replica,
         lease_seconds=config.store.lease_seconds,
@@ -325,18 +331,25 @@ class _ActiveWork:
         node: GatewayNode,
         store: SqliteStore | PostgresStore,
         checkpoint_seconds: float | None,
+        anchor: Anchorer | None = None,
     ) -> None:
         self.node, self.store, self.seconds = node, store, checkpoint_seconds
         self.timer: asyncio.Task[None] | None = None
+        self.anchor = anchor
+        self.anchoring: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.node.start_pipeline()
         if self.seconds is not None:
             self.timer = asyncio.create_task(_checkpoint_timer(self.store, self.seconds))
+        if self.anchor is not None:  # relay/anchor.py: its own task, never blocks the relay
+            self.anchoring = asyncio.create_task(self.anchor.run())
 
     async def stop(self, *, drain: bool) -> None:
         timer, self.timer = self.timer, None
         await _stop_timer(timer)
+        anchoring, self.anchoring = self.anchoring, None
+        await _stop_timer(anchoring)
         await self.node.stop_pipeline(drain=drain)
 
 

@@ -423,6 +423,13 @@ class AuditSettings:
     """A signed checkpoint after this many records..."""
     checkpoint_seconds: float = 60.0
     """...or this many seconds after the last one, when records were added since."""
+    anchor_chain: str | None = None
+    """A chain served here on which checkpoints are anchored (``AuditAnchor``, relay/anchor.py),
+    sent from that chain's relayer account; EVM chains only for now."""
+    anchor_contract: str | None = None
+    """The ``AuditAnchor`` address on ``anchor_chain`` (``gateway deploy --audit-anchor``)."""
+    anchor_every: int = 1
+    """Anchor every Nth signed checkpoint (1: each one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -589,6 +596,7 @@ def parse_config(raw: bytes | str, path: Path) -> GatewayConfig:
     _check_peers(chains, peers, identity, ctx)
     routes = _resolve_routes(chains, results["routes"], ctx)
     _check_api_against_peers(results["api"], peers, ctx)
+    _check_audit_anchor(results["audit"], chains, ctx)
     if ctx.problems:
         raise ConfigError(ctx.problems, source=str(path))
     return GatewayConfig(
@@ -1537,6 +1545,15 @@ def _parse_audit(top: _Table, key: str, ctx: _Context) -> AuditSettings:
     path = t.path_value("key", required=True)
     every = t.integer("checkpoint_every", 1, 10_000_000)
     seconds = _seconds(t, "checkpoint_seconds")
+    anchor_chain = t.get("anchor_chain", str, "a chain served here")
+    anchor_contract = t.get("anchor_contract", str, "the AuditAnchor address (0x + 40 hex)")
+    if anchor_contract is not None and _ADDRESS.fullmatch(anchor_contract) is None:
+        ctx.add(t.at("anchor_contract"), "must be an address: 0x and 40 hex digits")
+        anchor_contract = None
+    if (anchor_chain is None) != (anchor_contract is None) and len(ctx.problems) == before:
+        missing = "anchor_contract" if anchor_contract is None else "anchor_chain"
+        ctx.add(t.at(missing), "missing: anchor_chain and anchor_contract go together")
+    anchor_every = t.integer("anchor_every", 1, 1_000_000)
     t.finish()
     if path is not None and len(ctx.problems) == before:
         # Loaded here so that a wrong file is a configuration problem with its path.
@@ -1548,7 +1565,31 @@ def _parse_audit(top: _Table, key: str, ctx: _Context) -> AuditSettings:
         key=path,
         checkpoint_every=every if every is not None else defaults.checkpoint_every,
         checkpoint_seconds=seconds if seconds is not None else defaults.checkpoint_seconds,
+        anchor_chain=anchor_chain,
+        anchor_contract=anchor_contract,
+        anchor_every=anchor_every if anchor_every is not None else defaults.anchor_every,
     )
+
+
+def _check_audit_anchor(
+    audit: AuditSettings, chains: Mapping[str, ChainConfig], ctx: _Context
+) -> None:
+    """``[audit] anchor_chain``: a chain served here (its relayer key sends the anchors), EVM."""
+    name = audit.anchor_chain
+    if name is None:
+        return
+    chain = chains.get(name)
+    if chain is None:
+        if name in ctx.declared_chains:  # invalid, and said already
+            return
+        ctx.add("audit.anchor_chain", f"no such chain {name!r} (configured: {', '.join(chains)})")
+    elif not chain.served:
+        ctx.add("audit.anchor_chain", f"{name!r} is not served here: its relayer key signs anchors")
+    elif chain.family != EVM:
+        ctx.add(
+            "audit.anchor_chain",
+            f"{name!r} is a {chain.family} chain: anchoring is implemented on EVM chains only",
+        )
 
 
 _STORE_SCHEMES: Final = ("postgresql://", "postgres://")
@@ -1698,7 +1739,6 @@ def gateway_snippet(chain: str, address: str, comments: Mapping[str, str] | None
 
 
 _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
-_GATEWAY_LINE = re.compile(r"^\s*gateway\s*=")
 
 
 def write_gateway_address(path: Path, chain: str, address: str) -> None:
@@ -1706,26 +1746,45 @@ def write_gateway_address(path: Path, chain: str, address: str) -> None:
     other line and comment; the result is validated before it replaces the file."""
     if _ADDRESS.fullmatch(address) is None:
         raise ValueError(f"not an address: {address!r}")
+    wanted = {f"chains.{chain}", f'chains."{chain}"', f"chains.'{chain}'"}
+    _write_values(path, wanted, f"chains.{chain}", "chains.<name>", {"gateway": address})
+
+
+def write_audit_anchor(path: Path, chain: str, address: str) -> None:
+    """Set ``anchor_chain`` and ``anchor_contract`` in the file's ``[audit]`` section, as
+    :func:`write_gateway_address` does (``gateway deploy --audit-anchor --write``)."""
+    if _ADDRESS.fullmatch(address) is None:
+        raise ValueError(f"not an address: {address!r}")
+    values = {"anchor_chain": chain, "anchor_contract": address}
+    _write_values(path, {"audit"}, "audit", "audit", values)
+
+
+def _write_values(
+    path: Path, wanted: set[str], section: str, shown: str, values: Mapping[str, str]
+) -> None:
+    """Set each ``key = "value"`` in the section whose header is one of ``wanted``, replacing
+    the key's line or adding one after the header, keeping every other line and comment."""
     source = str(path)
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    wanted = {f"chains.{chain}", f'chains."{chain}"', f"chains.'{chain}'"}
     start = next(
         (i for i, line in enumerate(lines) if (m := _HEADER.match(line)) and m[1] in wanted),
         None,
     )
     if start is None:
-        problem = ConfigProblem(f"chains.{chain}", "no [chains.<name>] section to write into")
+        problem = ConfigProblem(section, f"no [{shown}] section to write into")
         raise ConfigError([problem], source=source)
-    end = next((i for i in range(start + 1, len(lines)) if _HEADER.match(lines[i])), len(lines))
-    new_line = f'gateway = "{address}"\n'
-    for i in range(start + 1, end):
-        if _GATEWAY_LINE.match(lines[i]):
-            lines[i] = new_line
-            break
-    else:
-        if not lines[start].endswith("\n"):
-            lines[start] += "\n"
-        lines.insert(start + 1, new_line)
+    for key, value in values.items():
+        end = next((i for i in range(start + 1, len(lines)) if _HEADER.match(lines[i])), len(lines))
+        new_line = f'{key} = "{value}"\n'
+        pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        for i in range(start + 1, end):
+            if pattern.match(lines[i]):
+                lines[i] = new_line
+                break
+        else:
+            if not lines[start].endswith("\n"):
+                lines[start] += "\n"
+            lines.insert(start + 1, new_line)
     text = "".join(lines)
     parse_config(text, path)  # never write a file that does not load
     tmp = path.with_name(f".{path.name}.tmp")

@@ -16,7 +16,7 @@ from adapters.deploy import DeployClient, DeployError
 from adapters.evm.deploy import EvmDeployClient
 from adapters.fisco.deploy import FiscoDeployClient
 from adapters.fisco.settings import FiscoEndpoint
-from adapters.gateway_abi import GATEWAY
+from adapters.gateway_abi import ANCHOR_CONTRACT, GATEWAY
 from relay.config import (
     ChainConfig,
     ConfigError,
@@ -25,6 +25,7 @@ from relay.config import (
     FiscoChainConfig,
     gateway_snippet,
     load_config,
+    write_audit_anchor,
     write_gateway_address,
 )
 
@@ -77,6 +78,38 @@ def run_deploy(
     snippet = gateway_snippet(chain.name, gateway, extras)
     if write:
         write_gateway_address(config_path, chain.name, gateway)
+        out.write(f"\nwrote into {config_path}:\n{snippet}")
+    else:
+        out.write(f"\nadd to {config_path} (or deploy with --write):\n{snippet}")
+
+
+def run_deploy_anchor(config_path: Path, chain_name: str, *, write: bool, out: TextIO) -> None:
+    """``--audit-anchor``: deploy AuditAnchor on ``chain_name`` with its owner key; with
+    ``write``, set ``[audit] anchor_chain``/``anchor_contract`` (relay/anchor.py)."""
+    config = load_config(config_path)
+    chain = config.chains.get(chain_name)
+    if chain is None:
+        names = ", ".join(config.chains) or "none"
+        problem = ConfigProblem(f"chains.{chain_name}", f"no such chain (configured: {names})")
+        raise ConfigError([problem], source=str(config_path))
+    if not isinstance(chain, EvmChainConfig) or not chain.served:
+        reason = "is not an EVM chain" if chain.served else "is not served here"
+        problem = ConfigProblem(
+            f"chains.{chain_name}", f"{reason}: audit anchors go on a served EVM chain for now"
+        )
+        raise ConfigError([problem], source=str(config_path))
+    client = deploy_client(chain, chain.load_owner_key())
+    for warning in client.warnings:
+        out.write(f"warning: {warning}\n")
+    out.write(f"deploying to {client.describe()} from {client.sender} (owner)\n")
+    with _Step(out, f"[1/1] {ANCHOR_CONTRACT}()"):
+        address, block = client.deploy(ANCHOR_CONTRACT, [])
+        _done(out, f"{address} (block {block})")
+    relayer = client.address_of(chain.load_relayer_key())
+    snippet = f'[audit]\nanchor_chain = "{chain.name}"\nanchor_contract = "{address}"\n'
+    out.write(f"\naudit anchor on {chain.name}: {address} (anchors sent by {relayer})\n")
+    if write:
+        write_audit_anchor(config_path, chain.name, address)
         out.write(f"\nwrote into {config_path}:\n{snippet}")
     else:
         out.write(f"\nadd to {config_path} (or deploy with --write):\n{snippet}")

@@ -34,6 +34,7 @@ from adapters.evm.rpc import EndpointPool, EvmEndpoint, json_list, json_object, 
 from adapters.evm.settings import EvmSettings
 from adapters.evm.submit import Submitter
 from adapters.gateway_abi import (
+    ANCHOR_CONTRACT,
     acknowledge_call,
     call_data,
     decode_output,
@@ -374,6 +375,17 @@ class EvmAdapter:
     async def requeue(self, seal_number: int) -> Submission:
         relayer = self._account(self._relayer, "relayer")
         submission, _ = await relayer.submit(requeue_call(seal_number, keccak256), "requeue")
+        return submission
+
+    async def anchor(
+        self, contract: bytes, seq: int, head_hash: bytes, checkpoint_digest: bytes
+    ) -> Submission:
+        """``AuditAnchor.anchor`` on ``contract``, from the relayer account."""
+        relayer = self._account(self._relayer, "relayer")
+        data = call_data(
+            "anchor", [seq, head_hash, checkpoint_digest], keccak256, contract=ANCHOR_CONTRACT
+        )
+        submission, _ = await relayer.submit(data, "anchor", to=contract)
         return submission
 
     async def close(self) -> None:

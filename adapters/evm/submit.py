@@ -106,9 +106,10 @@ class Submitter:
         return await self._pool.run(read, what="eth_getTransactionCount")
 
     async def submit(
-        self, data: bytes, what: str, *, min_gas: int = 0
+        self, data: bytes, what: str, *, min_gas: int = 0, to: bytes | None = None
     ) -> tuple[Submission, dict[str, Any]]:
-        """Send ``data`` to the gateway; the Submission and the receipt once it is included.
+        """Send ``data`` to the gateway (or to the contract ``to``); the Submission and the
+        receipt once it is included.
 
         The gas limit is the larger of the estimate (made with the real fee fields, as the
         transaction will run) × ``gas_margin`` and ``min_gas`` (the batch calls' bound that
@@ -116,16 +117,17 @@ class Submitter:
         """
         async with self._lock:
             try:
-                return await self._submit(data, what, min_gas)
+                return await self._submit(data, what, min_gas, to)
             except BaseException:
                 self.nonces.resync()
                 raise
 
     async def _submit(
-        self, data: bytes, what: str, min_gas: int
+        self, data: bytes, what: str, min_gas: int, target: bytes | None
     ) -> tuple[Submission, dict[str, Any]]:
         s = self._settings
-        to = "0x" + s.gateway.hex()
+        contract = s.gateway if target is None else target
+        to = "0x" + contract.hex()
         fees = await self._fees()
         call = {
             "from": self.address,
@@ -144,7 +146,7 @@ class Submitter:
             "type": 2,
             "chainId": s.chain_id,
             "nonce": nonce,
-            "to": s.gateway,
+            "to": contract,
             "value": 0,
             "data": data,
             "gas": gas,

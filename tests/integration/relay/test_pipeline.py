@@ -177,6 +177,11 @@ class Outage:
     ) -> tuple[bytes, Submission]:
         return await self.inner.send_message(dst_chain, receiver, payload, timeout)
 
+    async def anchor(
+        self, contract: bytes, seq: int, head_hash: bytes, checkpoint_digest: bytes
+    ) -> Submission:
+        return await self.inner.anchor(contract, seq, head_hash, checkpoint_digest)
+
     async def deliver(self, deliveries: Sequence[tuple[bytes, Message]]) -> Submission:
         if self.down:
             raise ChainUnavailable("connection refused", chain=self.chain, endpoint="test")

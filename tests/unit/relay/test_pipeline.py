@@ -64,6 +64,7 @@ class FakeChain:
         self.genuine_bodies: dict[bytes, Message] = {}
         """Bodies another endpoint serves for ids whose first endpoint altered them."""
         self.requeued: list[int] = []
+        self.anchors: list[tuple[bytes, int, bytes, bytes]] = []
         self.invented: set[bytes] = set()
         """Ids of MessageSent facts an endpoint made up: the chain's state says 0 (never sent)."""
 
@@ -166,6 +167,12 @@ class FakeChain:
     async def requeue(self, seal_number: int) -> Submission:
         self.requeued.append(seal_number)
         return Submission("0xrequeue", len(self.log), "fake")
+
+    async def anchor(
+        self, contract: bytes, seq: int, head_hash: bytes, checkpoint_digest: bytes
+    ) -> Submission:
+        self.anchors.append((contract, seq, head_hash, checkpoint_digest))
+        return Submission(f"0xanchor{seq}", len(self.log), "fake")
 
     async def delivery_status(
         self, message_id: bytes, *, final: bool = False
