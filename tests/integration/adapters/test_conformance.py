@@ -204,3 +204,26 @@ def _bytes_in(args: tuple[tuple[str, Any], ...]) -> set[bytes]:
         values = value if isinstance(value, tuple | list) else (value,)
         found.update(v for v in values if isinstance(v, bytes))
     return found
+
+
+async def test_an_audit_checkpoint_is_anchored_or_refused_as_not_configured(
+    env: ChainEnv,
+) -> None:
+    """``anchor`` (relay/anchor.py) sends AuditAnchor.anchor from the relayer account; a family
+    without it says ConfigurationError, which config validation refuses up front."""
+    from adapters.base import ConfigurationError  # noqa: PLC0415
+    from adapters.evm.adapter import EvmAdapter  # noqa: PLC0415
+    from relay.anchor import read_anchors  # noqa: PLC0415
+
+    contract = await env.driver.deploy("AuditAnchor")
+    head, digest = bytes(range(32)), bytes(range(32, 64))
+    if not isinstance(env.adapter, EvmAdapter):
+        with pytest.raises(ConfigurationError, match="not implemented"):
+            await env.adapter.anchor(contract, 7, head, digest)
+        return
+    submission = await env.adapter.anchor(contract, 7, head, digest)
+    anchors = await read_anchors(env.adapter.settings.endpoints[0], "0x" + contract.hex())
+    assert [(a.seq, a.head_hash, a.checkpoint_digest) for a in anchors] == [
+        (7, head.hex(), digest.hex())
+    ]
+    assert (anchors[0].tx_hash, anchors[0].block) == (submission.tx_hash, submission.height)
