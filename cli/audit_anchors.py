@@ -21,7 +21,7 @@ def add_anchors(commands: Any) -> None:
         "anchors",
         help="check an export against the checkpoints anchored on a chain",
         description="Verify the export as `gateway audit verify` does, then read the "
-        "AuditAnchor contract's Anchored events from the chain (eth_getLogs) and check, for "
+        "AuditAnchor contract's Anchored events from the chain (getLogs) and check, for "
         "each anchored seq, that the export's record at that seq has the anchored head hash "
         "(and its checkpoint line, if any, the anchored digest). An export re-written and "
         "re-signed with the gateway's own key fails here: the anchors cannot be re-written. "
@@ -40,9 +40,9 @@ def add_anchors(commands: Any) -> None:
         "--family",
         choices=("evm", "fisco"),
         default="evm",
-        help="the chain's family (only evm is implemented)",
+        help="the chain's family: evm (eth_getLogs) or fisco (FISCO BCOS getLogs, plain HTTP)",
     )
-    anchors.add_argument("--group", default="group0", help="FISCO BCOS group (unused on evm)")
+    anchors.add_argument("--group", default="group0", help="the FISCO BCOS group (fisco only)")
     anchors.add_argument(
         "--by",
         metavar="0x..",
@@ -57,11 +57,6 @@ def cmd_anchors(args: argparse.Namespace) -> int:
     from relay.anchor import AnchorReadError, check_anchors, export_heads, read_anchors
     from relay.audit import AuditKeyError, ExportFormatError, parse_public_key, verify_export
 
-    if args.family != "evm":
-        sys.stderr.write(
-            "error: --family fisco: reading anchors on FISCO BCOS is not implemented\n"
-        )
-        return EXIT_USAGE
     for option, value in (("--contract", args.contract), ("--by", args.by)):
         if value is not None and _ADDRESS.fullmatch(value) is None:
             sys.stderr.write(f"error: {option}: not an address (0x and 40 hex digits)\n")
@@ -90,7 +85,11 @@ def cmd_anchors(args: argparse.Namespace) -> int:
             sys.stdout.write(f"INVALID {where} {detail}\n")
         return EXIT_INVALID
     try:
-        anchors = asyncio.run(read_anchors(args.chain_url, args.contract, by=args.by))
+        anchors = asyncio.run(
+            read_anchors(
+                args.chain_url, args.contract, by=args.by, family=args.family, group=args.group
+            )
+        )
     except AnchorReadError as exc:
         sys.stderr.write(f"error: {args.chain_url}: {exc}\n")
         return EXIT_USAGE

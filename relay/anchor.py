@@ -21,13 +21,20 @@ import structlog
 
 from adapters.base import AdapterError, ChainAdapter, Submission
 from adapters.evm.rpc import EvmEndpoint
+from adapters.fisco.bodies import parse_log
+from adapters.fisco.rpc import FiscoRpcClient
+from adapters.fisco.settings import FiscoEndpoint
 from relay.audit import CHECKPOINT_TYPE, RECORD_TYPE, Checkpoint, canonical_json
 from relay.config import GatewayConfig
-from verifier.hashing import keccak256
+from verifier.hashing import HashScheme, hasher_for, keccak256
 
 log = structlog.get_logger("relay.anchor")
 
-ANCHORED_TOPIC: Final = "0x" + keccak256(b"Anchored(address,uint64,bytes32,bytes32)").hex()
+_SIGNATURE: Final = b"Anchored(address,uint64,bytes32,bytes32)"
+FISCO_TOPICS: Final = frozenset("0x" + hasher_for(s)(_SIGNATURE).hex() for s in HashScheme)
+"""A FISCO chain hashes with keccak256 or SM3 (its crypto suite): either names the event."""
+FISCO_LOG_RANGE: Final = 1000
+ANCHORED_TOPIC: Final = "0x" + keccak256(_SIGNATURE).hex()
 POLL_SECONDS: Final = 2.0
 BACKOFF_FIRST_S: Final = 1.0
 BACKOFF_MAX_S: Final = 60.0
@@ -167,10 +174,19 @@ class AnchorReadError(Exception):
 
 
 async def read_anchors(
-    url: str, contract: str, *, by: str | None = None, timeout: float = 30.0
+    url: str,
+    contract: str,
+    *,
+    by: str | None = None,
+    family: str = "evm",
+    group: str = "group0",
+    timeout: float = 30.0,
 ) -> list[Anchor]:
     """The ``Anchored`` events of ``contract`` (by ``by`` only, if given), in chain order,
-    read with ``eth_getLogs`` from an EVM JSON-RPC endpoint."""
+    read with ``eth_getLogs`` from an EVM JSON-RPC endpoint, or with FISCO BCOS's ``getLogs``
+    (``family="fisco"``, plain HTTP, ``group``)."""
+    if family == "fisco":
+        return await _read_fisco(url, contract, by=by, group=group, timeout=timeout)
     endpoint = EvmEndpoint(url, chain="anchor", chain_id=0, call_timeout=timeout)
     topics: list[Any] = [ANCHORED_TOPIC]
     if by is not None:
@@ -189,22 +205,65 @@ async def read_anchors(
     return [_anchor(entry) for entry in logs if not _removed(entry)]
 
 
+async def _read_fisco(
+    url: str, contract: str, *, by: str | None, group: str, timeout: float
+) -> list[Anchor]:
+    client = FiscoRpcClient(FiscoEndpoint(url), chain="anchor", group=group, timeout=timeout)
+    address = bytes.fromhex(contract.removeprefix("0x"))
+    out: list[Anchor] = []
+    try:
+        head = await client.call("getBlockNumber")
+        if not isinstance(head, int) or isinstance(head, bool):
+            raise AnchorReadError("getBlockNumber is not an integer")
+        for lo in range(0, head + 1, FISCO_LOG_RANGE):
+            query = {
+                "fromBlock": hex(lo),
+                "toBlock": hex(min(head, lo + FISCO_LOG_RANGE - 1)),
+                "address": [contract.lower()],
+                "topics": [],
+            }
+            result = await client.request("getLogs", [group, query])
+            if not isinstance(result, list):
+                raise AnchorReadError("getLogs did not answer a list")
+            for entry in result:
+                parsed = parse_log(entry, address)
+                if parsed is None:
+                    raise AnchorReadError("getLogs answered a malformed log")
+                decoded, at = parsed
+                out.append(
+                    _anchor(
+                        {
+                            "topics": ["0x" + t.hex() for t in decoded.topics],
+                            "data": "0x" + decoded.data.hex(),
+                            "blockNumber": hex(at.height),
+                            "transactionHash": at.tx_hash,
+                        },
+                        topics=FISCO_TOPICS,
+                    )
+                )
+    except AdapterError as exc:
+        raise AnchorReadError(str(exc)) from None
+    finally:
+        await client.close()
+    return [a for a in out if by is None or a.by == by.lower()]
+
+
 def _removed(entry: object) -> bool:
     return isinstance(entry, dict) and entry.get("removed") is True
 
 
-def _anchor(entry: object) -> Anchor:
+def _anchor(entry: object, *, topics: frozenset[str] = frozenset({ANCHORED_TOPIC})) -> Anchor:
     try:
         assert isinstance(entry, dict)
-        topics = entry["topics"]
+        found = entry["topics"]
         data = bytes.fromhex(str(entry["data"]).removeprefix("0x"))
-        if len(topics) != 3 or str(topics[0]).lower() != ANCHORED_TOPIC or len(data) != 64:
+        if len(found) != 3 or str(found[0]).lower() not in topics or len(data) != 64:
             raise ValueError("not an Anchored event")
         return Anchor(
-            seq=int(str(topics[2]), 16),
+            seq=int(str(found[2]), 16),
             head_hash=data[:32].hex(),
             checkpoint_digest=data[32:].hex(),
-            by="0x" + str(topics[1])[-40:].lower(),
+            by="0x" + str(found[1])[-40:].lower(),
             block=int(str(entry["blockNumber"]), 16),
             tx_hash=str(entry["transactionHash"]),
         )

@@ -425,7 +425,7 @@ class AuditSettings:
     """...or this many seconds after the last one, when records were added since."""
     anchor_chain: str | None = None
     """A chain served here on which checkpoints are anchored (``AuditAnchor``, relay/anchor.py),
-    sent from that chain's relayer account; EVM chains only for now."""
+    sent from that chain's relayer account."""
     anchor_contract: str | None = None
     """The ``AuditAnchor`` address on ``anchor_chain`` (``gateway deploy --audit-anchor``)."""
     anchor_every: int = 1
@@ -1574,7 +1574,7 @@ def _parse_audit(top: _Table, key: str, ctx: _Context) -> AuditSettings:
 def _check_audit_anchor(
     audit: AuditSettings, chains: Mapping[str, ChainConfig], ctx: _Context
 ) -> None:
-    """``[audit] anchor_chain``: a chain served here (its relayer key sends the anchors), EVM."""
+    """``[audit] anchor_chain``: a chain served here (its relayer key sends the anchors)."""
     name = audit.anchor_chain
     if name is None:
         return
@@ -1585,11 +1585,6 @@ def _check_audit_anchor(
         ctx.add("audit.anchor_chain", f"no such chain {name!r} (configured: {', '.join(chains)})")
     elif not chain.served:
         ctx.add("audit.anchor_chain", f"{name!r} is not served here: its relayer key signs anchors")
-    elif chain.family != EVM:
-        ctx.add(
-            "audit.anchor_chain",
-            f"{name!r} is a {chain.family} chain: anchoring is implemented on EVM chains only",
-        )
 
 
 _STORE_SCHEMES: Final = ("postgresql://", "postgres://")

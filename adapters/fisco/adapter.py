@@ -51,6 +51,7 @@ from adapters.fisco.rpc import EndpointPool, FiscoRpcClient
 from adapters.fisco.settings import FiscoSettings
 from adapters.fisco.submit import Submitter
 from adapters.gateway_abi import (
+    ANCHOR_CONTRACT,
     acknowledge_call,
     call_data,
     decode_output,
@@ -338,11 +339,15 @@ class FiscoAdapter(ChainAdapter):
     async def anchor(
         self, contract: bytes, seq: int, head_hash: bytes, checkpoint_digest: bytes
     ) -> Submission:
-        """Not yet on FISCO BCOS: ``[audit] anchor_chain`` refuses a FISCO chain."""
-        del contract, seq, head_hash, checkpoint_digest  # the interface's, unused here
-        raise ConfigurationError(
-            "anchoring audit checkpoints on FISCO BCOS is not implemented", chain=self.chain
+        """``AuditAnchor.anchor`` on ``contract``, from the relayer account."""
+        await self._ready()
+        data = call_data(
+            "anchor", [seq, head_hash, checkpoint_digest], self.hasher, contract=ANCHOR_CONTRACT
         )
+        _, submission = await self._submitter.submit(
+            self.settings.relayer_key, data, "anchor", to="0x" + contract.hex()
+        )
+        return submission
 
     async def close(self) -> None:
         await self.pool.close()

@@ -44,9 +44,10 @@ class Submitter:
         self.pool = pool
 
     async def submit(
-        self, key: bytes | None, data: bytes, what: str
+        self, key: bytes | None, data: bytes, what: str, *, to: str | None = None
     ) -> tuple[dict[str, Any], Submission]:
-        """Send ``data`` to the gateway signed by ``key``; the receipt of a successful call."""
+        """Send ``data`` to the gateway (or to the contract ``to``, 0x-hex) signed by ``key``;
+        the receipt of a successful call."""
         s = self.settings
         if key is None:
             raise ConfigurationError(f"{what}: no key configured for it", chain=s.chain)
@@ -58,7 +59,7 @@ class Submitter:
                 chain_id=s.chain_id,
                 group_id=s.group_id,
                 block_limit=head + BLOCK_LIMIT_RANGE,
-                to=s.gateway_hex,
+                to=s.gateway_hex if to is None else to,
                 input=data,
                 nonce=random_nonce(),
             )

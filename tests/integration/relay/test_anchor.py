@@ -13,6 +13,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -23,11 +24,15 @@ import pytest
 from web3 import Web3
 
 from adapters.evm.adapter import EvmAdapter
+from adapters.fisco.adapter import FiscoAdapter
+from adapters.fisco.transaction import account_address
 from devnet.anvil import Anvil, AnvilError, start_anvil
+from devnet.fisco.node import DevNodeOptions, DevNodeThread
 from relay.anchor import Anchorer, checkpoint_digest, read_anchors
 from relay.audit import AuditKey, Checkpoint, ExportEnd, canonical_json, sha256_hex
 from relay.config import load_config
 from relay.sqlite_store import DB_NAME, SqliteStore
+from verifier.hashing import CryptoSuite
 
 pytestmark = pytest.mark.integration
 
@@ -287,3 +292,70 @@ def test_an_export_that_does_not_verify_fails_before_the_chain_is_read(
     done = _anchors(world, path)
     assert done.returncode == 1
     assert done.stdout.startswith("INVALID seq 5 [hash]")
+
+
+def test_fisco_deploy_anchor_and_check_on_the_devnode(world: dict[str, Any]) -> None:
+    """The same on the FISCO devnode (keccak suite): deploy --audit-anchor --write, the
+    Anchorer over the store through the FISCO adapter, and `audit anchors --family fisco` on
+    the honest export (match) and on the re-written, re-signed one (INVALID)."""
+    folder = world["folder"] / "fisco"
+    folder.mkdir()
+    for name in ("audit.key", "audit.pub"):
+        shutil.copy(world["folder"] / name, folder / name)
+    with DevNodeThread(DevNodeOptions(port=0, block_interval_ms=20, seed="anchor-tests")) as node:
+        sealers = ", ".join(f'{{ node_id = "{k.node_id}" }}' for k in node.sealer_keys)
+        path = folder / "gateway.toml"
+        path.write_text(
+            f"""[chains.fisco-test]
+family = "fisco-bcos-3"
+endpoints = ["{node.url}"]
+sealers = [{sealers}]
+relayer_key = {{ env = "T_ANCHOR_RELAYER" }}
+owner_key = {{ env = "T_ANCHOR_OWNER" }}
+
+[audit]
+key = "audit.key"
+"""
+        )
+        env = world["env"] | {
+            "T_ANCHOR_RELAYER": "0x" + "5a" * 32,
+            "T_ANCHOR_OWNER": "0x" + "6b" * 32,
+        }
+        for extra in ((), ("--audit-anchor",)):
+            done = _gateway(
+                "deploy", "--config", str(path), "--chain", "fisco-test", *extra, "--write",
+                env=env, cwd=folder,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+        config = load_config(path)
+        contract = config.audit.anchor_contract
+        assert contract is not None
+        relayer = account_address(bytes.fromhex("5a" * 32), CryptoSuite.KECCAK256_SECP256K1)
+        asyncio.run(_anchor_fisco(config, env, world["folder"], contract))
+        fisco = world | {"folder": folder, "url": node.url, "contract": contract}
+        fisco["relayer"] = relayer.lower()
+        honest = _write(folder, "honest.jsonl", [json.loads(x) for x in world["lines"]])
+        done = _anchors(fisco, honest, "--family", "fisco", "--json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert [(a["seq"], a["status"]) for a in json.loads(done.stdout)["anchors"]] == [
+            (20, "match")
+        ]
+        objs = [json.loads(x) for x in world["lines"]]
+        next(o for o in objs if o["type"] == "audit-record" and o["seq"] == 5)["tx_hash"] = "0xcd"
+        _resign(objs, world["key"])
+        rewritten = _write(folder, "rewritten.jsonl", objs)
+        done = _anchors(fisco, rewritten, "--family", "fisco")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "INVALID seq 20: history rewritten after it was anchored in tx" in done.stdout
+
+
+async def _anchor_fisco(config: Any, env: dict[str, str], data_dir: Path, contract: str) -> None:
+    adapter = FiscoAdapter(config.chains["fisco-test"].fisco_settings(env))
+    store = SqliteStore(data_dir)
+    await store.open()
+    try:
+        anchorer = Anchorer(store, adapter, contract=bytes.fromhex(contract[2:]))
+        assert await anchorer.step() is not None
+    finally:
+        await store.close()
+        await adapter.close()

@@ -212,10 +212,6 @@ def test_anchor_settings_load_and_default_to_every_checkpoint(tmp_path: Path) ->
         ('anchor_chain = "nope"\nanchor_contract = "0x' + "ab" * 20 + '"\n', "no such chain"),
         ('anchor_chain = "evm-r"\nanchor_contract = "0x' + "ab" * 20 + '"\n', "not served here"),
         (
-            'anchor_chain = "fisco-a"\nanchor_contract = "0x' + "ab" * 20 + '"\n',
-            "EVM chains only",
-        ),
-        (
             'anchor_chain = "evm-a"\nanchor_contract = "0x' + "ab" * 20 + '"\nanchor_every = 0\n',
             "audit.anchor_every",
         ),
@@ -237,3 +233,9 @@ def test_write_audit_anchor_sets_both_keys_and_keeps_the_rest(tmp_path: Path) ->
     assert "checkpoint_every = 5  # kept" in text
     audit = load_config(path).audit
     assert (audit.anchor_chain, audit.anchor_contract) == ("evm-a", "0x" + "ef" * 20)
+
+
+def test_a_served_fisco_chain_can_anchor(tmp_path: Path) -> None:
+    address = "0x" + "ab" * 20
+    text = FISCO + _audit(tmp_path, f'anchor_chain = "fisco-a"\nanchor_contract = "{address}"\n')
+    assert parse_config(text, tmp_path / "gateway.toml").audit.anchor_chain == "fisco-a"
