@@ -13,7 +13,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from adapters.base import ChainAdapter, ChainUnavailable, Submission
-from relay.anchor import Anchor, Anchorer, check_anchors, checkpoint_digest, export_heads
+from relay.anchor import (
+    Anchor,
+    Anchorer,
+    anchorer,
+    check_anchors,
+    checkpoint_digest,
+    export_heads,
+)
 from relay.audit import AuditKey, Checkpoint, canonical_json, sign_checkpoint
 from relay.config import ConfigError, load_config, parse_config, write_audit_anchor
 
@@ -239,3 +246,20 @@ def test_a_served_fisco_chain_can_anchor(tmp_path: Path) -> None:
     address = "0x" + "ab" * 20
     text = FISCO + _audit(tmp_path, f'anchor_chain = "fisco-a"\nanchor_contract = "{address}"\n')
     assert parse_config(text, tmp_path / "gateway.toml").audit.anchor_chain == "fisco-a"
+
+
+def test_the_gateway_builds_its_anchorer_from_the_configuration(tmp_path: Path) -> None:
+    """relay/app.py's ``anchorer``: none without anchor_chain; else the chain's adapter (which
+    sends from its relayer account), the contract and anchor_every."""
+    address = "0x" + "ab" * 20
+    store, chain = Checkpoints(AuditKey.generate()), Chain()
+    adapters = {"evm-a": cast(ChainAdapter, chain)}
+    plain = parse_config(EVM + _audit(tmp_path, ""), tmp_path / "gateway.toml")
+    assert anchorer(plain, store, adapters) is None
+    text = EVM + _audit(
+        tmp_path, f'anchor_chain = "evm-a"\nanchor_contract = "{address}"\nanchor_every = 3\n'
+    )
+    built = anchorer(parse_config(text, tmp_path / "gateway.toml"), store, adapters)
+    assert built is not None
+    assert built.adapter is adapters["evm-a"]
+    assert (built.contract, built.every) == (bytes.fromhex("ab" * 20), 3)
