@@ -113,19 +113,13 @@ class Anchorer:
             await asyncio.sleep(delay or self.poll)
             try:
                 await self.step()
-            except (AdapterError, OSError, ValueError) as exc:
+            except Exception as exc:  # the chain refused or is unreachable, the store is closing
                 delay = min(max(delay * 2, self.backoff[0]), self.backoff[1])
                 log.warning(
                     "audit_anchor_failed",
                     chain=self.adapter.chain,
                     reason=f"{type(exc).__name__}: {exc}",
                     retry_in=delay,
-                )
-                continue
-            except Exception as exc:  # the store is closing or failing: try again later
-                delay = min(max(delay * 2, self.backoff[0]), self.backoff[1])
-                log.warning(
-                    "audit_anchor_failed", reason=f"{type(exc).__name__}: {exc}", retry_in=delay
                 )
                 continue
             delay = 0.0
