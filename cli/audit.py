@@ -58,7 +58,8 @@ def _add_verify(commands: Any) -> None:
         description="Verify an audit export (JSON Lines, interop-audit-export/1) offline: "
         "every record's hash and link, contiguous sequence numbers, every checkpoint's "
         "Ed25519 signature and head, the signed export-end head (nothing cut off), and every "
-        "evidence bundle re-verified with the verifier under the trust the gateway recorded. "
+        "evidence bundle re-verified with the verifier under the trust the gateway recorded "
+        "and checked to prove its record's message, hop, height and transaction. "
         "Exit status: 0 verified, 1 tampered or invalid (the first bad sequence number and "
         "the problem are named), 2 unreadable or not an export.",
     )
@@ -70,56 +71,99 @@ def _add_verify(commands: Any) -> None:
         help="the gateway's audit public key: 64 hex digits, base64, or a file holding "
         "either or the PEM (audit.pub, which `gateway init` writes)",
     )
+    verify.add_argument(
+        "--known-checkpoints",
+        "--previous-export",
+        dest="known",
+        type=Path,
+        metavar="FILE2",
+        help="an earlier export of the same gateway (or JSON Lines of checkpoint lines) you "
+        "kept: every signed head in it that falls in FILE's range must be FILE's record hash "
+        "at that seq, else the history was rewritten since (exit 1)",
+    )
     verify.add_argument("--json", action="store_true", help="print the report as one JSON object")
     verify.set_defaults(handler=cmd_verify)
 
 
+def _read_key(text: str) -> Any:
+    from relay.audit import parse_public_key
+
+    key_path = Path(text)
+    if key_path.is_file():
+        text = key_path.read_text(encoding="utf-8")
+    return parse_public_key(text)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    from relay.audit import AuditKeyError, ExportFormatError, parse_public_key, verify_export
+    from relay.audit import (
+        AuditKeyError,
+        ExportFormatError,
+        load_known_checkpoints,
+        verify_export,
+    )
+    from relay.audit_check import bounded_lines
 
     try:
-        key_text = args.key
-        key_path = Path(key_text)
-        if key_path.is_file():
-            key_text = key_path.read_text(encoding="utf-8")
-        key = parse_public_key(key_text)
+        key = _read_key(args.key)
     except (AuditKeyError, OSError, UnicodeDecodeError) as exc:
         sys.stderr.write(f"error: --key: {exc}\n")
         return EXIT_USAGE
+    known = []
+    if args.known is not None:
+        try:
+            with args.known.open(encoding="utf-8") as f:
+                known = load_known_checkpoints(bounded_lines(f), key)
+        except (OSError, UnicodeDecodeError, ExportFormatError) as exc:
+            sys.stderr.write(f"error: --known-checkpoints {args.known}: {exc}\n")
+            return EXIT_USAGE
     try:
         if str(args.file) == "-":
-            report = verify_export(sys.stdin, key)
+            report = verify_export(bounded_lines(sys.stdin), key, known=known)
         else:
             with args.file.open(encoding="utf-8") as f:
-                report = verify_export(f, key)
+                report = verify_export(bounded_lines(f), key, known=known)
     except (OSError, UnicodeDecodeError, ExportFormatError) as exc:
         sys.stderr.write(f"error: {args.file}: {exc}\n")
         return EXIT_USAGE
     if args.json:
-        data = {
-            "valid": report.ok,
-            "gateway": report.gateway,
-            "records": report.records,
-            "checkpoints": report.checkpoints,
-            "bundles_verified": report.bundles_verified,
-            "bundles_digest_only": report.bundles_digest_only,
-            "first_seq": report.first_seq,
-            "last_seq": report.last_seq,
-            "first_time": report.first_time,
-            "last_time": report.last_time,
-            "last_checkpoint_seq": report.last_checkpoint_seq,
-            "unsigned_tail": report.unsigned_tail,
-            "bad_seq": report.bad_seq,
-            "problem": str(report.problem) if report.problem else None,
-            "detail": report.detail or None,
-            "kinds": report.kinds,
-        }
-        sys.stdout.write(json.dumps(data, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(_report_json(report), sort_keys=True) + "\n")
         return EXIT_OK if report.ok else EXIT_INVALID
     if not report.ok:
         where = f"seq {report.bad_seq}" if report.bad_seq is not None else "export"
         sys.stdout.write(f"INVALID {where} [{report.problem}] {report.detail}\n")
         return EXIT_INVALID
+    sys.stdout.write(_verified_line(report, known=args.known is not None) + "\n")
+    return EXIT_OK
+
+
+def _report_json(report: Any) -> dict[str, Any]:
+    return {
+        "valid": report.ok,
+        "gateway": report.gateway,
+        "exported_at": report.exported_at,
+        "records": report.records,
+        "checkpoints": report.checkpoints,
+        "bundles_verified": report.bundles_verified,
+        "bundles_digest_only": report.bundles_digest_only,
+        "trust_roots": report.trust_roots,
+        "first_seq": report.first_seq,
+        "last_seq": report.last_seq,
+        "first_time": report.first_time,
+        "last_time": report.last_time,
+        "last_checkpoint_seq": report.last_checkpoint_seq,
+        "unsigned_tail": report.unsigned_tail,
+        "known_checked": report.known_checked,
+        "known_beyond": report.known_beyond,
+        "bad_seq": report.bad_seq,
+        "problem": str(report.problem) if report.problem else None,
+        "detail": report.detail or None,
+        "kinds": report.kinds,
+    }
+
+
+def _verified_line(report: Any, *, known: bool) -> str:
+    from relay.audit_check import describe_roots
+
     span = (
         f"seq {report.first_seq}..{report.last_seq}, {report.first_time} .. {report.last_time}"
         if report.records
@@ -131,12 +175,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if report.unsigned_tail
         else ""
     )
-    sys.stdout.write(
+    held = (
+        f"; {report.known_checked} checkpoint(s) you already held agree"
+        + (f", {report.known_beyond} are past this export's end" if report.known_beyond else "")
+        if known
+        else ""
+    )
+    return (
         f"VERIFIED gateway {report.gateway!r}: {report.records} records ({span}), "
         f"{report.checkpoints} signed checkpoints, {report.bundles_verified} evidence bundles "
-        f"re-verified, {report.bundles_digest_only} digest-checked only{tail}\n"
+        f"re-verified, {report.bundles_digest_only} digest-checked only{tail}; exported (signed) "
+        f"at {report.exported_at}{held}; trust roots: {describe_roots(report.trust_roots)}"
     )
-    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------

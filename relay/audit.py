@@ -6,8 +6,9 @@ Records are written by :meth:`AuditLog.hook` inside the store's transaction (the
 and a restarted gateway continues from the head it finds in the database: no gap, no fork.
 
 Everything an auditor recomputes is canonical JSON (sorted keys, no whitespace, non-ASCII as
-``\\uXXXX`` escapes, integers and strings only): ``jq -cSa 'del(.hash)' | sha256sum`` gives a
-record's hash. The formats are specified byte for byte in ``docs/audit.md``.
+``\\uXXXX`` escapes, integers and strings only): ``jq -cSaj 'del(.hash)' | sha256sum`` (``-j``:
+no trailing newline, which would be hashed too) gives a record's hash. The formats are
+specified byte for byte in ``docs/audit.md``.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 import relay.audit_guard as _guard  # a cycle: each module reads the other's names at call time
+from relay.audit_check import Claim, LineError, parse_line, trust_root, unbound
 from relay.store import HistoryEntry, Hop, RejectedAttempt, Role, State, Transition
 from verifier.errors import VerificationError
 from verifier.evidence import verify_bundle
+from verifier.types import VerifiedEvidence
 
 RECORD_TYPE: Final = "audit-record"
 CHECKPOINT_TYPE: Final = "checkpoint"
@@ -1099,6 +1102,18 @@ class Problem(StrEnum):
     TRUST_DIGEST = "trust_digest"
     TRUNCATED = "truncated"
     EXPORT_END_SIGNATURE = "export_end_signature"
+    EVIDENCE_UNBOUND = "evidence_unbound"
+    """The bundle verifies but proves another fact than its record's (id, hop, height, tx)."""
+    CHECKPOINT_ORDER = "checkpoint_order"
+    """Checkpoint lines repeat a seq or go back: each must be after the previous one."""
+    EVIDENCE_DUPLICATE = "evidence_duplicate"
+    """Two evidence (or trust) lines claim one digest: which one a reader uses is ambiguous."""
+    EVIDENCE_UNREFERENCED = "evidence_unreferenced"
+    """An evidence or trust line no record references: unchecked content, refused."""
+    HEADER = "header"
+    """The unsigned header disagrees with the signed export-end (gateway, time, from_seq)."""
+    HISTORY_REWRITTEN = "history_rewritten"
+    """A checkpoint the auditor already holds (``--known-checkpoints``) has another hash."""
 
 
 @dataclass(slots=True)
@@ -1121,6 +1136,14 @@ class VerifyReport:
     problem: Problem | None = None
     detail: str = ""
     kinds: dict[str, int] = field(default_factory=dict)
+    exported_at: str | None = None
+    """The export-end's signed time (the header's ``exported_at`` must equal it)."""
+    trust_roots: list[dict[str, Any]] = field(default_factory=list)
+    """The distinct trust roots bundles were re-verified under (``relay.audit_check``)."""
+    known_checked: int = 0
+    """Checkpoints the auditor already held that this export's records agree with."""
+    known_beyond: int = 0
+    """Checkpoints the auditor already held past this export's last record (not compared)."""
 
     @property
     def ok(self) -> bool:
@@ -1133,8 +1156,16 @@ class _Bad(Exception):
         self.seq, self.problem, self.detail = seq, problem, detail
 
 
-def verify_export(lines: Iterable[str], public_key: Ed25519PublicKey) -> VerifyReport:
+def verify_export(
+    lines: Iterable[str],
+    public_key: Ed25519PublicKey,
+    *,
+    known: Iterable[Checkpoint] = (),
+) -> VerifyReport:
     """Check an export offline; the report names the first bad seq and what is wrong.
+
+    ``known``: signed heads the auditor already holds (:func:`load_known_checkpoints`, from an
+    earlier export): the record at each one's seq, if this export has it, must have its hash.
 
     Raises :class:`ExportFormatError` when the first line is not an export header.
     """
@@ -1143,7 +1174,6 @@ def verify_export(lines: Iterable[str], public_key: Ed25519PublicKey) -> VerifyR
     it = iter(lines)
     header = _header(it)
     report.gateway = str(header["gateway"])
-    from_seq = header["from_seq"]
     try:
         if header["public_key"] != public_hex(public_key):
             raise _Bad(
@@ -1156,26 +1186,69 @@ def verify_export(lines: Iterable[str], public_key: Ed25519PublicKey) -> VerifyR
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text)
-            except ValueError:
-                raise _Bad(None, Problem.FORMAT, f"line {n} is not JSON") from None
+                obj = parse_line(text)
+            except LineError as exc:
+                # The gateway writes no such line (bundles are bounded on intake): an edit.
+                raise _Bad(
+                    None, Problem.FORMAT, f"line {n} is not acceptable JSON: {exc}"
+                ) from None
             if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
                 raise _Bad(None, Problem.FORMAT, f"line {n} has no type")
             parsed.append((n, obj))
-        _walk(parsed, report, public_key, from_seq)
+        _Walk(report, public_key, header, known).run(parsed)
     except _Bad as bad:
         report.bad_seq, report.problem, report.detail = bad.seq, bad.problem, bad.detail
     return report
 
 
+def load_known_checkpoints(lines: Iterable[str], key: Ed25519PublicKey) -> list[Checkpoint]:
+    """The signed heads in an earlier export (its checkpoint lines and its export-end) or in a
+    JSON Lines file of checkpoint lines; other lines are skipped. Each must be signed by
+    ``key``. Raises :class:`ExportFormatError` for a line that is not JSON, a head not signed
+    by ``key``, or two signed heads of one seq that differ (the key signed two histories)."""
+    heads: dict[int, Checkpoint] = {}
+    for n, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            obj = parse_line(text)
+        except LineError as exc:
+            raise ExportFormatError(f"line {n} is not acceptable JSON: {exc}") from None
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        try:
+            if kind == CHECKPOINT_TYPE:
+                head: Checkpoint | ExportEnd = _checkpoint(obj, n, 0)
+            elif kind == EXPORT_END_TYPE:
+                head = _export_end(obj, n, 0)
+            else:
+                continue
+        except _Bad as bad:
+            raise ExportFormatError(bad.detail) from None
+        if not head.verify(key):
+            raise ExportFormatError(
+                f"line {n}: the {kind} at seq {head.seq} is not signed by --key"
+            )
+        if head.seq < 1:  # the export-end of an export without records
+            continue
+        cp = Checkpoint(head.gateway, head.seq, head.head_hash, head.time, head.signature)
+        prior = heads.setdefault(cp.seq, cp)
+        if prior.head_hash != cp.head_hash:
+            raise ExportFormatError(
+                f"line {n}: two signed heads for seq {cp.seq} differ ({prior.head_hash}, "
+                f"{cp.head_hash}): the key signed two histories"
+            )
+    return [heads[seq] for seq in sorted(heads)]
+
+
 def _header(it: Iterator[str]) -> dict[str, Any]:
     try:
         first = next(it)
-        header = json.loads(first)
     except StopIteration:
         raise ExportFormatError("the file is empty") from None
-    except ValueError:
-        raise ExportFormatError("the first line is not JSON") from None
+    try:
+        header = parse_line(first)
+    except LineError as exc:
+        raise ExportFormatError(f"the first line is not acceptable JSON: {exc}") from None
     if not isinstance(header, dict) or header.get("type") != "header":
         raise ExportFormatError("the first line is not an audit export header")
     if header.get("format") != EXPORT_FORMAT:
@@ -1186,20 +1259,21 @@ def _header(it: Iterator[str]) -> dict[str, Any]:
     if (
         not isinstance(header.get("gateway"), str)
         or not isinstance(header.get("public_key"), str)
+        or not isinstance(header.get("exported_at"), str)
         or isinstance(fs, bool)
         or not isinstance(fs, int)
         or fs < 1
     ):
-        raise ExportFormatError("the header lacks gateway, public_key or from_seq")
+        raise ExportFormatError("the header lacks gateway, public_key, from_seq or exported_at")
     return header
 
 
 def _index(
     parsed: list[tuple[int, dict[str, Any]]],
-) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Evidence and trust lines by the digest they claim (checked where a record uses them)."""
-    bundles: dict[str, dict[str, Any]] = {}
-    trusts: dict[str, dict[str, Any]] = {}
+) -> dict[tuple[str, str], tuple[int, dict[str, Any]]]:
+    """Evidence and trust lines by (type, the digest they claim), with their line numbers
+    (checked where a record uses them). One line per digest: a second is ambiguous."""
+    index: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
     for n, obj in parsed:
         if obj["type"] in {"evidence", "trust"}:
             field_name = "bundle" if obj["type"] == "evidence" else "trust"
@@ -1208,77 +1282,194 @@ def _index(
                 raise _Bad(
                     None, Problem.FORMAT, f"line {n}: {obj['type']} without digest/{field_name}"
                 )
-            (bundles if field_name == "bundle" else trusts)[digest] = content
-    return bundles, trusts
+            if set(obj) != {"type", "digest", field_name}:
+                raise _Bad(None, Problem.FORMAT, f"line {n}: {obj['type']} fields differ")
+            first = index.setdefault((obj["type"], digest), (n, content))
+            if first[0] != n:
+                raise _Bad(
+                    None,
+                    Problem.EVIDENCE_DUPLICATE,
+                    f"lines {first[0]} and {n} are both {obj['type']} {digest}: one line per "
+                    "digest, or readers may use different ones",
+                )
+    return index
 
 
-def _walk(
-    parsed: list[tuple[int, dict[str, Any]]],
-    report: VerifyReport,
-    key: Ed25519PublicKey,
-    from_seq: int,
-) -> None:
-    bundles, trusts = _index(parsed)
-    prev: AuditRecord | None = None
-    expected = from_seq
-    last_cp: Checkpoint | None = None
-    end: ExportEnd | None = None
-    verified: set[tuple[str, str]] = set()
-    digest_only: set[str] = set()
-    for n, obj in parsed:
-        if end is not None:
-            raise _Bad(expected, Problem.FORMAT, f"line {n} follows the export-end line")
-        kind = obj["type"]
-        if kind == RECORD_TYPE:
-            try:
-                r = record_from_json(obj)
-            except RecordFormatError as exc:
-                raise _Bad(expected, Problem.FORMAT, f"line {n}: {exc}") from None
-            _check_record(r, prev, expected, report.gateway, from_seq)
-            _check_evidence(r, bundles, trusts, verified, digest_only)
-            prev, expected = r, r.seq + 1
-            report.records += 1
-            report.kinds[str(r.kind)] = report.kinds.get(str(r.kind), 0) + 1
-            if report.first_seq is None:
-                report.first_seq, report.first_time = r.seq, r.time
-            report.last_seq, report.last_time = r.seq, r.time
-        elif kind == CHECKPOINT_TYPE:
-            cp = _checkpoint(obj, n, expected)
-            _check_signed(cp, prev, key, gateway=report.gateway, last=last_cp)
-            last_cp = cp
-            report.checkpoints += 1
-        elif kind == EXPORT_END_TYPE:
-            end = _export_end(obj, n, expected)
-        elif kind not in {"evidence", "trust"}:
-            raise _Bad(expected, Problem.FORMAT, f"line {n}: unknown type {kind!r}")
-    if end is None:
-        raise _Bad(
-            expected,
-            Problem.TRUNCATED,
-            f"no export-end line: the export was cut after seq {expected - 1}",
+class _Walk:
+    """One pass over the parsed lines in file order, stopping at the first problem."""
+
+    def __init__(
+        self,
+        report: VerifyReport,
+        key: Ed25519PublicKey,
+        header: Mapping[str, Any],
+        known: Iterable[Checkpoint],
+    ) -> None:
+        self.report, self.key, self.header = report, key, header
+        self.from_seq: int = header["from_seq"]
+        self.known = {cp.seq: cp for cp in known}
+        self.prev: AuditRecord | None = None
+        self.expected = self.from_seq
+        self.last_cp: Checkpoint | None = None
+        self.end: ExportEnd | None = None
+        self.lines: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+        self.used: set[tuple[str, str]] = set()
+        self.verified: dict[tuple[str, str], VerifiedEvidence] = {}
+        self.digest_only: set[str] = set()
+        self.roots: dict[tuple[str, ...], dict[str, Any]] = {}
+        self.blocks: dict[tuple[str, ...], set[tuple[int, str]]] = {}
+
+    def run(self, parsed: list[tuple[int, dict[str, Any]]]) -> None:
+        for cp in self.known.values():
+            if cp.gateway != self.report.gateway:
+                raise _Bad(
+                    None,
+                    Problem.GATEWAY,
+                    f"the known checkpoint at seq {cp.seq} is of gateway {cp.gateway!r}, the "
+                    f"export of {self.report.gateway!r}",
+                )
+        self.lines = _index(parsed)
+        for n, obj in parsed:
+            if self.end is not None:
+                raise _Bad(None, Problem.FORMAT, f"line {n} follows the export-end line")
+            kind = obj["type"]
+            if kind == RECORD_TYPE:
+                self.record(n, obj)
+            elif kind == CHECKPOINT_TYPE:
+                self.checkpoint(n, obj)
+            elif kind == EXPORT_END_TYPE:
+                self.end = _export_end(obj, n, self.expected)
+            elif kind not in {"evidence", "trust"}:
+                raise _Bad(self.expected, Problem.FORMAT, f"line {n}: unknown type {kind!r}")
+        self.finish()
+
+    def record(self, n: int, obj: Mapping[str, Any]) -> None:
+        report = self.report
+        try:
+            r = record_from_json(obj)
+        except RecordFormatError as exc:
+            raise _Bad(self.expected, Problem.FORMAT, f"line {n}: {exc}") from None
+        _check_record(r, self.prev, self.expected, report.gateway, self.from_seq)
+        held = self.known.get(r.seq)
+        if held is not None:
+            if held.head_hash != r.hash:
+                raise _Bad(
+                    r.seq,
+                    Problem.HISTORY_REWRITTEN,
+                    f"history rewritten since the checkpoint at seq {r.seq} you already hold: "
+                    f"it signed hash {held.head_hash} at {held.time}, this export has {r.hash}",
+                )
+            report.known_checked += 1
+        _check_evidence(r, self)
+        self.prev, self.expected = r, r.seq + 1
+        report.records += 1
+        report.kinds[str(r.kind)] = report.kinds.get(str(r.kind), 0) + 1
+        if report.first_seq is None:
+            report.first_seq, report.first_time = r.seq, r.time
+        report.last_seq, report.last_time = r.seq, r.time
+
+    def checkpoint(self, n: int, obj: Mapping[str, Any]) -> None:
+        cp = _checkpoint(obj, n, self.expected)
+        _check_signed(cp, self.prev, self.key, gateway=self.report.gateway, last=self.last_cp)
+        if self.last_cp is not None and cp.seq <= self.last_cp.seq:
+            raise _Bad(
+                cp.seq,
+                Problem.CHECKPOINT_ORDER,
+                f"line {n}: a second checkpoint at seq {cp.seq} (after the one at seq "
+                f"{self.last_cp.seq}): a checkpoint line was repeated, perhaps to hide a "
+                "removed one",
+            )
+        self.last_cp = cp
+        self.report.checkpoints += 1
+
+    def add_root(self, trust: Mapping[str, Any], r: AuditRecord, ev: VerifiedEvidence) -> None:
+        key, root, block = trust_root(trust, r.trust, ev)
+        self.roots.setdefault(key, root)
+        if block is not None:
+            self.blocks.setdefault(key, set()).add(block)
+
+    def uncovered(self, head_seq: int) -> int | None:
+        """The first record no checkpoint covers (last checkpoint + 1), if the file has it."""
+        first = self.last_cp.seq + 1 if self.last_cp is not None else self.from_seq
+        return first if first <= head_seq else None
+
+    def finish(self) -> None:
+        report, end = self.report, self.end
+        head_seq = self.prev.seq if self.prev is not None else self.from_seq - 1
+        head_hash = self.prev.hash if self.prev is not None else GENESIS_HASH
+        tail = self.uncovered(head_seq)
+        if end is None:
+            raise _Bad(
+                tail if tail is not None else head_seq + 1,
+                Problem.TRUNCATED,
+                f"no export-end line: the export was cut after seq {head_seq}; records after "
+                "the last checkpoint are covered by no signature",
+            )
+        if not end.verify(self.key):
+            raise _Bad(tail, Problem.EXPORT_END_SIGNATURE, "the export-end signature is not valid")
+        self.check_header(end)
+        if end.seq != head_seq or end.head_hash != head_hash or end.records != report.records:
+            # An edit after the last checkpoint (re-hashed) and a cut-off end look alike: the
+            # first record no signature but this one covers is the first that may be bad.
+            at = tail if tail is not None else (head_seq + 1 if end.seq > head_seq else None)
+            raise _Bad(
+                at,
+                Problem.TRUNCATED,
+                f"exported at head seq {end.seq} ({end.head_hash}) with {end.records} records, "
+                f"the file ends at seq {head_seq} ({head_hash}) with {report.records}: records "
+                f"after the last checkpoint were changed, or records were cut off or added",
+            )
+        if end.checkpoints != report.checkpoints:
+            raise _Bad(
+                None,
+                Problem.CHECKPOINT_MISSING,
+                f"the export-end states {end.checkpoints} checkpoints, the file has "
+                f"{report.checkpoints}: a checkpoint line was removed or added",
+            )
+        for (kind, digest), (n, _) in sorted(self.lines.items(), key=lambda i: i[1][0]):
+            if (kind, digest) not in self.used:
+                raise _Bad(
+                    None,
+                    Problem.EVIDENCE_UNREFERENCED,
+                    f"line {n}: {kind} {digest} is referenced by no record (content nobody "
+                    "signed for, which other tools might read as evidence)",
+                )
+        report.exported_at = end.time
+        report.bundles_verified = len(self.verified)
+        report.bundles_digest_only = len(self.digest_only - {d for d, _ in self.verified})
+        report.last_checkpoint_seq = self.last_cp.seq if self.last_cp is not None else None
+        report.unsigned_tail = head_seq - (
+            self.last_cp.seq if self.last_cp is not None else self.from_seq - 1
         )
-    if not end.verify(key):
-        raise _Bad(end.seq, Problem.EXPORT_END_SIGNATURE, "the export-end signature is not valid")
-    head_seq = prev.seq if prev is not None else from_seq - 1
-    head_hash = prev.hash if prev is not None else GENESIS_HASH
-    if end.seq != head_seq or end.head_hash != head_hash or end.from_seq != from_seq:
-        raise _Bad(
-            head_seq + 1,
-            Problem.TRUNCATED,
-            f"exported at head seq {end.seq} ({end.head_hash}) from seq {end.from_seq}, the "
-            f"file ends at seq {head_seq} ({head_hash}): records were cut off or changed",
-        )
-    if end.checkpoints != report.checkpoints:
-        raise _Bad(
-            None,
-            Problem.CHECKPOINT_MISSING,
-            f"the export-end states {end.checkpoints} checkpoints, the file has "
-            f"{report.checkpoints}: a checkpoint line was removed or added",
-        )
-    report.bundles_verified = len(verified)
-    report.bundles_digest_only = len(digest_only - {d for d, _ in verified})
-    report.last_checkpoint_seq = last_cp.seq if last_cp is not None else None
-    report.unsigned_tail = head_seq - (last_cp.seq if last_cp is not None else from_seq - 1)
+        report.known_beyond = sum(1 for seq in self.known if seq > head_seq)
+        report.trust_roots = [
+            {
+                **root,
+                **(
+                    {"blocks": [{"height": h, "block_hash": b} for h, b in sorted(self.blocks[k])]}
+                    if k in self.blocks
+                    else {}
+                ),
+            }
+            for k, root in sorted(self.roots.items())
+        ]
+
+    def check_header(self, end: ExportEnd) -> None:
+        """The header is unsigned: it must say what the signed export-end says."""
+        h = self.header
+        for name, stated, signed in (
+            ("gateway", h["gateway"], end.gateway),
+            ("from_seq", h["from_seq"], end.from_seq),
+            ("exported_at", h["exported_at"], end.time),
+        ):
+            if stated != signed:
+                raise _Bad(
+                    None,
+                    Problem.HEADER,
+                    f"the header states {name} {stated!r}, the signed export-end {signed!r}: "
+                    "the header was edited (an old export re-dated, renamed, or records "
+                    "removed from its start)",
+                )
 
 
 def _check_record(
@@ -1310,20 +1501,18 @@ def _check_record(
     del from_seq  # an export from a later seq takes its first link as given
 
 
-def _check_evidence(
-    r: AuditRecord,
-    bundles: Mapping[str, dict[str, Any]],
-    trusts: Mapping[str, dict[str, Any]],
-    verified: set[tuple[str, str]],
-    digest_only: set[str],
-) -> None:
+def _check_evidence(r: AuditRecord, w: _Walk) -> None:
+    """The record's bundle and trust are in the export and hash to their digests; a bundle
+    relied on with a trust is re-verified under it, and must prove this record's fact."""
     if r.evidence_digest is None:
         return
-    bundle = bundles.get(r.evidence_digest)
-    if bundle is None:
+    w.used.add(("evidence", r.evidence_digest))
+    found = w.lines.get(("evidence", r.evidence_digest))
+    if found is None:
         raise _Bad(
             r.seq, Problem.EVIDENCE_MISSING, f"bundle {r.evidence_digest} is not in the export"
         )
+    bundle = found[1]
     actual = evidence_digest(bundle)
     if actual != r.evidence_digest:
         raise _Bad(
@@ -1332,13 +1521,32 @@ def _check_evidence(
             f"the bundle exported as {r.evidence_digest} hashes to {actual}: swapped or edited",
         )
     if r.trust_digest is None:
-        digest_only.add(r.evidence_digest)
+        w.digest_only.add(r.evidence_digest)
         return
-    if (r.evidence_digest, r.trust_digest) in verified:
-        return
-    trust = trusts.get(r.trust_digest)
-    if trust is None:
+    w.used.add(("trust", r.trust_digest))
+    pair = (r.evidence_digest, r.trust_digest)
+    evidence = w.verified.get(pair)
+    if evidence is None:
+        evidence = _reverify(r, bundle, w.lines.get(("trust", r.trust_digest)))
+        w.verified[pair] = evidence
+        trust = w.lines[("trust", r.trust_digest)][1]
+        w.add_root(trust, r, evidence)
+    why = unbound(Claim(r.message_id, r.hop, r.height, r.tx_hash, r.trust), bundle, evidence)
+    if why is not None:
+        raise _Bad(
+            r.seq,
+            Problem.EVIDENCE_UNBOUND,
+            f"bundle {r.evidence_digest} verifies but does not prove this record: {why}",
+        )
+
+
+def _reverify(
+    r: AuditRecord, bundle: Mapping[str, Any], found: tuple[int, dict[str, Any]] | None
+) -> VerifiedEvidence:
+    """``verify_bundle`` on the bundle under the recorded trust object."""
+    if found is None:
         raise _Bad(r.seq, Problem.TRUST_MISSING, f"trust {r.trust_digest} is not in the export")
+    trust = found[1]
     actual = evidence_digest(trust)
     if actual != r.trust_digest:
         raise _Bad(
@@ -1347,7 +1555,7 @@ def _check_evidence(
             f"the trust exported as {r.trust_digest} hashes to {actual}: swapped or edited",
         )
     try:
-        verify_bundle({**bundle, "trust": trust})
+        return verify_bundle({**bundle, "trust": trust})
     except VerificationError as exc:
         raise _Bad(
             r.seq,
@@ -1355,7 +1563,6 @@ def _check_evidence(
             f"bundle {r.evidence_digest} does not verify under the recorded trust: "
             f"[{getattr(exc, 'check', '')}] {exc}",
         ) from None
-    verified.add((r.evidence_digest, r.trust_digest))
 
 
 def _checkpoint(obj: Mapping[str, Any], n: int, expected: int) -> Checkpoint:

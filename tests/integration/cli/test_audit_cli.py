@@ -2,7 +2,7 @@
 and the by-hand check of ``docs/audit.md`` run with jq, sha256sum, xxd and openssl.
 
 Exports are built by ``build_export`` of ``tests/unit/relay/test_audit.py`` (real SQLite,
-the real bundles of ``docs/examples``), loaded by path since test modules are not a package.
+bundles proving the records' facts), loaded by path since test modules are not a package.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def test_a_good_export_verifies_offline_with_every_key_form(
         done = _run("export.jsonl", "--key", form, cwd=folder)
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.startswith("VERIFIED gateway 'gw-a': 21 records (seq 1..21, ")
-        assert "5 signed checkpoints, 3 evidence bundles re-verified" in done.stdout
+        assert "5 signed checkpoints, 6 evidence bundles re-verified" in done.stdout
     done = _run("export.jsonl", "--key", "audit.pub", "--json", cwd=folder)
     data = json.loads(done.stdout)
     assert (data["valid"], data["records"], data["unsigned_tail"], data["bad_seq"]) == (

@@ -1,6 +1,8 @@
 """The audit trail: hash chain, checkpoints, export round trip, and every tampering case
-named by ``verify_export``. Exports are built on a real SQLite file with the real evidence
-bundles of ``docs/examples``; tampering edits the exported lines as an attacker would."""
+named by ``verify_export``. Exports are built on a real SQLite file with evidence bundles that
+prove exactly the records' facts (synthetic EVM blocks with real receipt tries and proofs: the
+gateway's ``MessageSent`` and ``MessageDelivered`` of each message, at the recorded height and
+transaction); tampering edits the exported lines as an attacker would."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_abi.abi import encode
 
+from adapters.evm.proofs import build_block_receipts
 from relay.audit import (
     GENESIS_HASH,
     AuditKey,
@@ -39,7 +43,19 @@ from relay.audit import (
 from relay.sqlite_store import SqliteStore
 from relay.store import HistoryEntry, Hop, RejectedAttempt, Role, State, Transition
 from relay.verify import evidence_digest
-from verifier.messages import Message
+from verifier.evm.header import compute_block_hash
+from verifier.evm.receipt import encode_receipt, receipt_key
+from verifier.hashing import keccak256
+from verifier.merkle.mpt import compute_mpt_root
+from verifier.messages import (
+    MESSAGE_DELIVERED_EVENT,
+    MESSAGE_SENT_EVENT,
+    DeliveryResult,
+    DeliveryStatus,
+    Message,
+    message_id,
+    result_hash,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "docs" / "examples"
 GATEWAY = "gw-a"
@@ -50,10 +66,14 @@ def _bundles() -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(EXAMPLES.glob("*.json"))]
 
 
+SRC_GATEWAY = b"\x01" * 20
+DST_GATEWAY = b"\x04" * 20
+
+
 def _msg(n: int) -> Message:
     return Message(
         src_chain="chain-a",
-        src_gateway=b"\x01" * 20,
+        src_gateway=SRC_GATEWAY,
         dst_chain="chain-b",
         nonce=n,
         sender=b"\x02" * 20,
@@ -61,6 +81,81 @@ def _msg(n: int) -> Message:
         payload=b"p%d" % n,
         timeout=10_000,
     )
+
+
+def _evm_bundle(
+    log: dict[str, Any], *, number: int, tx: str, event: dict[str, Any]
+) -> dict[str, Any]:
+    """A one-receipt London block at ``number`` whose receipt (transaction ``tx``) holds
+    ``log``; the bundle proves that log, its trust as ``relay.verify`` records an EVM one."""
+    receipt: dict[str, Any] = {
+        "type": "0x2",
+        "status": "0x1",
+        "cumulativeGasUsed": "0x5208",
+        "logsBloom": "0x" + "00" * 256,
+        "logs": [log],
+        "transactionIndex": "0x0",
+        "transactionHash": tx,
+    }
+    header: dict[str, Any] = {
+        "parentHash": "0x" + "01" * 32,
+        "sha3Uncles": "0x" + "02" * 32,
+        "miner": "0x" + "03" * 20,
+        "stateRoot": "0x" + "04" * 32,
+        "transactionsRoot": "0x" + "05" * 32,
+        "receiptsRoot": "0x" + compute_mpt_root({receipt_key(0): encode_receipt(receipt)}).hex(),
+        "logsBloom": "0x" + "00" * 256,
+        "difficulty": "0x0",
+        "number": hex(number),
+        "gasLimit": "0x1c9c380",
+        "gasUsed": "0x5208",
+        "timestamp": "0x65000000",
+        "extraData": "0x",
+        "mixHash": "0x" + "06" * 32,
+        "nonce": "0x0000000000000000",
+        "baseFeePerGas": "0x7",
+        "transactions": [tx],
+    }
+    header["hash"] = "0x" + compute_block_hash(header).hex()
+    receipt["blockHash"] = header["hash"]
+    receipt["blockNumber"] = header["number"]
+    block = build_block_receipts(header, [receipt], chain="chain-a", endpoint="rpc-1")
+    return block.bundle(0, 0, chain="chain-a", event=event)
+
+
+def _log(address: bytes, topics: list[bytes], data: bytes) -> dict[str, Any]:
+    return {
+        "address": "0x" + address.hex(),
+        "topics": ["0x" + t.hex() for t in topics],
+        "data": "0x" + data.hex(),
+    }
+
+
+def sent_bundle(m: Message, *, number: int, tx: str) -> dict[str, Any]:
+    """The bundle of ``m``'s ``MessageSent`` log (``SRC_GATEWAY``) at block ``number``."""
+    data = encode(
+        ["string", "string", "uint64", "address", "address", "bytes", "uint64"],
+        [m.src_chain, m.dst_chain, m.nonce, m.sender, m.receiver, m.payload, m.timeout],
+    )
+    topic = keccak256(b"MessageSent(bytes32,string,string,uint64,address,address,bytes,uint64)")
+    log = _log(SRC_GATEWAY, [topic, message_id(m, keccak256)], data)
+    return _evm_bundle(log, number=number, tx=tx, event=MESSAGE_SENT_EVENT)
+
+
+def delivered_bundle(m: Message, *, number: int, tx: str) -> dict[str, Any]:
+    """The bundle of the ``MessageDelivered`` log of ``m`` (``DST_GATEWAY``, success)."""
+    r = DeliveryResult(
+        message_id(m, keccak256), m.dst_chain, DST_GATEWAY, DeliveryStatus.SUCCESS, b"ok"
+    )
+    data = encode(["string", "uint8", "bytes"], [m.src_chain, int(r.status), r.result])
+    topic = keccak256(b"MessageDelivered(bytes32,bytes32,string,uint8,bytes)")
+    log = _log(DST_GATEWAY, [topic, r.id, result_hash(r, keccak256)], data)
+    return _evm_bundle(log, number=number, tx=tx, event=MESSAGE_DELIVERED_EVENT)
+
+
+def _summary(gateway: bytes) -> dict[str, Any]:
+    """A trust summary shaped like ``relay.trust``'s EVM one."""
+    return {"family": "evm", "chain_id": 31337, "gateway": "0x" + gateway.hex(), "quorum": 1}
 
 
 class _Writer:
@@ -100,50 +195,64 @@ class _Writer:
         self.conn.execute("COMMIT")
 
 
-def _relied(bundle: dict[str, Any], trust: dict[str, Any] | None = None) -> Reliance:
+def _relied(
+    bundle: dict[str, Any], trust: dict[str, Any] | None = None, *, gateway: bytes = SRC_GATEWAY
+) -> Reliance:
     return Reliance(
         evidence_digest(bundle),
         trust=trust if trust is not None else bundle["trust"],
-        summary={"source": "configuration", "quorum": {"have": 3, "need": 3}},
+        summary=_summary(gateway),
     )
 
 
 def build_export(
     tmp_path: Path, *, every: int = 4, trust_override: dict[str, Any] | None = None
 ) -> tuple[AuditKey, list[str]]:
-    """Three messages (one per example bundle) through the source's whole life, one rejected
+    """Three messages through the source's whole life (each relying on the bundles of its
+    ``MessageSent`` at height 40 + n and of its ``MessageDelivered`` at 60 + n), one rejected
     message and one rejected peer attempt; a checkpoint every ``every`` records."""
     key = AuditKey.generate()
     log = AuditLog(GATEWAY, key, CheckpointPolicy(every_records=every, every_seconds=10_000))
     conn = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
     w = _Writer(conn, log)
     src = Role.SOURCE
-    for n, bundle in enumerate(_bundles(), start=1):
-        i = n.to_bytes(32, "big")
-        relied = _relied(bundle, trust_override)
+    for n in (1, 2, 3):
+        m = _msg(n)
+        i = message_id(m, keccak256)
+        sent_tx, result_tx = "0x" + f"{n:02x}" * 32, "0x" + f"{n + 16:02x}" * 32
+        sent = sent_bundle(m, number=40 + n, tx=sent_tx)
+        result = delivered_bundle(m, number=60 + n, tx=result_tx)
         w.step(
             i,
             src,
             State.OBSERVED,
             None,
-            message=_msg(n),
-            evidence=(Hop.MESSAGE_SENT, bundle, "rpc-1"),
+            message=m,
+            evidence=(Hop.MESSAGE_SENT, sent, "rpc-1"),
             height=40 + n,
-            tx_hash=f"0x{n:064x}",
+            tx_hash=sent_tx,
         )
-        w.step(i, src, State.VERIFIED, frozenset({State.OBSERVED}), relied=relied)
+        w.step(
+            i,
+            src,
+            State.VERIFIED,
+            frozenset({State.OBSERVED}),
+            relied=_relied(sent, trust_override),
+        )
         w.step(i, src, State.FORWARDED, frozenset({State.VERIFIED}))
         w.step(
             i,
             src,
             State.RESULT_VERIFIED,
             frozenset({State.VERIFIED, State.FORWARDED}),
-            evidence=(Hop.DELIVERY_RESULT, bundle, "gw-b:rpc-2"),
-            relied=relied,
+            evidence=(Hop.DELIVERY_RESULT, result, "gw-b:rpc-2"),
+            relied=_relied(result, trust_override, gateway=DST_GATEWAY),
+            height=60 + n,
+            tx_hash=result_tx,
         )
         w.step(i, src, State.ACK_SUBMITTED, frozenset({State.RESULT_VERIFIED}), tx_hash="0xab")
         w.step(i, src, State.ACKNOWLEDGED, frozenset({State.ACK_SUBMITTED}), height=90)
-    bad = _bundles()[0]
+    bad = sent_bundle(_msg(1), number=41, tx="0x" + "01" * 32)
     bad["receipt"]["status"] = "0x0"
     j = (99).to_bytes(32, "big")
     w.step(
@@ -207,13 +316,19 @@ def _bad(report: VerifyReport, problem: Problem, seq: int | None) -> None:
 def test_a_good_export_verifies_with_every_bundle_reverified(
     export: tuple[AuditKey, list[str]],
 ) -> None:
-    """Round trip: 21 records, 5 checkpoints, the 3 example bundles re-verified under the
-    recorded trust, the rejected bundle digest-checked, 1 record after the last checkpoint."""
+    """Round trip: 21 records, 5 checkpoints, the 6 bundles (3 sent, 3 delivered) re-verified
+    under the recorded trust, the rejected bundle digest-checked, 1 record after the last
+    checkpoint; the one EVM trust root and its 6 block hashes listed."""
     key, lines = export
     report = _verify(key, lines)
     assert report.ok, report.detail
     assert (report.records, report.checkpoints, report.first_seq, report.last_seq) == (21, 5, 1, 21)
-    assert (report.bundles_verified, report.bundles_digest_only) == (3, 1)
+    assert (report.bundles_verified, report.bundles_digest_only) == (6, 1)
+    assert [(r["family"], r["chain_id"], len(r["blocks"])) for r in report.trust_roots] == [
+        ("evm", 31337, 3),
+        ("evm", 31337, 3),
+    ]
+    assert report.exported_at == json.loads(lines[-1])["time"]
     assert (report.last_checkpoint_seq, report.unsigned_tail) == (20, 1)
     assert report.kinds["acknowledged"] == 3
     assert report.kinds["attempt_rejected"] == 1
@@ -236,7 +351,7 @@ def test_records_chain_from_genesis_and_hash_their_canonical_body(
     first = records[0]
     assert (first.kind, first.message_id, first.height, first.endpoint) == (
         AuditKind.FACT_OBSERVED,
-        "0x" + (1).to_bytes(32, "big").hex(),
+        "0x" + message_id(_msg(1), keccak256).hex(),
         41,
         "rpc-1",
     )
@@ -246,7 +361,7 @@ def test_records_chain_from_genesis_and_hash_their_canonical_body(
     assert (result.peer, result.hop, result.trust) == (
         "gw-b",
         "delivery_result",
-        {"source": "configuration", "quorum": {"have": 3, "need": 3}},
+        _summary(DST_GATEWAY),
     )
 
 
