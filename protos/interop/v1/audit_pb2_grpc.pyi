@@ -4,7 +4,8 @@ isort:skip_file
 The audit API: read-only access to this gateway's tamper-evident audit trail (docs/audit.md).
 Callers authenticate with an auditor credential (`authorization: Bearer <token>` metadata or a
 configured client certificate with role "auditor"), which can call nothing else; developer
-credentials and peers cannot call it.
+credentials cannot call it. A peer gateway may call TraceMessage only, for messages of the
+chains it serves (its part of `gateway audit trace` on the other side).
 
 Every record and checkpoint also carries its canonical JSON line, exactly as in an export:
 a client recomputes hashes and checks signatures from those lines, never from the typed
