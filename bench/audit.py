@@ -34,11 +34,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
-import platform
 import sqlite3
 import subprocess
 import sys
@@ -59,6 +57,7 @@ from bench.audit_bundles import (
     Evidence,
     message_evidence,
 )
+from bench.machine import describe_machine
 from relay.audit import (
     DEFAULT_CHECKPOINT_RECORDS,
     AuditKey,
@@ -303,19 +302,6 @@ def verify(export: Path, key: AuditKey, pub: Path, fig: Figures) -> None:
 # Output
 
 
-def _machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({model}), "
-        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
-    )
-
-
 def _rate(count: int, seconds: float) -> str:
     return f"{count:,} in {seconds:.1f} s = {count / seconds:,.0f}/s"
 
@@ -372,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--records and --appends must be positive")
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     load_before = os.getloadavg()[0]
-    print(f"audit benchmark: {_machine()}")
+    print(f"audit benchmark: {describe_machine()}, SQLite {sqlite3.sqlite_version}")
     print(f"load average (1 min) {load_before:.2f}; other work on this machine skews the figures")
     t0 = time.perf_counter()
     messages, bundles = build_messages(records)

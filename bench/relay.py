@@ -35,7 +35,6 @@ import functools
 import inspect
 import logging
 import os
-import platform
 import pstats
 import socket
 import sqlite3
@@ -60,6 +59,7 @@ from adapters.evm.adapter import EvmAdapter
 from adapters.evm.settings import EvmSettings
 from adapters.fisco.adapter import FiscoAdapter
 from adapters.fisco.settings import FiscoEndpoint, FiscoSettings
+from bench.machine import describe_machine
 from devnet.anvil import Anvil, start_anvil
 from devnet.fisco.node import DevNode
 from relay.grpc.auth import AuthPolicy, CertificateBinding, Limits, Principal, PrincipalKind
@@ -764,19 +764,6 @@ def _quantile(values: Sequence[float], q: float) -> float:
 # -- output --------------------------------------------------------------------------------
 
 
-def _machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({model}), "
-        f"Python {platform.python_version()}"
-    )
-
-
 def _print_busy(r: RunResult) -> None:
     def total(prefix: str) -> float:
         return sum(v for k, v in r.busy.items() if k.startswith(prefix))
@@ -802,7 +789,7 @@ def _print_busy(r: RunResult) -> None:
 
 
 def report(results: Sequence[RunResult], args: argparse.Namespace) -> None:
-    print(f"\nrelay benchmark on {_machine()}")
+    print(f"\nrelay benchmark on {describe_machine()}")
     print(
         "routes: one GatewayNode serving both chains (in-process link); *-grpc: two "
         "GatewayNodes in this process, one per chain, each with its own store and gRPC server, "
