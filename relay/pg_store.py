@@ -45,6 +45,7 @@ from relay.audit import (
     write_export,
 )
 from relay.audit_guard import FALLBACK_CHECKPOINTS
+from relay.sql_filters import POSTGRES, audit_conditions, message_conditions
 from relay.store import (
     ATTEMPTS_KEPT,
     TERMINAL,
@@ -735,26 +736,7 @@ class PostgresStore:
     ) -> tuple[tuple[AuditRecord, ...], int | None]:
         """Records matching ``flt`` with seq above ``after``, in seq order, and the seq to
         pass as ``after`` for the next page (None: this was the last)."""
-        where = ["seq > %s"]
-        args: list[Any] = [after]
-        for field_name, value in (
-            ("message_id", flt.message_id),
-            ("kind", flt.kind),
-            ("state", flt.state),
-            ("role", flt.role),
-        ):
-            if value is not None:
-                where.append(f"doc ->> '{field_name}' = %s")
-                args.append(value)
-        if flt.chain is not None:
-            where.append("(doc ->> 'src_chain' = %s OR doc ->> 'dst_chain' = %s)")
-            args += [flt.chain, flt.chain]
-        if flt.since is not None:
-            where.append("doc ->> 'time' >= %s")
-            args.append(flt.since)
-        if flt.until is not None:
-            where.append("doc ->> 'time' < %s")
-            args.append(flt.until)
+        where, args = audit_conditions(flt, after, POSTGRES)
         limit = max(1, limit)
         rows = await self._rows(
             f"SELECT record FROM audit_records WHERE {' AND '.join(where)} ORDER BY seq LIMIT %s",
@@ -848,25 +830,7 @@ class PostgresStore:
     async def list_messages(
         self, flt: MessageFilter, *, after: int | None = None, limit: int = 100
     ) -> Page:
-        where: list[str] = ["row > %s"]
-        args: list[Any] = [after or 0]
-        for column, value in (
-            ("src_chain", flt.src_chain),
-            ("dst_chain", flt.dst_chain),
-            ("role", str(flt.role) if flt.role else None),
-        ):
-            if value is not None:
-                where.append(f"{column} = %s")
-                args.append(value)
-        if flt.states is not None:
-            where.append("state = ANY(%s)")
-            args.append(_states(flt.states))
-        if flt.since is not None:
-            where.append("created_at >= %s")
-            args.append(flt.since)
-        if flt.until is not None:
-            where.append("created_at < %s")
-            args.append(flt.until)
+        where, args = message_conditions(flt, after or 0, POSTGRES)
         limit = max(1, limit)
         rows = await self._rows(
             f"SELECT {_COLUMNS} FROM messages WHERE {' AND '.join(where)} ORDER BY row LIMIT %s",

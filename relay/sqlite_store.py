@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from relay.audit import AuditLog, AuditRecord, Checkpoint, record_from_json
+from relay.sql_filters import SQLITE, audit_conditions, message_conditions
 from relay.store import (
     ATTEMPTS_KEPT,
     TERMINAL,
@@ -600,29 +601,7 @@ class SqliteStore:
     ) -> tuple[tuple[AuditRecord, ...], int | None]:
         """Records matching ``flt`` with seq above ``after``, in seq order, and the seq to
         pass as ``after`` for the next page (None: this was the last)."""
-        where = ["seq > ?"]
-        args: list[Any] = [after]
-        for field_name, value in (
-            ("message_id", flt.message_id),
-            ("kind", flt.kind),
-            ("state", flt.state),
-            ("role", flt.role),
-        ):
-            if value is not None:
-                where.append(f"json_extract(record, '$.{field_name}') = ?")
-                args.append(value)
-        if flt.chain is not None:
-            where.append(
-                "(json_extract(record, '$.src_chain') = ? "
-                "OR json_extract(record, '$.dst_chain') = ?)"
-            )
-            args += [flt.chain, flt.chain]
-        if flt.since is not None:
-            where.append("json_extract(record, '$.time') >= ?")
-            args.append(flt.since)
-        if flt.until is not None:
-            where.append("json_extract(record, '$.time') < ?")
-            args.append(flt.until)
+        where, args = audit_conditions(flt, after, SQLITE)
         limit = max(1, limit)
 
         def read(conn: sqlite3.Connection) -> tuple[tuple[AuditRecord, ...], int | None]:
@@ -729,26 +708,7 @@ class SqliteStore:
     async def list_messages(
         self, flt: MessageFilter, *, after: int | None = None, limit: int = 100
     ) -> Page:
-        where: list[str] = ["row > ?"]
-        args: list[Any] = [after or 0]
-        for column, value in (
-            ("src_chain", flt.src_chain),
-            ("dst_chain", flt.dst_chain),
-            ("role", str(flt.role) if flt.role else None),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if flt.states is not None:
-            marks, states = _in(flt.states)
-            where.append(f"state IN ({marks})")
-            args.extend(states)
-        if flt.since is not None:
-            where.append("created_at >= ?")
-            args.append(flt.since)
-        if flt.until is not None:
-            where.append("created_at < ?")
-            args.append(flt.until)
+        where, args = message_conditions(flt, after or 0, SQLITE)
         limit = max(1, limit)
 
         def read(conn: sqlite3.Connection) -> Page:
