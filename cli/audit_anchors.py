@@ -46,8 +46,9 @@ def add_anchors(commands: Any) -> None:
     anchors.add_argument(
         "--by",
         metavar="0x..",
-        help="only anchors sent by this account (the gateway's relayer account on that chain); "
-        "without it anyone's anchors of that contract count",
+        required=True,
+        help="the account whose anchors count (the gateway's relayer account on that chain): "
+        "AuditAnchor takes anyone's calls, so another sender's anchors would be false alarms",
     )
     anchors.add_argument("--json", action="store_true", help="one JSON object")
     anchors.set_defaults(handler=cmd_anchors)
